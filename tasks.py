@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Set up (or reuse) the project's virtual environment, then run a task in it.
+
+    python3 tasks.py demo            # the main job: zoo's cross-framework comparison
+    python3 tasks.py test            # the whole test suite
+    python3 tasks.py zoo ARGS...     # any zoo command
+    python3 tasks.py bench ARGS...   # benchmarks (slow)
+
+Needs only Python >= 3.10 and access to the package index. The environment lives in .venv
+(override with ZOO_VENV) and is reinstalled when pyproject.toml or constraints/ci.txt change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("ZOO_VENV", ROOT / ".venv"))
+STAMP = VENV / ".zoo-installed"
+INPUTS = [ROOT / "pyproject.toml", ROOT / "constraints" / "ci.txt"]
+
+DEMO = ["compare", "softmax", "--dataset", "iris", "--out", "runs/demo", "--force"]
+# Until `zoo compare` lands the main job is the dataset summary.
+DEMO_FALLBACK = ["data", "iris"]
+
+
+def _bin(name: str) -> Path:
+    return VENV / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+def _digest() -> str:
+    h = hashlib.sha256()
+    for p in INPUTS:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def ensure_venv() -> None:
+    if STAMP.is_file() and STAMP.read_text().strip() == _digest() and _bin("python").exists():
+        return
+    if not _bin("python").exists():
+        print(f"[tasks] creating virtual environment {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("[tasks] installing the project and its pinned dependencies (first run: a few minutes)",
+          flush=True)
+    pip = [str(_bin("python")), "-m", "pip", "install", "--disable-pip-version-check",
+           "--progress-bar", "off"]
+    subprocess.run([*pip, "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-c", str(ROOT / "constraints" / "ci.txt"), "-e", f"{ROOT}[test]"],
+                   check=True)
+    STAMP.write_text(_digest())
+
+
+def run(cmd: list[str]) -> int:
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0 if argv else 2
+    task, rest = argv[0], argv[1:]
+    if task not in ("demo", "test", "zoo", "bench", "setup"):
+        print(f"tasks.py: unknown task {task!r}; use demo, test, zoo, bench or setup", file=sys.stderr)
+        return 2
+    try:
+        ensure_venv()
+    except subprocess.CalledProcessError as exc:
+        print(f"tasks.py: installing the environment failed ({exc}); see the pip output above",
+              file=sys.stderr)
+        return 1
+    py = str(_bin("python"))
+    if task == "setup":
+        return 0
+    if task == "test":
+        return run([py, "-m", "pytest", *rest])
+    if task == "zoo":
+        return run([py, "-m", "zoo", *rest])
+    if task == "bench":
+        return run([py, str(ROOT / "scripts" / "bench.py"), *rest])
+    has_compare = (ROOT / "zoo" / "commands" / "compare.py").is_file()
+    return run([py, "-m", "zoo", *(DEMO if has_compare else DEMO_FALLBACK), *rest])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,21 @@
+"""Test configuration: torch is imported before tensorflow whenever both are needed in one
+process (the other order has crashed on some builds), and paths to shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def shared_mnist() -> Path:
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"the real MNIST test set is not present at {SHARED_MNIST}")
+    return SHARED_MNIST

@@ -1,0 +1,1 @@
+"""Subcommands of the `zoo` CLI, one module each (see `zoo.cli.COMMANDS`)."""

@@ -1,0 +1,579 @@
+"""The one place every framework gets its data from (numpy only).
+
+Datasets, a deterministic stratified split, standardisation fitted on the train split,
+`one_hot` with Keras `to_categorical` semantics, the shared batch order, IDX/NPZ/CSV readers
+with checksum verification, and the validation that turns bad input into one clear error.
+
+Every framework package consumes the same `Dataset` and the same `batch_order(...)` index
+arrays, so every framework sees exactly the same mini-batches, the partial last batch included.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import ChecksumError, ConfigError, DataError, DataNotFoundError, unknown_name
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "batch_order",
+    "check_batch_size",
+    "load",
+    "one_hot",
+    "read_idx",
+    "sha256sum",
+    "split",
+    "standardize",
+    "validate_arrays",
+]
+
+#: Environment variable naming a directory that holds MNIST files (IDX gz or mnist.npz).
+DATA_DIR_ENV = "ZOO_DATA_DIR"
+
+#: Published SHA-256 checksums of the MNIST files (the IDX files of the original
+#: distribution and Keras's mnist.npz).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    "mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+}
+#: Where missing MNIST files are downloaded from (Keras's own mirror, then the IDX mirror).
+MNIST_NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_IDX_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+TASKS = ("classification", "binary", "regression")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset split into train and test, ready for any framework.
+
+    `X_*` are float arrays of shape (N, features). For classification and binary tasks `y_*`
+    are int64 class labels of shape (N,); for regression float targets of shape (N, 1)
+    (never (N,): torch and raw TF would broadcast (N,) against (N, 1) into N x N).
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    task: str
+    n_classes: int | None
+    source: str
+    image_shape: tuple[int, ...] | None = None
+    feature_names: tuple[str, ...] = field(default=())
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        """Units of the output layer: C for classification, 1 for binary and regression."""
+        return int(self.n_classes) if self.task == "classification" else 1
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X_train.dtype
+
+    def summary(self) -> dict:
+        """A JSON-friendly summary: sizes, features, classes and counts (or target range)."""
+        out: dict = {
+            "name": self.name,
+            "task": self.task,
+            "train_samples": int(self.X_train.shape[0]),
+            "test_samples": int(self.X_test.shape[0]),
+            "features": self.n_features,
+            "dtype": str(self.dtype),
+            "source": self.source,
+        }
+        if self.image_shape:
+            out["image_shape"] = list(self.image_shape)
+        if self.task == "regression":
+            y = np.concatenate([self.y_train, self.y_test]).ravel()
+            out["target_range"] = [float(y.min()), float(y.max())]
+        else:
+            out["classes"] = int(self.n_classes or 0)
+            for part, y in (("train", self.y_train), ("test", self.y_test)):
+                counts = np.bincount(y, minlength=self.n_classes or 0)
+                out[f"{part}_class_counts"] = [int(c) for c in counts]
+        return out
+
+
+# ----------------------------------------------------------------------------- validation
+def check_batch_size(batch_size: int) -> int:
+    """A batch size must be an integer >= 1 (larger than N means one full batch per epoch)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ConfigError(f"batch size must be an integer, got {batch_size!r}; pass e.g. 32.")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}; pass e.g. 32.")
+    return int(batch_size)
+
+
+def validate_arrays(X: np.ndarray, y: np.ndarray, task: str = "classification",
+                    n_classes: int | None = None, *, what: str = "data") -> None:
+    """Raise DataError for anything that would make a framework fail or silently mislead."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2:
+        raise DataError(f"{what}: features must be 2-D (samples, features), got shape {X.shape}; "
+                        "reshape with X.reshape(len(X), -1).")
+    if X.shape[0] == 0:
+        raise DataError(f"{what}: the dataset is empty (0 samples); provide at least one row.")
+    if X.shape[1] == 0:
+        raise DataError(f"{what}: the dataset has no feature columns; provide at least one.")
+    if y.shape[0] != X.shape[0]:
+        raise DataError(f"{what}: {X.shape[0]} feature rows but {y.shape[0]} targets; "
+                        "X and y must have the same number of samples.")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise DataError(f"{what}: features must be real numbers, got dtype {X.dtype}; "
+                        "convert with X.astype('float32').")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{what}: features contain {int(bad.sum())} non-finite values (NaN or inf), "
+                        f"the first at row {row}, column {col}; drop or impute them first.")
+    if task == "regression":
+        if y.ndim == 2 and y.shape[1] != 1 or y.ndim > 2:
+            raise DataError(f"{what}: regression targets must have shape (N,) or (N, 1), got {y.shape}.")
+        if not np.issubdtype(y.dtype, np.number) or not np.isfinite(y.astype(np.float64)).all():
+            raise DataError(f"{what}: regression targets must be finite numbers; "
+                            "drop rows with NaN or inf targets.")
+        return
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise DataError(f"{what}: labels have shape {y.shape}, which looks one-hot; integer class "
+                        "labels of shape (N,) are expected: use y.argmax(axis=1).")
+    y = y.ravel()
+    if not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{what}: labels must be integers in [0, C), got dtype {y.dtype}.")
+    yf = y.astype(np.float64)
+    if not np.isfinite(yf).all() or (yf != np.round(yf)).any():
+        raise DataError(f"{what}: labels must be integers in [0, C); found non-integer values "
+                        f"such as {yf[(~np.isfinite(yf)) | (yf != np.round(yf))][0]!r}.")
+    if n_classes is None:
+        n_classes = 2 if task == "binary" else int(yf.max()) + 1
+    if yf.min() < 0 or yf.max() >= n_classes:
+        raise DataError(f"{what}: labels must be integers in [0, {n_classes}); found values from "
+                        f"{int(yf.min())} to {int(yf.max())}. Encode classes as 0..{n_classes - 1}.")
+
+
+# ----------------------------------------------------------------------------- one-hot
+def one_hot(labels: np.ndarray, n_classes: int | None = None, dtype: str = "float32") -> np.ndarray:
+    """Integer labels of shape (N,) to an (N, C) one-hot matrix, like `keras.utils.to_categorical`.
+
+    Unlike `to_categorical`, already one-hot (2-D) input is refused: calling `to_categorical`
+    twice silently grows the shape to (N, C, C) (the trap seed 002 warns about).
+    """
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"one_hot expects integer labels of shape (N,), got shape {y.shape}: the "
+                        "labels look one-hot already (calling to_categorical twice grows the "
+                        "shape). Use them as they are, or y.argmax(axis=1) to get integer labels.")
+    if n_classes is None:
+        n_classes = int(y.max()) + 1 if y.size else 0
+    validate_arrays(np.zeros((max(len(y), 1), 1)), y if len(y) else np.zeros(1, int),
+                    "classification", n_classes, what="one_hot")
+    out = np.zeros((len(y), n_classes), dtype=dtype)
+    out[np.arange(len(y)), y.astype(np.int64)] = 1
+    return out
+
+
+# ----------------------------------------------------------------------------- batch order
+def batch_order(n: int, batch_size: int, seed: int, epoch: int, *, shuffle: bool = True
+                ) -> list[np.ndarray]:
+    """The index arrays of one epoch's mini-batches, identical for every framework.
+
+    Every index in [0, n) appears exactly once per epoch; the last batch holds the remainder
+    (it is kept, as Keras `fit` and torch `DataLoader(drop_last=False)` keep it). The
+    permutation depends only on (seed, epoch), so it is deterministic for a seed and
+    different across epochs. With `shuffle=False` the order is 0..n-1.
+    """
+    batch_size = check_batch_size(batch_size)
+    if n < 1:
+        raise DataError("cannot batch an empty dataset (0 samples); provide at least one row.")
+    if epoch < 0:
+        raise ConfigError(f"epoch must be >= 0, got {epoch}.")
+    if shuffle:
+        order = np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+    else:
+        order = np.arange(n)
+    return [order[i:i + batch_size].astype(np.int64) for i in range(0, n, batch_size)]
+
+
+# ----------------------------------------------------------------------------- split and scale
+def split(X: np.ndarray, y: np.ndarray, *, test_size: float = 0.2, seed: int = 0,
+          stratify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A deterministic train/test split by seed, stratified by class when `stratify`."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_size < 1.0:
+        raise ConfigError(f"test_size must be in (0, 1), got {test_size}.")
+    n_test = int(np.ceil(test_size * len(X)))
+    if n_test < 1 or len(X) - n_test < 1:
+        raise DataError(f"cannot split {len(X)} samples into non-empty train and test sets; "
+                        "provide more data.")
+    strat = None
+    if stratify:
+        counts = np.bincount(np.asarray(y).ravel().astype(np.int64))
+        counts = counts[counts > 0]
+        if counts.min() >= 2 and n_test >= len(counts) and len(X) - n_test >= len(counts):
+            strat = y
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=n_test, random_state=seed,
+                                          shuffle=True, stratify=strat)
+    return Xtr, Xte, ytr, yte
+
+
+def standardize(X_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Centre and scale every array with the train split's mean and std (constant columns: std 1)."""
+    mean = X_train.mean(axis=0, dtype=np.float64)
+    std = X_train.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    return tuple(((a - mean) / std) for a in (X_train, *others))
+
+
+# ----------------------------------------------------------------------------- files
+def sha256sum(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> None:
+    got = sha256sum(path)
+    if got != expected:
+        raise ChecksumError(f"{path}: SHA-256 {got} does not match the published {expected}; the "
+                            "file is corrupt or not the original: delete it and download it again.")
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or raw) into a numpy array, checking its header and size."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot be read as {'gzip' if opener is gzip.open else 'IDX'} "
+                        f"({exc}); the file is truncated or corrupt: download it again.") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}); "
+                        "expected e.g. 00000803 for images or 00000801 for labels.")
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: IDX header is truncated; download the file again.")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: IDX header promises {dims} ({expected} bytes of data) but the "
+                        f"file holds {len(raw) - header}; it is truncated or corrupt: "
+                        "download it again.")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _download(url: str, dest: Path, sha256: str) -> Path:
+    """Download `url` to `dest`, keeping it only if its SHA-256 matches (written atomically)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            shutil.copyfileobj(resp, out)
+        verify_sha256(tmp, sha256)
+        os.replace(tmp, dest)
+    except ChecksumError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataNotFoundError(f"could not download {url} ({exc}).") from None
+    return dest
+
+
+def _repo_shared_mnist() -> Path:
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+
+
+def _keras_cache() -> Path:
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(base) / "datasets"
+
+
+def _find_mnist(data_dir: str | os.PathLike | None, parts: Sequence[str], download: bool
+                ) -> tuple[dict[str, np.ndarray], str]:
+    """Find MNIST arrays for `parts` ("train", "test") in the documented order.
+
+    1. `data_dir`, else the ZOO_DATA_DIR environment variable (IDX gz files or mnist.npz);
+    2. the repository's `../shared/data/mnist` (offline copy of the test set);
+    3. Keras's cache `~/.keras/datasets/` (mnist.npz or IDX files);
+    4. a download from the canonical mirror, kept only if its SHA-256 matches.
+    """
+    names = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+             "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+    explicit = data_dir or os.environ.get(DATA_DIR_ENV)
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit).expanduser())
+        if not candidates[0].is_dir():
+            raise DataNotFoundError(f"data directory {candidates[0]} does not exist; pass a "
+                                    "directory holding the MNIST IDX .gz files or mnist.npz.")
+    else:
+        candidates += [_repo_shared_mnist(), _keras_cache()]
+    looked: list[str] = []
+    for d in candidates:
+        idx = [d / n for p in parts for n in names[p]]
+        if all(p.is_file() for p in idx):
+            out = {}
+            for p in parts:
+                img_path, lab_path = d / names[p][0], d / names[p][1]
+                for f in (img_path, lab_path):
+                    verify_sha256(f, MNIST_SHA256[f.name])
+                out[f"x_{p}"] = read_idx(img_path)
+                out[f"y_{p}"] = read_idx(lab_path)
+            return out, str(d)
+        looked.append(f"{d}/{{{','.join(n for p in parts for n in names[p])}}}")
+        npz = d / "mnist.npz"
+        if npz.is_file():
+            return _read_mnist_npz(npz, parts), str(npz)
+        looked.append(str(npz))
+    if explicit or not download:
+        raise DataNotFoundError(
+            "MNIST files not found; looked in " + "; ".join(looked) + ". Pass --data-dir (or set "
+            f"{DATA_DIR_ENV}) to a directory holding the four IDX .gz files or Keras's mnist.npz.")
+    target = _keras_cache() / "mnist.npz"
+    try:
+        _download(MNIST_NPZ_URL, target, MNIST_SHA256["mnist.npz"])
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(
+            f"MNIST files not found (looked in {'; '.join(looked)}) and {exc} Pass --data-dir "
+            f"(or set {DATA_DIR_ENV}) to a directory holding the IDX .gz files or mnist.npz."
+        ) from None
+    return _read_mnist_npz(target, parts), str(target)
+
+
+def _read_mnist_npz(path: Path, parts: Sequence[str]) -> dict[str, np.ndarray]:
+    if path.name == "mnist.npz":
+        verify_sha256(path, MNIST_SHA256["mnist.npz"])
+    arrays = load_npz_arrays(path, [f"{k}_{p}" for p in parts for k in ("x", "y")])
+    return arrays
+
+
+def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read named arrays from an .npz file without ever unpickling (allow_pickle=False)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; pass the path of an existing .npz file.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: the archive has no array named {', '.join(map(repr, missing))} "
+                                f"(it holds {', '.join(z.files) or 'nothing'}); save it with "
+                                f"np.savez(path, {', '.join(f'{k}=...' for k in keys)}).")
+            return {k: z[k] for k in keys}
+    except DataError:
+        raise
+    except ValueError as exc:  # object arrays need pickle, which we never allow
+        raise DataError(f"{path}: holds object (pickled) arrays, which are never loaded for "
+                        f"safety ({exc}); save plain numeric arrays.") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, ...
+        raise DataError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc}); "
+                        "the file is truncated or corrupt.") from None
+
+
+def read_csv(path: str | os.PathLike, target: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Read a numeric CSV with a header row; `target` names the label column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file; pass the path of an existing CSV file.")
+    if not target:
+        raise ConfigError("a CSV needs --target COLUMN naming its label column.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}).") from None
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path}: the CSV file is empty; it needs a header row and data rows.")
+    header = [h.strip() for h in rows[0]]
+    if target not in header:
+        raise DataError(f"{path}: no column named {target!r}; the columns are {', '.join(header)}. "
+                        "Pass one of them as --target.")
+    body = rows[1:]
+    if not body:
+        raise DataError(f"{path}: the dataset is empty (a header but no data rows).")
+    values = np.empty((len(body), len(header)), dtype=np.float64)
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {i} has {len(row)} fields but the header has "
+                            f"{len(header)}; every row needs one value per column.")
+        for j, cell in enumerate(row):
+            try:
+                values[i - 2, j] = float(cell)
+            except ValueError:
+                raise DataError(f"{path}: line {i}, column {header[j]!r} holds {cell!r}, which is "
+                                "not a number; every cell must be numeric.") from None
+    t = header.index(target)
+    X = np.delete(values, t, axis=1)
+    names = tuple(h for k, h in enumerate(header) if k != t)
+    return X, values[:, t], names
+
+
+def _infer_task(y: np.ndarray) -> str:
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if np.isfinite(y).all() and (y == np.round(y)).all() and y.min() >= 0:
+        k = len(np.unique(y))
+        if k == 2 and set(np.unique(y)) == {0.0, 1.0}:
+            return "binary"
+        if k <= 100 and y.max() < 1000:
+            return "classification"
+    return "regression"
+
+
+# ----------------------------------------------------------------------------- datasets
+def _sklearn(name: str):
+    def loader(**_):
+        from sklearn import datasets
+
+        bunch = {"iris": datasets.load_iris, "digits": datasets.load_digits,
+                 "breast_cancer": datasets.load_breast_cancer}[name]()
+        feats = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
+        return bunch.data, bunch.target, f"scikit-learn load_{name}()", feats, None
+    return loader
+
+
+def _icecream(seed: int = 0, n: int = 500, **_):
+    """Seed 002's ice-cream demand model: sales = 10*temperature - 2*humidity + 20*discount + 4."""
+    rng = np.random.default_rng(seed)
+    temperature = rng.uniform(10.0, 35.0, n)
+    humidity = rng.uniform(20.0, 80.0, n)
+    discount = rng.uniform(0.0, 1.0, n)
+    X = np.stack([temperature, humidity, discount], axis=1)
+    y = X @ ICECREAM_COEFFICIENTS + ICECREAM_INTERCEPT + rng.normal(0.0, 0.2, n)
+    return X, y, f"synthetic (seed {seed}, n={n}, noise sd 0.2)", ("temperature", "humidity", "discount"), None
+
+
+#: The true coefficients of the ice-cream model (seed 002) and its intercept.
+ICECREAM_COEFFICIENTS = np.array([10.0, -2.0, 20.0])
+ICECREAM_INTERCEPT = 4.0
+
+
+def _mnist(parts: tuple[str, ...]):
+    def loader(data_dir=None, download=True, **_):
+        arrays, where = _find_mnist(data_dir, parts, download)
+        X = np.concatenate([arrays[f"x_{p}"] for p in parts])
+        y = np.concatenate([arrays[f"y_{p}"] for p in parts])
+        if X.ndim != 3 or X.shape[1:] != (28, 28) or len(X) != len(y):
+            raise DataError(f"{where}: expected 28x28 MNIST images with one label each, got "
+                            f"images {X.shape} and labels {y.shape}.")
+        return X.reshape(len(X), -1), y, where, (), (28, 28)
+    return loader
+
+
+#: name -> (loader, task, default preprocessing, description)
+DATASETS: dict[str, tuple] = {
+    "iris": (_sklearn("iris"), "classification", "standard", "150 iris flowers, 4 features, 3 classes (scikit-learn)"),
+    "digits": (_sklearn("digits"), "classification", "standard", "1,797 8x8 digits, 64 features, 10 classes (scikit-learn)"),
+    "breast_cancer": (_sklearn("breast_cancer"), "binary", "standard", "569 tumours, 30 features, binary (scikit-learn): the logistic-regression task"),
+    "icecream": (_icecream, "regression", "standard", "500 days of ice-cream sales from temperature, humidity, discount (seed 002)"),
+    "mnist": (_mnist(("train", "test")), "classification", "unit", "70,000 28x28 handwritten digits (IDX files or mnist.npz)"),
+    "mnist10k": (_mnist(("test",)), "classification", "unit", "the official 10,000-image MNIST test set, split 8,000/2,000"),
+}
+
+
+def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
+         csv: str | os.PathLike | None = None, target: str | None = None,
+         npz: str | os.PathLike | None = None, seed: int = 0, test_size: float = 0.2,
+         preprocess: str | None = None, dtype: str = "float32", task: str | None = None,
+         download: bool = True) -> Dataset:
+    """Load a dataset by name (see `DATASETS`), or the user's own CSV (`csv` + `target`) or NPZ
+    (arrays `X` and `y`), split it deterministically and preprocess it.
+
+    `preprocess` is "standard" (standardisation fitted on the train split only), "unit"
+    (divide by 255, for images) or "none"; each dataset has a sensible default. `dtype` is
+    "float32" (the default) or "float64".
+    """
+    if dtype not in ("float32", "float64"):
+        raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+    image_shape = None
+    feats: tuple[str, ...] = ()
+    if csv is not None or npz is not None:
+        if csv is not None and npz is not None:
+            raise ConfigError("pass either a CSV file or an NPZ file, not both.")
+        if csv is not None:
+            X, y, feats = read_csv(csv, target)
+            source, label = str(csv), Path(csv).stem
+        else:
+            arrays = load_npz_arrays(npz, ["X", "y"])
+            X, y = arrays["X"], arrays["y"]
+            source, label = str(npz), Path(npz).stem
+            if X.ndim > 2 and X.shape[0] > 0:
+                image_shape = tuple(X.shape[1:])
+                X = X.reshape(len(X), -1)
+        task = task or _infer_task(y) if len(np.asarray(y)) else (task or "classification")
+        default_prep = "standard"
+    else:
+        if name is None:
+            raise ConfigError("name a dataset, or pass a CSV (--csv, --target) or NPZ (--npz) file.")
+        if name not in DATASETS:
+            raise unknown_name("dataset", name, list(DATASETS))
+        loader, ds_task, default_prep, _ = DATASETS[name]
+        X, y, source, feats, image_shape = loader(seed=seed, data_dir=data_dir, download=download)
+        task = task or ds_task
+        label = name
+    X = np.asarray(X)
+    y = np.asarray(y)
+    validate_arrays(X, y, task, None, what=label)
+    X = X.astype(np.float64)
+    if task == "regression":
+        y = y.astype(np.float64).reshape(-1, 1)
+        n_classes = None
+    else:
+        y = y.ravel().astype(np.int64)
+        n_classes = 2 if task == "binary" else int(y.max()) + 1
+    Xtr, Xte, ytr, yte = split(X, y, test_size=test_size, seed=seed, stratify=task != "regression")
+    prep = preprocess or default_prep
+    if prep == "standard":
+        Xtr, Xte = standardize(Xtr, Xte)
+    elif prep == "unit":
+        Xtr, Xte = Xtr / 255.0, Xte / 255.0
+    elif prep != "none":
+        raise ConfigError(f"preprocess must be 'standard', 'unit' or 'none', got {prep!r}.")
+    ydt = dtype if task == "regression" else np.int64
+    return Dataset(name=label, X_train=Xtr.astype(dtype), y_train=ytr.astype(ydt),
+                   X_test=Xte.astype(dtype), y_test=yte.astype(ydt), task=task,
+                   n_classes=n_classes, source=source, image_shape=image_shape,
+                   feature_names=feats)
