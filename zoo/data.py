@@ -176,7 +176,7 @@ def validate_arrays(X: np.ndarray, y: np.ndarray, task: str = "classification",
     yf = y.astype(np.float64)
     if not np.isfinite(yf).all() or (yf != np.round(yf)).any():
         raise DataError(f"{what}: labels must be integers in [0, C); found non-integer values "
-                        f"such as {yf[(~np.isfinite(yf)) | (yf != np.round(yf))][0]!r}.")
+                        f"such as {float(yf[(~np.isfinite(yf)) | (yf != np.round(yf))][0])!r}.")
     if n_classes is None:
         n_classes = 2 if task == "binary" else int(yf.max()) + 1
     if yf.min() < 0 or yf.max() >= n_classes:
@@ -395,6 +395,13 @@ def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, n
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; pass the path of an existing .npz file.")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        kind = "a pickle, which is never loaded for safety" if magic[:1] == b"\x80" else \
+            "not a zip archive"
+        raise DataError(f"{path}: not a readable .npz archive ({kind}); save the arrays with "
+                        f"np.savez(path, {', '.join(f'{k}=...' for k in keys)}).")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in keys if k not in z.files]

@@ -1,0 +1,311 @@
+"""The shared data module: IDX parsing, checksums, datasets, split, standardisation, one-hot,
+the batch order and every validation error."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zoo import data
+from zoo.errors import ChecksumError, ConfigError, DataError, DataNotFoundError, UnknownNameError
+
+
+def write_idx(path, array: np.ndarray, *, gz: bool = True, magic: bytes | None = None,
+              truncate: int = 0) -> None:
+    header = magic or bytes([0, 0, 0x08, array.ndim])
+    raw = header + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    raw = raw[:len(raw) - truncate] if truncate else raw
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(raw)
+
+
+# ----------------------------------------------------------------------------- IDX
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_read_idx_roundtrip(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    p = tmp_path / ("x.idx.gz" if gz else "x.idx")
+    write_idx(p, images, gz=gz)
+    out = data.read_idx(p)
+    assert out.shape == (5, 28, 28) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, images)
+
+
+def test_read_idx_labels(tmp_path):
+    labels = np.array([7, 2, 1, 0, 4], dtype=np.uint8)
+    write_idx(tmp_path / "y.gz", labels)
+    np.testing.assert_array_equal(data.read_idx(tmp_path / "y.gz"), labels)
+
+
+def test_read_idx_bad_magic(tmp_path):
+    p = tmp_path / "bad.gz"
+    write_idx(p, np.zeros((2, 2), np.uint8), magic=b"\x50\x4b\x03\x04")
+    with pytest.raises(DataError, match=r"not an IDX file \(bad magic number 504b0304\)"):
+        data.read_idx(p)
+
+
+def test_read_idx_truncated(tmp_path):
+    p = tmp_path / "short.gz"
+    write_idx(p, np.zeros((3, 4, 4), np.uint8), truncate=5)
+    with pytest.raises(DataError, match=r"promises \(3, 4, 4\) \(48 bytes of data\) but the file holds 43"):
+        data.read_idx(p)
+
+
+def test_read_idx_corrupt_gzip(tmp_path):
+    p = tmp_path / "corrupt.gz"
+    full = gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 1000) + bytes(1000))
+    p.write_bytes(full[: len(full) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        data.read_idx(p)
+
+
+def test_read_idx_missing(tmp_path):
+    with pytest.raises(DataNotFoundError, match="no such file"):
+        data.read_idx(tmp_path / "nope.gz")
+
+
+def test_checksum_mismatch(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"hello")
+    assert data.sha256sum(p) == hashlib.sha256(b"hello").hexdigest()
+    with pytest.raises(ChecksumError, match="does not match the published 00"):
+        data.verify_sha256(p, "00" * 32)
+
+
+def test_mnist_dir_with_wrong_checksum(tmp_path):
+    # Structurally valid IDX files that are not the published ones must be refused.
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2, np.uint8))
+    with pytest.raises(ChecksumError, match="t10k-images-idx3-ubyte.gz: SHA-256"):
+        data.load("mnist10k", data_dir=tmp_path)
+
+
+def test_mnist_missing_says_where_it_looked(tmp_path):
+    with pytest.raises(DataNotFoundError) as err:
+        data.load("mnist10k", data_dir=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "mnist.npz" in msg and "--data-dir" in msg
+
+
+def test_mnist_data_dir_does_not_exist(tmp_path):
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        data.load("mnist10k", data_dir=tmp_path / "nowhere")
+
+
+def test_real_t10k_checksums_and_shape(shared_mnist):
+    for line in (shared_mnist / "SHA256SUMS").read_text().split("\n"):
+        if line.strip():
+            digest, name = line.split()
+            assert data.sha256sum(shared_mnist / name) == digest == data.MNIST_SHA256[name]
+    images = data.read_idx(shared_mnist / "t10k-images-idx3-ubyte.gz")
+    labels = data.read_idx(shared_mnist / "t10k-labels-idx1-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first t10k labels
+    ds = data.load("mnist10k", data_dir=shared_mnist)
+    assert (len(ds.X_train), len(ds.X_test), ds.n_features, ds.n_classes) == (8000, 2000, 784, 10)
+    assert ds.image_shape == (28, 28) and 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
+
+
+def test_mnist_from_keras_style_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    y = np.arange(50) % 10
+    np.savez(tmp_path / "my_mnist.npz", x_test=x, y_test=y)
+    (tmp_path / "my_mnist.npz").rename(tmp_path / "mnist_copy.npz")
+    # a user's own copy under another name is read through --npz with X/y, and Keras's
+    # mnist.npz is verified against its published checksum
+    np.savez(tmp_path / "mnist.npz", x_test=x, y_test=y)
+    with pytest.raises(ChecksumError, match="mnist.npz: SHA-256"):
+        data.load("mnist10k", data_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- datasets
+@pytest.mark.parametrize("name,n,features,classes", [
+    ("iris", 150, 4, 3), ("digits", 1797, 64, 10), ("breast_cancer", 569, 30, 2),
+])
+def test_bundled_datasets(name, n, features, classes):
+    ds = data.load(name)
+    assert len(ds.X_train) + len(ds.X_test) == n
+    assert len(ds.X_test) == int(np.ceil(0.2 * n))
+    assert ds.n_features == features and ds.n_classes == classes
+    assert ds.X_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    # standardisation fitted on the train split only
+    np.testing.assert_allclose(ds.X_train.mean(axis=0), 0, atol=1e-5)
+    assert abs(ds.X_test.mean()) > 1e-6
+
+
+def test_icecream_is_seed_002_model():
+    ds = data.load("icecream", preprocess="none", dtype="float64")
+    X = np.concatenate([ds.X_train, ds.X_test])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    assert y.shape[1] == 1 and ds.task == "regression"
+    A = np.c_[X, np.ones(len(X))]
+    coef = np.linalg.lstsq(A, y[:, 0], rcond=None)[0]
+    np.testing.assert_allclose(coef, [10, -2, 20, 4], rtol=0.02)
+
+
+def test_float64_on_request():
+    ds = data.load("iris", dtype="float64")
+    assert ds.X_train.dtype == np.float64
+
+
+def test_split_is_deterministic_and_stratified():
+    a, b = data.load("iris", seed=3), data.load("iris", seed=3)
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    assert np.bincount(a.y_test).tolist() == [10, 10, 10]
+    c = data.load("iris", seed=4)
+    assert not np.array_equal(a.X_train, c.X_train)
+
+
+def test_unknown_dataset_suggests():
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'irsi'\. Did you mean 'iris'\?"):
+        data.load("irsi")
+
+
+# ----------------------------------------------------------------------------- user files
+def test_csv_roundtrip(tmp_path):
+    p = tmp_path / "d.csv"
+    rows = ["a,b,label"] + [f"{i},{i * 2},{i % 2}" for i in range(20)]
+    p.write_text("\n".join(rows) + "\n")
+    ds = data.load(csv=p, target="label", preprocess="none")
+    assert ds.task == "binary" and ds.n_features == 2 and ds.feature_names == ("a", "b")
+    assert len(ds.X_train) == 16
+
+
+@pytest.mark.parametrize("content,target,message", [
+    ("a,b\n1,2\n", "y", r"no column named 'y'; the columns are a, b"),
+    ("a,y\n1,2\n3,x\n", "y", r"line 3, column 'y' holds 'x', which is not a number"),
+    ("a,y\n1,2\n3\n", "y", r"line 3 has 1 fields but the header has 2"),
+    ("a,y\n", "y", r"the dataset is empty"),
+], ids=["missing-target", "non-numeric", "ragged", "empty"])
+def test_csv_errors(tmp_path, content, target, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    with pytest.raises(DataError, match=message):
+        data.load(csv=p, target=target)
+
+
+def test_npz_missing_array(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((4, 2)))
+    with pytest.raises(DataError, match=r"no array named 'y'"):
+        data.load(npz=tmp_path / "d.npz")
+
+
+def test_npz_with_pickle_is_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
+    with pytest.raises(DataError, match="never loaded for safety"):
+        data.load(npz=tmp_path / "d.npz")
+
+
+def test_npz_corrupt(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz archive"):
+        data.load(npz=tmp_path / "d.npz")
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("X,y,task,n_classes,message", [
+    (np.zeros((3, 2)), np.zeros(4, int), "classification", None, r"3 feature rows but 4 targets"),
+    (np.array([[0.0, np.nan]]), np.zeros(1, int), "classification", None, r"non-finite values .* row 0, column 1"),
+    (np.array([[np.inf]]), np.zeros(1, int), "classification", None, r"non-finite"),
+    (np.zeros((0, 2)), np.zeros(0, int), "classification", None, r"the dataset is empty"),
+    (np.zeros((2, 1)), np.array([0, 3]), "classification", 3, r"labels must be integers in \[0, 3\); found values from 0 to 3"),
+    (np.zeros((2, 1)), np.array([-1, 0]), "classification", None, r"found values from -1"),
+    (np.zeros((2, 1)), np.array([0.5, 1.0]), "classification", None, r"non-integer values such as 0.5"),
+    (np.zeros((2, 1)), np.eye(2), "classification", None, r"looks one-hot"),
+    (np.zeros((2,)), np.zeros(2), "classification", None, r"must be 2-D"),
+], ids=["shape", "nan", "inf", "empty", "label-range", "negative", "non-integer", "one-hot", "1d"])
+def test_validation_errors(X, y, task, n_classes, message):
+    with pytest.raises(DataError, match=message):
+        data.validate_arrays(X, y, task, n_classes)
+
+
+@pytest.mark.parametrize("bs", [0, -3, 2.5, True])
+def test_batch_size_errors(bs):
+    with pytest.raises(ConfigError, match="batch size must be"):
+        data.batch_order(10, bs, 0, 0)
+
+
+# ----------------------------------------------------------------------------- one-hot
+def test_one_hot_matches_to_categorical_semantics():
+    out = data.one_hot(np.array([0, 2, 1]), 3)
+    np.testing.assert_array_equal(out, np.eye(3)[[0, 2, 1]])
+    assert out.dtype == np.float32
+
+
+def test_one_hot_refuses_one_hot():
+    y = data.one_hot(np.array([0, 1, 2]))
+    with pytest.raises(DataError, match="look one-hot already"):
+        data.one_hot(y)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=50))
+def test_one_hot_round_trip(labels):
+    y = np.array(labels)
+    oh = data.one_hot(y, 10)
+    assert oh.shape == (len(y), 10)
+    np.testing.assert_array_equal(oh.sum(axis=1), 1)
+    np.testing.assert_array_equal(oh.argmax(axis=1), y)
+
+
+# ----------------------------------------------------------------------------- split / scale
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(10, 200), classes=st.integers(2, 4), seed=st.integers(0, 2**16))
+def test_split_sizes_and_classes(n, classes, seed):
+    y = np.arange(n) % classes
+    X = np.arange(n, dtype=float)[:, None]
+    Xtr, Xte, ytr, yte = data.split(X, y, seed=seed)
+    assert len(Xte) == int(np.ceil(0.2 * n)) and len(Xtr) + len(Xte) == n
+    assert sorted(np.concatenate([Xtr, Xte])[:, 0].tolist()) == list(range(n))
+    if len(yte) >= classes:  # stratified: every class in both parts
+        assert set(yte.tolist()) == set(range(classes)) == set(ytr.tolist())
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_standardize_uses_train_statistics(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(3, 2, (50, 3)), rng.normal(3, 2, (20, 3))
+    a[:, 2] = 1.0  # a constant column keeps std 1 instead of dividing by zero
+    sa, sb = data.standardize(a, b)
+    np.testing.assert_allclose(sa[:, :2].mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(sa[:, :2].std(0), 1, atol=1e-12)
+    np.testing.assert_allclose(sb, (b - a.mean(0)) / np.where(a.std(0) == 0, 1, a.std(0)))
+
+
+# ----------------------------------------------------------------------------- batch order
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 300), bs=st.integers(1, 64), seed=st.integers(0, 99), epoch=st.integers(0, 5))
+def test_batch_order_covers_every_index_once(n, bs, seed, epoch):
+    batches = data.batch_order(n, bs, seed, epoch)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(n))
+    assert all(len(b) == bs for b in batches[:-1]) and 1 <= len(batches[-1]) <= bs
+    assert len(batches) == -(-n // bs)
+
+
+def test_batch_order_deterministic_and_changes_across_epochs():
+    a = np.concatenate(data.batch_order(100, 32, seed=5, epoch=0))
+    b = np.concatenate(data.batch_order(100, 32, seed=5, epoch=0))
+    c = np.concatenate(data.batch_order(100, 32, seed=5, epoch=1))
+    d = np.concatenate(data.batch_order(100, 32, seed=6, epoch=0))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+    np.testing.assert_array_equal(np.concatenate(data.batch_order(10, 4, 0, 0, shuffle=False)), np.arange(10))
+
+
+def test_importing_zoo_imports_no_framework():
+    code = ("import sys, zoo, zoo.data, zoo.specs, zoo.reference, zoo.optimizers, zoo.cli;"
+            "zoo.cli.build_parser();"
+            "bad=[m for m in ('tensorflow','torch','keras') if m in sys.modules];"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
