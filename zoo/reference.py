@@ -230,7 +230,7 @@ class NumpyOptimizer:
 
 
 def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
-          init: dict[str, np.ndarray], *, record_weights: bool = False):
+          init: dict[str, np.ndarray], *, record_weights: bool = False, progress=None):
     """The float64 reference training loop: the shared batch order, the shared dropout masks,
     the batch loss before each update, and `NumpyOptimizer`. Returns a `zoo.specs.History`."""
     from zoo.data import batch_order
@@ -249,6 +249,8 @@ def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
             loss, grads = loss_and_grads(model_spec, params, X[idx], y[idx], masks, train_spec.l2)
             losses.append(loss)
             opt.step(params, grads)
+            if progress is not None:
+                progress(epoch, step, loss)
             if record_weights:
                 snaps.append({k: v.copy() for k, v in params.items()})
     return History(framework="numpy", losses=np.asarray(losses), weights=params,

@@ -1,0 +1,276 @@
+"""Migration comparisons: train one model in several frameworks from the same data, initial
+weights, batch order and optimizer, then align the per-step histories against a reference.
+
+Each framework runs in its own process (`zoo.worker`), so Keras can run on the torch backend
+(`keras-torch`) beside Keras on TensorFlow, and no framework's import side effects leak into
+another's. The result is a `Comparison`: per framework the final loss, the test metric,
+seconds per epoch, the largest per-step loss and final weight differences against the
+reference, and the first step at which they exceed the tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ConfigError, ZooError, unknown_name
+from zoo.specs import History, ModelSpec, TrainSpec, init_weights
+
+FRAMEWORKS = ("keras", "tf1", "torch", "keras-torch", "numpy")
+DEFAULT_FRAMEWORKS = ("keras", "tf1", "torch")
+
+#: Agreement is |a - b| <= ATOL + RTOL * |b| for every loss and weight (porting-facts §19-20:
+#: with all recipes applied, float32 frameworks differ only by rounding, ~1e-7 after an epoch).
+TOLERANCES = {"float32": (1e-6, 1e-5), "float64": (1e-12, 1e-10)}
+
+
+class WorkerError(ZooError):
+    """A framework's worker process failed."""
+
+
+@dataclass
+class FrameworkResult:
+    name: str
+    history: History
+    metrics: dict[str, float]
+    import_seconds: float
+    train_seconds: float
+    # filled in by `align`
+    loss_diff: np.ndarray | None = None
+    weight_diff: np.ndarray | None = None
+    max_loss_diff: float = 0.0
+    max_weight_diff: float = 0.0
+    first_divergent_step: int | None = None
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        s = self.history.epoch_seconds
+        return float(np.median(s)) if len(s) else float("nan")
+
+    @property
+    def test_metric_name(self) -> str:
+        return "mse" if "mse" in self.metrics else "accuracy"
+
+
+@dataclass
+class Comparison:
+    model: ModelSpec
+    train: TrainSpec
+    dataset: str
+    reference: str
+    tolerance: tuple[float, float]
+    results: dict[str, FrameworkResult]
+    notes: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def to_json(self, curves: bool = True) -> dict[str, Any]:
+        atol, rtol = self.tolerance
+        out: dict[str, Any] = {
+            "model": self.model.to_dict(), "train": self.train.to_dict(), "dataset": self.dataset,
+            "reference": self.reference, "tolerance": atol, "rtol": rtol, "notes": self.notes,
+            "wall_seconds": self.wall_seconds, "frameworks": {},
+        }
+        for name, r in self.results.items():
+            d: dict[str, Any] = {
+                "final_loss": float(r.history.losses[-1]) if len(r.history.losses) else None,
+                "test_metric": r.metrics.get(r.test_metric_name),
+                "test_metric_name": r.test_metric_name,
+                "seconds_per_epoch": r.seconds_per_epoch,
+                "import_seconds": r.import_seconds,
+                "train_seconds": r.train_seconds,
+                "max_loss_diff": r.max_loss_diff,
+                "max_weight_diff": r.max_weight_diff,
+                "first_divergent_step": r.first_divergent_step,
+                "stopped_at": r.history.stopped_at,
+            }
+            if curves:
+                d["losses"] = [float(x) for x in r.history.losses]
+                if r.loss_diff is not None:
+                    d["loss_diff"] = [float(x) for x in r.loss_diff]
+                if r.weight_diff is not None:
+                    d["weight_diff"] = [float(x) for x in r.weight_diff]
+            out["frameworks"][name] = d
+        return out
+
+
+def parse_frameworks(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    names = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError("name at least one framework, e.g. --frameworks keras,tf1,torch.")
+    for n in names:
+        if n not in FRAMEWORKS:
+            raise unknown_name("framework", n, list(FRAMEWORKS))
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a framework is named twice in {','.join(names)}.")
+    return names
+
+
+def _max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    if set(a) != set(b):
+        raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
+    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
+               for k in a)
+
+
+def _exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
+    return bool(np.any(np.abs(a - b) > atol + rtol * np.abs(b)))
+
+
+def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[float, float]) -> None:
+    """Fill in every result's differences against `reference`, step by step."""
+    atol, rtol = tolerance
+    ref = results[reference].history
+    for r in results.values():
+        h = r.history
+        n = min(len(h.losses), len(ref.losses))
+        la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
+        r.loss_diff = np.abs(la - lb)
+        r.max_loss_diff = float(np.max(r.loss_diff)) if n else 0.0
+        r.max_weight_diff = _max_abs_diff(h.weights, ref.weights)
+        first = None
+        bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
+        if bad_loss.any():
+            first = int(np.argmax(bad_loss))
+        if h.step_weights and ref.step_weights:
+            m = min(len(h.step_weights), len(ref.step_weights))
+            r.weight_diff = np.array([_max_abs_diff(h.step_weights[i], ref.step_weights[i])
+                                      for i in range(m)])
+            for i in range(m if first is None else min(m, first)):
+                if any(_exceeds(np.asarray(h.step_weights[i][k], np.float64),
+                                np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
+                       for k in h.weights):
+                    first = i
+                    break
+        elif first is None and any(
+                _exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
+                         atol, rtol) for k in h.weights):
+            first = n - 1
+        if len(h.losses) != len(ref.losses) and first is None:
+            first = n
+        r.first_divergent_step = first
+
+
+def _worker_env(framework: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["KERAS_BACKEND"] = "torch" if framework == "keras-torch" else "tensorflow"
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    return env
+
+
+def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
+                on_event: Callable[[str, dict], None] | None = None, timeout: float = 3600.0
+                ) -> dict[str, FrameworkResult]:
+    """Start one worker process per framework (at most two at a time: one per core), stream
+    their progress to `on_event(framework, event)` and collect the results."""
+    results: dict[str, FrameworkResult] = {}
+    errors: dict[str, str] = {}
+    sem = threading.Semaphore(max(1, min(2, os.cpu_count() or 1)))
+
+    def one(fw: str) -> None:
+        with sem:
+            job_path = job_dir / f"job_{fw}.json"
+            job_path.write_text(json.dumps(jobs[fw]))
+            proc = subprocess.Popen([sys.executable, "-m", "zoo.worker", str(job_path)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=_worker_env(fw))
+            stderr_lines: list[str] = []
+            t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
+            t.start()
+            err = None
+            for line in proc.stdout:  # type: ignore[union-attr]
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a framework printing to stdout
+                if ev.get("event") == "error":
+                    err = f"{ev['type']}: {ev['message']}" + (
+                        f"\n{ev['traceback']}" if ev.get("traceback") else "")
+                if on_event:
+                    on_event(fw, ev)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                errors[fw] = f"timed out after {timeout:.0f} s"
+                return
+            t.join(timeout=5)
+            if rc != 0 or err:
+                tail = "".join(stderr_lines[-5:]).strip()
+                errors[fw] = err or f"exit code {rc}: {tail or 'no output'}"
+                return
+            info = json.loads(Path(jobs[fw]["metrics"]).read_text())
+            with np.load(jobs[fw]["out"], allow_pickle=False) as d:
+                hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
+            results[fw] = FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
+                                          info["train_seconds"])
+
+    threads = [threading.Thread(target=one, args=(fw,)) for fw in frameworks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        msg = "; ".join(f"{fw}: {e.splitlines()[0]}" for fw, e in errors.items())
+        raise WorkerError(f"framework run failed ({msg}).", errors)
+    return {fw: results[fw] for fw in frameworks}
+
+
+def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
+            frameworks: list[str] | tuple[str, ...] = DEFAULT_FRAMEWORKS,
+            reference: str | None = None, init: dict[str, np.ndarray] | None = None,
+            record_weights: bool = True,
+            on_event: Callable[[str, dict], None] | None = None) -> Comparison:
+    """Train `model_spec` in every framework on `dataset` (a `zoo.data.Dataset`) and align
+    the histories against `reference` (default: the first framework)."""
+    import time
+
+    frameworks = parse_frameworks(frameworks)
+    reference = reference or frameworks[0]
+    if reference not in frameworks:
+        raise ConfigError(f"the reference framework {reference!r} is not among the compared "
+                          f"frameworks ({', '.join(frameworks)}); add it to --frameworks.")
+    if dataset.n_features != model_spec.n_features:
+        raise ConfigError(f"the model expects {model_spec.n_features} features but the dataset "
+                          f"{dataset.name!r} has {dataset.n_features}.")
+    init = init if init is not None else init_weights(model_spec, train_spec.seed, train_spec.dtype)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="zoo-compare-") as tmp:
+        job_dir = Path(tmp)
+        np.savez(job_dir / "data.npz", X_train=dataset.X_train, y_train=dataset.y_train,
+                 X_test=dataset.X_test, y_test=dataset.y_test)
+        np.savez(job_dir / "init.npz", **init)
+        jobs = {fw: {"framework": fw, "model": model_spec.to_dict(), "train": train_spec.to_dict(),
+                     "data": str(job_dir / "data.npz"), "init": str(job_dir / "init.npz"),
+                     "out": str(job_dir / f"result_{fw}.npz"),
+                     "metrics": str(job_dir / f"result_{fw}.json"),
+                     "record_weights": record_weights}
+                for fw in frameworks}
+        results = run_workers(frameworks, job_dir, jobs, on_event)
+    tol = TOLERANCES[train_spec.dtype]
+    align(results, reference, tol)
+    comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
+                      wall_seconds=time.perf_counter() - t0)
+    if model_spec.dropout > 0 and train_spec.dropout_mode == "native":
+        comp.notes.append("native dropout: every framework draws its own masks, so weight and "
+                          "loss differences are expected; compare the test metric instead.")
+    elif model_spec.dropout > 0 and train_spec.dropout_mode == "shared":
+        comp.notes.append("dropout uses the same precomputed masks in every framework.")
+    for fw, r in results.items():
+        if r.history.stopped_at is not None:
+            comp.notes.append(f"{fw}: the loss became non-finite at step {r.history.stopped_at}; "
+                              "training stopped there (try a smaller learning rate).")
+    return comp
+

@@ -1,0 +1,112 @@
+"""One framework's training run, in a process of its own (`python -m zoo.worker JOB.json`).
+
+The comparison harness (`zoo.compare`) writes the data, the initial weights and a job file;
+this worker imports exactly one framework package, trains, evaluates on the test split and
+writes its history as an .npz (no pickles) plus a small JSON of metrics. Progress goes to
+stdout as one JSON object per line so that the parent can show it while it trains.
+
+`keras-torch` is the Keras package on the torch backend: the parent sets KERAS_BACKEND=torch,
+which must happen before keras is first imported, hence a process per framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+#: framework name -> the package that implements it. "numpy" is the float64 reference.
+PACKAGES = {"keras": "keras_models", "keras-torch": "keras_models", "tf1": "tf1_compat",
+            "torch": "torch_models", "numpy": "zoo.reference"}
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def train_module(framework: str):
+    """The module with `train`, `evaluate` (and `predict`) for a framework."""
+    pkg = PACKAGES[framework]
+    if framework == "numpy":
+        return importlib.import_module("zoo.reference")
+    return importlib.import_module(f"{pkg}.train")
+
+
+def evaluate_numpy(model_spec, weights, X, y) -> dict:
+    """Test metrics from the numpy reference (used for the "numpy" framework)."""
+    from zoo import reference as ref
+
+    z = ref.forward(model_spec, weights, X)
+    if model_spec.task == "regression":
+        m = ref.mse(z, np.asarray(y).reshape(-1, 1))
+        return {"loss": m, "mse": m}
+    if model_spec.task == "binary":
+        return {"loss": ref.binary_cross_entropy_with_logits(z, y),
+                "accuracy": float(np.mean((z[:, 0] > 0).astype(int) == np.asarray(y).ravel()))}
+    loss = ref.hinge_loss(z, y) if model_spec.name == "svm" else ref.cross_entropy_with_logits(z, y)
+    return {"loss": loss, "accuracy": float(np.mean(z.argmax(axis=1) == np.asarray(y).ravel()))}
+
+
+def run(job_path: str | os.PathLike) -> int:
+    from zoo.specs import History, ModelSpec, TrainSpec
+
+    job = json.loads(Path(job_path).read_text())
+    fw = job["framework"]
+    t0 = time.perf_counter()
+    mod = train_module(fw)
+    import_seconds = time.perf_counter() - t0
+    model_spec = ModelSpec.from_dict(job["model"])
+    train_spec = TrainSpec.from_dict(job["train"])
+    with np.load(job["data"], allow_pickle=False) as d:
+        X_train, y_train, X_test, y_test = (d[k] for k in ("X_train", "y_train", "X_test", "y_test"))
+    with np.load(job["init"], allow_pickle=False) as d:
+        init = {k: d[k] for k in d.files}
+    steps_per_epoch = -(-len(X_train) // train_spec.batch_size)
+    _emit({"event": "start", "framework": fw, "import_seconds": import_seconds,
+           "total_steps": steps_per_epoch * train_spec.epochs})
+
+    def progress(epoch: int, step: int, loss: float) -> None:
+        _emit({"event": "progress", "epoch": epoch, "step": step, "loss": float(loss)})
+
+    t1 = time.perf_counter()
+    hist: History = mod.train(model_spec, train_spec, X_train, y_train, init,
+                              record_weights=job.get("record_weights", True), progress=progress)
+    train_seconds = time.perf_counter() - t1
+    if fw == "numpy":
+        metrics = evaluate_numpy(model_spec, hist.weights, X_test, y_test)
+        hist.epoch_seconds = [train_seconds / train_spec.epochs] * train_spec.epochs
+    else:
+        metrics = mod.evaluate(model_spec, hist.weights, X_test, y_test)
+    np.savez(job["out"], **hist.to_npz_dict())
+    info = {"framework": fw, "metrics": {k: float(v) for k, v in metrics.items()},
+            "import_seconds": import_seconds, "train_seconds": train_seconds,
+            "stopped_at": hist.stopped_at}
+    Path(job["metrics"]).write_text(json.dumps(info))
+    _emit({"event": "done"})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m zoo.worker JOB.json\n")
+        return 2
+    try:
+        return run(argv[0])
+    except Exception as exc:  # reported to the parent as one line; the parent decides
+        from zoo.errors import ZooError
+
+        _emit({"event": "error", "type": type(exc).__name__, "message": str(exc),
+               "traceback": "" if isinstance(exc, ZooError) else traceback.format_exc()})
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
