@@ -14,6 +14,7 @@ from zoo.errors import ZooError
 #: subcommand -> (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("zoo.commands.data", "summarise a dataset (sizes, classes, source)"),
+    "list": ("zoo.commands.list", "list models by framework, optimizers and datasets"),
     "compare": ("zoo.commands.compare", "train one model in several frameworks and compare them step by step"),
 }
 

@@ -183,30 +183,30 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
         with sem:
             job_path = job_dir / f"job_{fw}.json"
             job_path.write_text(json.dumps(jobs[fw]))
-            proc = subprocess.Popen([sys.executable, "-m", "zoo.worker", str(job_path)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=_worker_env(fw))
-            stderr_lines: list[str] = []
-            t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
-            t.start()
-            err = None
-            for line in proc.stdout:  # type: ignore[union-attr]
+            with subprocess.Popen([sys.executable, "-m", "zoo.worker", str(job_path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=_worker_env(fw)) as proc:
+                stderr_lines: list[str] = []
+                t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
+                t.start()
+                err = None
+                for line in proc.stdout:  # type: ignore[union-attr]
+                    try:
+                        ev = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a framework printing to stdout
+                    if ev.get("event") == "error":
+                        err = f"{ev['type']}: {ev['message']}" + (
+                            f"\n{ev['traceback']}" if ev.get("traceback") else "")
+                    if on_event:
+                        on_event(fw, ev)
                 try:
-                    ev = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a framework printing to stdout
-                if ev.get("event") == "error":
-                    err = f"{ev['type']}: {ev['message']}" + (
-                        f"\n{ev['traceback']}" if ev.get("traceback") else "")
-                if on_event:
-                    on_event(fw, ev)
-            try:
-                rc = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                errors[fw] = f"timed out after {timeout:.0f} s"
-                return
-            t.join(timeout=5)
+                    rc = proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    errors[fw] = f"timed out after {timeout:.0f} s"
+                    return
+                t.join(timeout=5)
             if rc != 0 or err:
                 tail = "".join(stderr_lines[-5:]).strip()
                 errors[fw] = err or f"exit code {rc}: {tail or 'no output'}"

@@ -1,0 +1,149 @@
+"""The comparison harness: alignment, first divergence, reports and the `zoo compare` CLI.
+
+Fast tests use the float64 numpy reference as a "framework" (a worker process each); the
+cross-framework acceptance test runs keras, tf1 and torch on iris."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from zoo import compare as cmp
+from zoo import data, report
+from zoo.errors import ConfigError, UnknownNameError
+from zoo.optimizers import OptimizerSpec
+from zoo.specs import History, TrainSpec, model_spec_for
+
+
+def _result(name, losses, weights, step_weights=None):
+    h = History(name, np.asarray(losses, float), weights, [0.1], step_weights)
+    return cmp.FrameworkResult(name, h, {"accuracy": 1.0}, 0.0, 0.0)
+
+
+def test_align_finds_first_divergent_step():
+    w = {"dense_0/kernel": np.zeros((2, 2)), "dense_0/bias": np.zeros(2)}
+    steps = [{k: v + i for k, v in w.items()} for i in range(5)]
+    bad = [{k: v.copy() for k, v in s.items()} for s in steps]
+    bad[3]["dense_0/bias"][1] += 1e-3  # the weights after step 3 drift
+    res = {"a": _result("a", [1, 2, 3, 4, 5], steps[-1], steps),
+           "b": _result("b", [1, 2, 3, 4, 5 + 1e-8], bad[-1], bad)}
+    cmp.align(res, "a", (1e-6, 0.0))
+    assert res["a"].first_divergent_step is None and res["a"].max_weight_diff == 0.0
+    assert res["b"].first_divergent_step == 3
+    assert res["b"].max_loss_diff == pytest.approx(1e-8)
+    np.testing.assert_allclose(res["b"].weight_diff, [0, 0, 0, 1e-3, 0], atol=1e-15)
+
+
+def test_align_flags_loss_divergence_first():
+    w = {"k": np.zeros(1)}
+    res = {"a": _result("a", [1.0, 1.0, 1.0], w), "b": _result("b", [1.0, 1.1, 1.0], w)}
+    cmp.align(res, "a", (1e-6, 1e-5))
+    assert res["b"].first_divergent_step == 1
+
+
+def test_parse_frameworks_errors():
+    with pytest.raises(UnknownNameError, match=r"unknown framework 'pytorch'\..*Known frameworks"):
+        cmp.parse_frameworks("keras,pytorch")
+    with pytest.raises(ConfigError, match="named twice"):
+        cmp.parse_frameworks("keras,keras")
+
+
+def _numpy_comparison(**train_kw):
+    ds = data.load("iris")
+    ms = model_spec_for("softmax", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.5), epochs=2, **train_kw)
+    return cmp.compare(ms, ts, ds, frameworks=["numpy"])
+
+
+def test_compare_numpy_worker_matches_in_process_reference():
+    from zoo import reference
+
+    comp = _numpy_comparison()
+    ds = data.load("iris")
+    ms = model_spec_for("softmax", ds.n_features, ds.n_outputs)
+    from zoo.specs import init_weights
+
+    h = reference.train(ms, comp.train, ds.X_train, ds.y_train, init_weights(ms, 0, "float32"))
+    np.testing.assert_array_equal(comp.results["numpy"].history.losses, h.losses)
+    assert len(h.losses) == 2 * 4  # 120 samples, batch 32: 4 steps per epoch
+
+
+def test_reports_written_and_never_overwritten(tmp_path):
+    comp = _numpy_comparison()
+    paths = report.write_all(comp, tmp_path)
+    assert [p.name for p in paths] == list(report.REPORT_FILES)
+    d = json.loads((tmp_path / "report.json").read_text())
+    f = d["frameworks"]["numpy"]
+    for key in ("final_loss", "test_metric", "seconds_per_epoch", "max_loss_diff",
+                "max_weight_diff", "first_divergent_step"):
+        assert key in f
+    assert d["reference"] == "numpy" and d["tolerance"] == 1e-6 and len(f["losses"]) == 8
+    assert (tmp_path / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    before = (tmp_path / "summary.md").read_text()
+    with pytest.raises(ConfigError, match="already exist.*pass --force"):
+        report.write_all(comp, tmp_path)
+    assert (tmp_path / "summary.md").read_text() == before
+    report.write_all(comp, tmp_path, force=True)
+
+
+def zoo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compare", "softmx", "--dataset", "iris"], "unknown model 'softmx'. Did you mean 'softmax'?"),
+    (["compare", "softmax", "--dataset", "iris", "--frameworks", "kears"], "unknown framework 'kears'. Did you mean 'keras'?"),
+    (["compare", "softmax", "--dataset", "iris", "--optimizer", "adamw"], "unknown optimizer 'adamw'. Did you mean 'adam'?"),
+    (["compare", "softmax", "--dataset", "iris", "--lr", "-1"], "learning rate must be a positive finite number, got -1.0"),
+    (["compare", "softmax", "--dataset", "iris", "--lr", "nan"], "learning rate must be a positive finite number, got nan"),
+    (["compare", "softmax", "--dataset", "iris", "--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+    (["compare", "softmax", "--dataset", "iris", "--batch-size", "0"], "batch size must be at least 1, got 0"),
+    (["compare", "linear", "--dataset", "iris"], "model 'linear' is a regression model"),
+    (["compare", "logistic", "--dataset", "iris"], "model 'logistic' needs a binary task"),
+    (["compare", "softmax"], "name a dataset with --dataset NAME"),
+], ids=["model", "framework", "optimizer", "lr", "lr-nan", "epochs", "batch", "task", "binary", "no-data"])
+def test_compare_cli_errors(args, message):
+    r = zoo(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_compare_cli_refuses_to_overwrite_before_training(tmp_path):
+    (tmp_path / "r.json").write_text("{}")
+    r = zoo("compare", "softmax", "--dataset", "iris", "--frameworks", "numpy",
+            "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 2 and "already exists; pass --force" in r.stderr
+    assert (tmp_path / "r.json").read_text() == "{}"
+
+
+def test_list_imports_no_framework():
+    code = ("import sys; from zoo.cli import main; main(['list', '--json']);"
+            "bad=[m for m in ('tensorflow','torch','keras') if m in sys.modules]; assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    matrix = json.loads(r.stdout)["models"]
+    assert all(matrix[m][fw] for m in ("softmax", "svm", "linear", "logistic", "mlp")
+               for fw in ("keras", "tf1", "torch"))
+
+
+def test_compare_softmax_iris_three_frameworks(tmp_path):
+    """Acceptance: `zoo compare softmax --dataset iris` writes the four files and keras, tf1 and
+    torch end within 1e-6 of each other."""
+    r = zoo("compare", "softmax", "--dataset", "iris", "--frameworks", "keras,tf1,torch,numpy",
+            "--lr", "0.5", "--epochs", "20", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "first divergent step" in r.stdout
+    d = json.loads((tmp_path / "report.json").read_text())
+    fws = d["frameworks"]
+    for fw in ("tf1", "torch", "numpy"):
+        assert fws[fw]["max_weight_diff"] <= 1e-6, (fw, fws[fw]["max_weight_diff"])
+        assert fws[fw]["first_divergent_step"] is None
+    assert fws["keras"]["test_metric"] >= 0.93
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(report.REPORT_FILES)
