@@ -1,0 +1,414 @@
+"""Tests of the TF1-style graph models (`tf1_compat`): forward passes, single steps and full
+epochs against the float64 numpy reference (`zoo.reference`), dropout semantics, TF1 naming and
+default initialisers, and accuracy floors after training to convergence."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf1_compat import train as T
+from zoo import data, reference
+from zoo.errors import ConfigError
+from zoo.optimizers import OPTIMIZERS, OptimizerSpec
+from zoo.specs import ModelSpec, TrainSpec, dropout_masks, init_weights, model_spec_for
+
+ROOT = Path(__file__).resolve().parent.parent
+TF1_FILES = ["softmax", "svm", "linear", "logistic", "mlp", "train"]
+MODEL_NAMES = ["softmax", "svm", "linear", "logistic", "mlp"]
+#: the natural dataset of each model for the quick tests
+DATASET_OF = {"softmax": "iris", "svm": "iris", "mlp": "iris", "logistic": "breast_cancer",
+              "linear": "icecream"}
+#: learning rates that move the weights well within one epoch without diverging. Adam's is
+#: 1e-3: with epsilon 1e-20 it divides float32 gradient rounding noise by sqrt(v), and at
+#: lr 1e-2 the MLP on digits drifts to 1.07e-6 from the float64 reference after one epoch.
+LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 0.01, "centered_rmsprop": 0.01,
+      "adam": 0.001, "adagrad": 0.1}
+ATOL = {"float32": 1e-6, "float64": 1e-12}
+
+
+_CACHE: dict[tuple[str, str], data.Dataset] = {}
+
+
+def _dataset(name: str, dtype: str = "float32") -> data.Dataset:
+    """Load once per test session (the sklearn loaders and the split are not free)."""
+    if (name, dtype) not in _CACHE:
+        _CACHE[(name, dtype)] = data.load(name, dtype=dtype)
+    return _CACHE[(name, dtype)]
+
+
+def _spec(model: str, ds: data.Dataset) -> ModelSpec:
+    return model_spec_for(model, ds.n_features, ds.n_outputs)
+
+
+def _max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    assert set(a) == set(b)
+    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - b[k]))) for k in b)
+
+
+def _scale(w: dict[str, np.ndarray]) -> float:
+    # Linear regression on raw ice-cream sales (targets ~250) grows weights to ~100, where one
+    # float32 ulp is ~8e-6: compare relative to the weights' magnitude once it exceeds 1.
+    return max(1.0, max(float(np.max(np.abs(v))) for v in w.values()))
+
+
+# ----------------------------------------------------------------------------- structure
+def test_no_other_framework_imported() -> None:
+    """tf1_compat imports neither torch nor the Keras/torch model packages, nor keras itself."""
+    code = ("import sys\nimport tf1_compat.train, tf1_compat.softmax, tf1_compat.svm, "
+            "tf1_compat.linear, tf1_compat.logistic, tf1_compat.mlp\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'keras_models', 'torch_models')]\nprint(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    # `import tensorflow` loads parts of keras itself, so check our own import statements.
+    for name in TF1_FILES:
+        tree = ast.parse((ROOT / "tf1_compat" / f"{name}.py").read_text())
+        mods = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        mods += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in mods if m.split(".")[0] in ("keras", "torch", "keras_models",
+                                                           "torch_models")], (name, mods)
+
+
+def test_eager_execution_stays_enabled() -> None:
+    ds = _dataset("iris")
+    spec = _spec("softmax", ds)
+    T.train(spec, TrainSpec(OptimizerSpec("sgd", lr=0.1)), ds.X_train, ds.y_train,
+            init_weights(spec))
+    assert tf.executing_eagerly()
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_variable_names_and_layout(model: str) -> None:
+    ds = _dataset(DATASET_OF[model])
+    spec = _spec(model, ds)
+    init = init_weights(spec, seed=3)
+    m = T.build(spec, init)
+    try:
+        names = sorted(v.name for v in m.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
+        assert names == sorted(f"{k}:0" for k in init)
+        assert "dense_0/kernel:0" in names
+        got = m.get_weights()
+        assert list(got) == list(init)
+        for k in init:  # loaded exactly, same (in, out) layout
+            assert got[k].shape == init[k].shape and got[k].dtype == np.float32
+            np.testing.assert_array_equal(got[k], init[k])
+        other = init_weights(spec, seed=4)
+        m.set_weights(other)
+        assert _max_diff(m.get_weights(), other) == 0.0
+        bad = dict(other)
+        bad["dense_0/kernel"] = other["dense_0/kernel"].T.copy()
+        if bad["dense_0/kernel"].shape != other["dense_0/kernel"].shape:
+            with pytest.raises(ConfigError, match="dense_0/kernel"):
+                m.set_weights(bad)
+        with pytest.raises(ConfigError, match="missing"):
+            m.set_weights({"dense_0/kernel": other["dense_0/kernel"]})
+    finally:
+        m.close()
+
+
+def test_build_rejects_wrong_spec_and_init() -> None:
+    from tf1_compat import logistic, softmax
+
+    spec = ModelSpec("softmax", 4, 3)
+    with pytest.raises(ConfigError):
+        logistic.build(spec)
+    init = init_weights(spec)
+    init["dense_0/kernel"] = init["dense_0/kernel"].T.copy()
+    with pytest.raises(ConfigError, match=r"\(4, 3\)"):
+        softmax.build(spec, init)
+
+
+def test_default_initializer_is_glorot_for_biases_too() -> None:
+    """Without init, TF1's get_variable default (glorot_uniform) applies to the bias as well:
+    a (64,) bias is U(+-sqrt(6/(64+64))) = +-0.2165, not zero as in Keras."""
+    spec = ModelSpec("mlp", 784, 10, hidden=(64, 32), dropout=0.5)
+    m = T.build(spec, None, seed=1)
+    try:
+        w = m.get_weights()
+    finally:
+        m.close()
+    b = w["dense_0/bias"]
+    limit_b = np.sqrt(6.0 / (64 + 64))
+    assert np.all(np.abs(b) <= limit_b) and np.abs(b).max() > 0.5 * limit_b
+    k = w["dense_0/kernel"]
+    limit_k = np.sqrt(6.0 / (784 + 64))
+    assert np.all(np.abs(k) <= limit_k) and np.abs(k).max() > 0.95 * limit_k
+    # the graph seed makes the default initialisation reproducible
+    m2 = T.build(spec, None, seed=1)
+    try:
+        assert _max_diff(m2.get_weights(), w) == 0.0
+    finally:
+        m2.close()
+
+
+# ----------------------------------------------------------------------------- forward
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_forward(model: str) -> None:
+    """Logits and outputs equal the float64 reference's within 1e-6 (float32, same weights)."""
+    ds = _dataset(DATASET_OF[model])
+    spec = _spec(model, ds)
+    init = init_weights(spec, seed=1)
+    ref = reference.forward(spec, init, ds.X_train)
+    m = T.build(spec, init)
+    try:
+        logits, out = m.session.run([m.logits, m.output], {m.x: ds.X_train})
+    finally:
+        m.close()
+    assert logits.shape == ref.shape
+    assert np.max(np.abs(logits - ref)) < 1e-6 * _scale({"z": ref})
+    expected = {"linear": ref, "logistic": reference.sigmoid(ref)}.get(model, reference.softmax(ref))
+    assert np.max(np.abs(out - expected)) < 1e-6 * _scale({"z": expected})
+    # predict fetches only the output, which grappler may fuse differently: not bitwise
+    np.testing.assert_allclose(T.predict(spec, init, ds.X_train), out, rtol=0,
+                               atol=1e-6 * _scale({"z": out}))
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_evaluate(model: str) -> None:
+    """evaluate's loss is the reference loss (no l2); accuracy/mse agree with numpy."""
+    ds = _dataset(DATASET_OF[model])
+    spec = _spec(model, ds)
+    init = init_weights(spec, seed=2)
+    res = T.evaluate(spec, init, ds.X_test, ds.y_test)
+    ref_loss, _ = reference.loss_and_grads(spec, init, ds.X_test, ds.y_test)
+    assert abs(res["loss"] - ref_loss) <= 1e-6 * max(1.0, abs(ref_loss))
+    z = reference.forward(spec, init, ds.X_test)
+    if model == "linear":
+        assert set(res) == {"loss", "mse"} and res["mse"] == pytest.approx(ref_loss, rel=1e-6)
+    elif model == "logistic":
+        assert res["accuracy"] == pytest.approx(np.mean((z.ravel() >= 0) == ds.y_test))
+    else:
+        assert res["accuracy"] == pytest.approx(np.mean(z.argmax(1) == ds.y_test))
+
+
+# ----------------------------------------------------------------------------- training parity
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_one_step(model: str, dtype: str) -> None:
+    """One full-batch SGD step: loss and weights equal the reference's."""
+    ds = _dataset(DATASET_OF[model], dtype)
+    spec = _spec(model, ds)
+    init = init_weights(spec, seed=0, dtype=dtype)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.01), batch_size=10_000, dtype=dtype)
+    h = T.train(spec, ts, ds.X_train, ds.y_train, init)
+    r = reference.train(spec, ts, ds.X_train, ds.y_train, init)
+    assert len(h.losses) == 1 and h.framework == "tf1"
+    assert abs(h.losses[0] - r.losses[0]) <= ATOL[dtype] * max(1.0, abs(r.losses[0]))
+    assert _max_diff(h.weights, r.weights) <= ATOL[dtype] * _scale(r.weights)
+    assert _max_diff(h.weights, init) > 1e-4  # the step really moved the weights
+    assert all(v.dtype == np.dtype(dtype) for v in h.weights.values())
+
+
+_EPOCH_CASES = [(ds, m) for ds in ("iris", "digits") for m in ("softmax", "svm", "mlp")]
+_EPOCH_CASES += [("breast_cancer", "logistic"), ("icecream", "linear")]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+@pytest.mark.parametrize(("dataset", "model"), _EPOCH_CASES, ids=[f"{m}-{d}" for d, m in _EPOCH_CASES])
+def test_one_epoch(dataset: str, model: str, opt: str, dtype: str) -> None:
+    """One shuffled epoch (batch 32, partial last batch, l2 1e-3, shared dropout masks for the
+    MLP): largest weight difference vs the float64 reference <= 1e-6 in float32 and 1e-12 in
+    float64 (relative to max|w| when that exceeds 1); per-step losses agree too."""
+    ds = _dataset(dataset, dtype)
+    spec = _spec(model, ds)
+    init = init_weights(spec, seed=0, dtype=dtype)
+    lr = LR[opt] / (10 if model == "linear" else 1)  # raw sales targets: keep SGD stable
+    ts = TrainSpec(OptimizerSpec(opt, lr=lr), epochs=1, batch_size=32, seed=5, dtype=dtype,
+                   l2=1e-3)
+    h = T.train(spec, ts, ds.X_train, ds.y_train, init)
+    r = reference.train(spec, ts, ds.X_train, ds.y_train, init)
+    assert len(h.losses) == len(r.losses) == -(-len(ds.X_train) // 32)
+    diff = _max_diff(h.weights, r.weights)
+    assert diff <= ATOL[dtype] * _scale(r.weights), diff
+    loss_tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(h.losses, r.losses, rtol=loss_tol, atol=loss_tol)
+    assert h.stopped_at is None and len(h.epoch_seconds) == 1
+
+
+def test_two_epochs_record_weights_and_progress() -> None:
+    ds = _dataset("iris", "float64")
+    spec = _spec("mlp", ds)
+    init = init_weights(spec, seed=0, dtype="float64")
+    ts = TrainSpec(OptimizerSpec("momentum", lr=0.05), epochs=2, batch_size=16, dtype="float64")
+    calls: list[tuple[int, int, float]] = []
+    h = T.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True,
+                progress=lambda e, s, loss: calls.append((e, s, loss)))
+    r = reference.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
+    steps = 2 * -(-len(ds.X_train) // 16)
+    assert len(h.step_weights) == len(calls) == steps == len(r.step_weights)
+    assert calls[0][:2] == (0, 0) and calls[-1][:2] == (1, steps // 2 - 1)
+    assert [c[2] for c in calls] == list(h.losses)
+    assert max(_max_diff(a, b) for a, b in zip(h.step_weights, r.step_weights, strict=True)) < 1e-12
+    assert _max_diff(h.step_weights[-1], h.weights) == 0.0
+    assert len(h.epoch_seconds) == 2
+
+
+def test_nonfinite_loss_stops_training() -> None:
+    ds = _dataset("icecream")
+    spec = _spec("linear", ds)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=10.0), epochs=50, batch_size=32)
+    h = T.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec))
+    assert h.stopped_at is not None and h.stopped_at == len(h.losses) - 1
+    assert not np.isfinite(h.losses[-1]) and np.all(np.isfinite(h.losses[:-1]))
+    assert len(h.losses) < 50 * 13
+
+
+# ----------------------------------------------------------------------------- dropout
+def test_predict_and_eval_never_drop() -> None:
+    """Prediction feeds no dropout placeholder: identical to the reference forward without
+    masks, every time, even with a 0.5-dropout MLP."""
+    ds = _dataset("digits")
+    spec = _spec("mlp", ds)
+    assert spec.dropout == 0.5
+    init = init_weights(spec, seed=7)
+    p1 = T.predict(spec, init, ds.X_test)
+    p2 = T.predict(spec, init, ds.X_test)
+    np.testing.assert_array_equal(p1, p2)
+    assert np.max(np.abs(p1 - reference.softmax(reference.forward(spec, init, ds.X_test)))) < 1e-6
+    m = T.build(spec, init)
+    try:  # the dropout tensors are the identity by default
+        pre, post = m.session.run([m.pre_dropout, m.post_dropout], {m.x: ds.X_test})
+    finally:
+        m.close()
+    for a, b in zip(pre, post, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.2])
+def test_native_dropout_keeps_1_minus_p_and_scales(rate: float) -> None:
+    """tf.compat.v1.nn.dropout fed rate p keeps about 1-p of the units and multiplies the kept
+    ones by exactly 1/(1-p)."""
+    ds = _dataset("digits")
+    spec = model_spec_for("mlp", ds.n_features, ds.n_outputs, dropout=rate)
+    m = T.build(spec, init_weights(spec, seed=0), seed=0)
+    try:
+        pre, post = m.session.run([m.pre_dropout, m.post_dropout],
+                                  {m.x: ds.X_train, m.native_rate: rate})
+    finally:
+        m.close()
+    for a, b in zip(pre, post, strict=True):
+        nz = a != 0
+        kept = b[nz] != 0
+        assert abs(kept.mean() - (1 - rate)) < 0.01, kept.mean()  # >= 46k units per layer
+        np.testing.assert_allclose(b[nz][kept], a[nz][kept] / (1 - rate), rtol=1e-6)
+
+
+def test_shared_masks_reproduce_reference_forward() -> None:
+    """Fed masks give exactly the reference's masked forward pass, h * mask / (1 - p)."""
+    ds = _dataset("digits", "float64")
+    spec = _spec("mlp", ds)
+    init = init_weights(spec, seed=1, dtype="float64")
+    X = ds.X_train[:50]
+    masks = dropout_masks(spec, len(X), seed=0, epoch=2, step=3, dtype="float64")
+    m = T.build(spec, init, "float64")
+    try:
+        feed = {m.x: X, m.shared_rate: spec.dropout, **dict(zip(m.masks, masks, strict=True))}
+        z = m.session.run(m.logits, feed)
+    finally:
+        m.close()
+    assert np.max(np.abs(z - reference.forward(spec, init, X, masks))) < 1e-13
+    assert np.max(np.abs(z - reference.forward(spec, init, X))) > 1e-2  # the masks mattered
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shared_dropout_training_matches_reference_over_epochs(dtype: str) -> None:
+    """Three epochs of the MLP with shared masks: the reference within 1e-6 / 1e-12; and
+    dropout 'off' matches the reference without masks (and differs from 'shared')."""
+    ds = _dataset("digits", dtype)
+    spec = _spec("mlp", ds)
+    init = init_weights(spec, seed=0, dtype=dtype)
+    results = {}
+    for mode in ("shared", "off"):
+        ts = TrainSpec(OptimizerSpec("sgd", lr=0.05), epochs=3, batch_size=64, dtype=dtype,
+                       dropout_mode=mode)
+        h = T.train(spec, ts, ds.X_train, ds.y_train, init)
+        r = reference.train(spec, ts, ds.X_train, ds.y_train, init)
+        assert _max_diff(h.weights, r.weights) <= ATOL[dtype]
+        results[mode] = h.weights
+    assert _max_diff(results["shared"], results["off"]) > 1e-2
+
+
+def test_native_dropout_training() -> None:
+    """Native mode uses TF's own RNG: reproducible under the same train seed (graph seed),
+    different from shared masks, and it still learns."""
+    ds = _dataset("iris")
+    spec = _spec("mlp", ds)
+    init = init_weights(spec, seed=0)
+
+    def run(mode: str, seed: int = 0):
+        ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=10, batch_size=32, seed=seed,
+                       dropout_mode=mode)
+        return T.train(spec, ts, ds.X_train, ds.y_train, init)
+
+    a, b, shared = run("native"), run("native"), run("shared")
+    assert _max_diff(a.weights, b.weights) == 0.0
+    assert _max_diff(a.weights, shared.weights) > 1e-3
+    assert np.mean(a.losses[-4:]) < 0.7 * np.mean(a.losses[:4])
+
+
+# ----------------------------------------------------------------------------- convergence
+def _fit(model: str, dataset: str, opt: OptimizerSpec, epochs: int, batch_size: int,
+         **kw) -> tuple[ModelSpec, dict[str, np.ndarray], data.Dataset]:
+    ds = _dataset(dataset)
+    spec = _spec(model, ds)
+    ts = TrainSpec(opt, epochs=epochs, batch_size=batch_size, **kw)
+    h = T.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec, seed=0))
+    return spec, h.weights, ds
+
+
+def test_accuracy_iris_softmax() -> None:
+    spec, w, ds = _fit("softmax", "iris", OptimizerSpec("sgd", lr=0.5), epochs=300,
+                       batch_size=1000)
+    acc = T.evaluate(spec, w, ds.X_test, ds.y_test)["accuracy"]
+    assert acc >= 0.93, acc
+
+
+def test_accuracy_digits_softmax() -> None:
+    spec, w, ds = _fit("softmax", "digits", OptimizerSpec("sgd", lr=0.1), epochs=15,
+                       batch_size=64)
+    acc = T.evaluate(spec, w, ds.X_test, ds.y_test)["accuracy"]
+    assert acc >= 0.95, acc
+
+
+def test_accuracy_digits_mlp_native_dropout() -> None:
+    spec, w, ds = _fit("mlp", "digits", OptimizerSpec("adam", lr=0.01), epochs=15,
+                       batch_size=64, dropout_mode="native")
+    acc = T.evaluate(spec, w, ds.X_test, ds.y_test)["accuracy"]
+    assert acc >= 0.95, acc
+
+
+def test_accuracy_breast_cancer_logistic() -> None:
+    spec, w, ds = _fit("logistic", "breast_cancer", OptimizerSpec("sgd", lr=0.5), epochs=300,
+                       batch_size=1000)
+    acc = T.evaluate(spec, w, ds.X_test, ds.y_test)["accuracy"]
+    assert acc >= 0.95, acc
+
+
+def test_icecream_linear_recovers_coefficients() -> None:
+    """Full-batch SGD on standardised features, then back to raw units: (10, -2, 20, 4)
+    within 2%."""
+    raw = data.load("icecream", preprocess="none", dtype="float64")
+    mean = raw.X_train.mean(axis=0)
+    std = raw.X_train.std(axis=0)
+    X = ((raw.X_train - mean) / std).astype(np.float32)
+    spec = _spec("linear", raw)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.2), epochs=300, batch_size=1000)
+    h = T.train(spec, ts, X, raw.y_train.astype(np.float32), init_weights(spec))
+    k = h.weights["dense_0/kernel"].astype(np.float64).ravel()
+    b = float(h.weights["dense_0/bias"][0])
+    coef = k / std
+    intercept = b - float(np.sum(k * mean / std))
+    got = np.array([*coef, intercept])
+    want = np.array([*data.ICECREAM_COEFFICIENTS, data.ICECREAM_INTERCEPT])
+    assert np.all(np.abs(got - want) <= 0.02 * np.abs(want)), got
+    mse = T.evaluate(spec, h.weights, ((raw.X_test - mean) / std), raw.y_test)["mse"]
+    assert mse < 0.1  # the noise variance is 0.04
