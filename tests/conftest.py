@@ -13,6 +13,9 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# torch first: test modules that need both frameworks may then import tensorflow freely.
+import torch  # noqa: E402, F401
+
 
 @pytest.fixture
 def shared_mnist() -> Path:
