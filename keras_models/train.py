@@ -1,0 +1,314 @@
+"""The one Keras 3 training loop of the zoo (every model), plus `predict` and `evaluate`.
+
+Idiom: the model from its model file, `compile(loss=..., optimizer=...)` with the optimizer of
+`keras_models.optimizers.make_optimizer`, `fit` on a `keras.utils.PyDataset`, `predict` and
+`evaluate`. There is no hand-written gradient loop: Keras's own `train_step` computes every
+gradient and update.
+
+What makes it agree with TF1, torch and the float64 reference step by step:
+- batches: `ZooBatches`, a `PyDataset` serving exactly the index arrays of
+  `zoo.data.batch_order(...)` of every epoch, in order (`fit`'s own `shuffle`, on by default
+  for arrays, is ignored for a PyDataset; porting-facts row 18). The partial last batch is kept
+  and its loss is the mean over its own size, as in the other frameworks.
+- losses from logits (`from_logits=True`), mean reduction, targets int labels (N,) for
+  cross-entropy and hinge, float (N, 1) for binary cross-entropy and MSE;
+- the L2 penalty 0.5 * l2 * sum(kernel**2) is added to the compiled loss (biases are not
+  penalised; Keras's `weight_decay` would be decoupled decay, a different update under momentum);
+- per-step losses: `logs["loss"]` in Keras 3 callbacks is the running, batch-size-weighted mean
+  over the epoch, not the batch loss, and recovering batch losses from it by differencing
+  accumulates rounding error. So the compiled loss is wrapped in `RecordedLoss`, which writes the
+  very scalar that is differentiated into slot `optimizer.iterations` of a preallocated
+  variable: exact, and it also works with `steps_per_execution > 1`.
+- dropout: "shared" makes the PyDataset yield `((x, mask_0, mask_1), y)` with the masks of
+  `zoo.specs.dropout_masks` (the MLP applies them as h * mask / (1 - rate)); "native" yields
+  `(x, y)` and `keras.layers.Dropout` draws its own masks (`fit` calls the model with
+  training=True); "off" builds the MLP with rate 0.
+- float64: Keras keeps its loss, metrics and the optimizer's learning rate in
+  `keras.config.floatx()` (float32 by default, so lr 0.1 would run as 0.10000000149), so a
+  float64 run sets floatx to float64 while it builds, compiles, fits, predicts and evaluates,
+  and restores it afterwards (porting-facts row 19). The layers also get their dtype explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+import keras
+import numpy as np
+from keras import ops
+
+from zoo.data import batch_order, validate_arrays
+from zoo.errors import ConfigError
+from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+
+__all__ = ["RecordedLoss", "ZooBatches", "evaluate", "floatx", "model_module", "predict",
+           "train"]
+
+FRAMEWORK = "keras"
+#: Batch size of `predict` and `evaluate` (any size gives the same mean; this bounds memory).
+EVAL_BATCH = 8192
+
+
+def model_module(model_spec: ModelSpec) -> ModuleType:
+    """The model file of `model_spec` (keras_models.softmax, .svm, .linear, .logistic, .mlp)."""
+    return importlib.import_module(f"keras_models.{model_spec.name}")
+
+
+@contextmanager
+def floatx(dtype: str) -> Iterator[None]:
+    """Run a block with `keras.config.floatx()` set to `dtype`, restoring it afterwards.
+
+    Loss objects, metrics and the optimizer's learning-rate variable take floatx when they are
+    created; under float32 a float64 model would be trained with float32 losses and lr."""
+    old = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(old)
+
+
+def _check(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None) -> None:
+    X = np.asarray(X)
+    if y is not None:
+        n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
+        validate_arrays(X, y, model_spec.task, n_classes, what="keras_models")
+    elif X.ndim != 2:
+        raise ConfigError(f"features must be 2-D (samples, features), got shape {X.shape}.")
+    if X.shape[1] != model_spec.n_features:
+        raise ConfigError(f"the model expects {model_spec.n_features} features, got "
+                          f"{X.shape[1]}; build the spec from the dataset's sizes.")
+
+
+def _targets(model_spec: ModelSpec, y: np.ndarray, dtype: str) -> np.ndarray:
+    """Targets as the Keras losses take them: int64 labels (N,) for cross-entropy and hinge,
+    float (N, 1) in the model's dtype for binary cross-entropy and MSE."""
+    if model_spec.task == "classification":
+        return np.asarray(y).reshape(-1).astype(np.int64)
+    return np.asarray(y, dtype=np.dtype(dtype)).reshape(-1, 1)
+
+
+class ZooBatches(keras.utils.PyDataset):
+    """The shared mini-batches of a whole run, for `fit(..., steps_per_epoch=...)`.
+
+    Item k is step `k % steps_per_epoch` of epoch `k // steps_per_epoch`:
+    `X[batch_order(N, batch_size, seed, epoch)[step]]`, with that step's dropout masks appended
+    to the inputs when `masks` is True. Every item is a pure function of k, on purpose: Keras
+    creates the next iterator and tf.data prefetches from it before `on_epoch_end` hooks run,
+    so a PyDataset that counted epochs in `on_epoch_end` would serve a prefetched batch from the
+    wrong epoch. With `steps_per_epoch` given, `fit` reads this one sequence from start to end
+    (the TF adapter also reads items 0 and 1 once beforehand to infer the tensor specs).
+    """
+
+    def __init__(self, model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray,
+                 y: np.ndarray, *, masks: bool) -> None:
+        # One worker, no multiprocessing: the batches are made in order, in this process.
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.model_spec, self.train_spec = model_spec, train_spec
+        self.X, self.y, self.masks = X, y, masks
+        self.steps_per_epoch = math.ceil(len(X) / train_spec.batch_size)
+        self._orders: dict[int, list[np.ndarray]] = {}
+
+    def order(self, epoch: int) -> list[np.ndarray]:
+        """The index arrays of `epoch` (the last two epochs are cached)."""
+        if epoch not in self._orders:
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = batch_order(len(self.X), self.train_spec.batch_size,
+                                              self.train_spec.seed, epoch,
+                                              shuffle=self.train_spec.shuffle)
+        return self._orders[epoch]
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * self.train_spec.epochs
+
+    def __getitem__(self, k: int):
+        epoch, step = divmod(int(k), self.steps_per_epoch)
+        idx = self.order(epoch)[step]
+        x = self.X[idx]
+        if self.masks:
+            x = (x, *dropout_masks(self.model_spec, len(idx), self.train_spec.seed, epoch, step,
+                                   self.train_spec.dtype))
+        return x, self.y[idx]
+
+
+class RecordedLoss(keras.losses.Loss):
+    """The compiled training loss: `loss(y_true, y_pred)` (mean over the batch) plus
+    0.5 * l2 * sum of squared kernels, recorded exactly for every step.
+
+    The value is written into `self.batch_losses[optimizer.iterations]` inside the training
+    step, before the update (so with the pre-update kernels), and it is the same tensor that
+    Keras differentiates. `batch_losses` holds `n_steps` slots.
+    """
+
+    def __init__(self, loss: keras.losses.Loss, kernels: list, l2: float, n_steps: int,
+                 step: keras.Variable, dtype: str) -> None:
+        super().__init__(name=loss.name, dtype=dtype)
+        self.loss, self.kernels, self.l2, self.step = loss, list(kernels), float(l2), step
+        self.batch_losses = keras.Variable(np.zeros(n_steps, dtype=dtype), trainable=False,
+                                           dtype=dtype, name="batch_losses")
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        loss = self.loss(y_true, y_pred, sample_weight)
+        if self.l2:
+            penalty = ops.sum(ops.stack([ops.sum(ops.square(k)) for k in self.kernels]))
+            # A Python float times a tensor takes the tensor's dtype exactly; ops.cast of a
+            # Python float would round it to float32 first (a 1e-9 relative error in float64).
+            loss = loss + (0.5 * self.l2) * penalty
+        step = ops.cast(self.step, "int32")
+        self.batch_losses.assign(ops.slice_update(self.batch_losses, (step,),
+                                                  ops.reshape(loss, (1,))))
+        return loss
+
+
+class _Progress(keras.callbacks.Callback):
+    """Epoch wall times, weight snapshots, `progress(epoch, step, loss)` calls and the stop at
+    the first non-finite loss."""
+
+    def __init__(self, recorder: RecordedLoss, get_weights: Callable | None,
+                 progress: Callable[[int, int, float], None] | None, per_step: bool) -> None:
+        super().__init__()
+        self.recorder, self.get_weights, self.progress = recorder, get_weights, progress
+        self.per_step = per_step
+        self.epoch = 0
+        self.global_step = 0
+        self.epoch_seconds: list[float] = []
+        self.snapshots: list[dict[str, np.ndarray]] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.epoch = epoch
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if not self.per_step:
+            return
+        k = self.global_step
+        self.global_step += 1
+        # logs["loss"] is the running mean of the epoch: it turns non-finite exactly at the
+        # first non-finite batch loss, which is all it is used for here.
+        if logs is not None and "loss" in logs and not np.isfinite(float(logs["loss"])):
+            self.model.stop_training = True
+        if self.get_weights is not None:
+            self.snapshots.append(self.get_weights(self.model))
+        if self.progress is not None:
+            self.progress(self.epoch, batch, float(ops.convert_to_numpy(
+                self.recorder.batch_losses[k])))
+
+    def on_train_end(self, logs=None) -> None:
+        if len(self.epoch_seconds) < self.epoch + 1 and self._start:
+            self.epoch_seconds.append(time.perf_counter() - self._start)  # stopped mid-epoch
+
+
+def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+          init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
+          progress: Callable[[int, int, float], None] | None = None,
+          steps_per_execution: int = 1) -> History:
+    """Train `model_spec` on (X, y) with `compile` + `fit` as `train_spec` says.
+
+    X (N, F) float; y int64 (N,) labels (classification, binary) or float (N, 1) values
+    (regression). init: canonical initial weights (default: Keras's own initialiser,
+    glorot-uniform kernels and zero biases). `History.losses[k]` is step k's mini-batch loss
+    before its update, l2 term included. Training stops at the first non-finite loss
+    (`History.stopped_at`); unlike torch, Keras has already applied that step's update then.
+
+    steps_per_execution > 1 runs that many steps per `tf.function` call (faster for small
+    models); losses stay exact, but `record_weights` and `progress` need 1.
+    """
+    from keras_models.optimizers import make_optimizer
+
+    _check(model_spec, X, y)
+    if steps_per_execution < 1:
+        raise ConfigError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
+    if steps_per_execution > 1 and (record_weights or progress is not None):
+        raise ConfigError("record_weights and progress need one step per execution; "
+                          "pass steps_per_execution=1.")
+    dtype = train_spec.dtype
+    mod = model_module(model_spec)
+    built_spec = model_spec
+    if train_spec.dropout_mode == "off" and model_spec.dropout:
+        built_spec = dataclasses.replace(model_spec, dropout=0.0)  # Dropout(0.0): identity
+    use_masks = (train_spec.dropout_mode == "shared" and bool(model_spec.hidden)
+                 and model_spec.dropout > 0)
+    data = ZooBatches(model_spec, train_spec, np.asarray(X, dtype=np.dtype(dtype)),
+                      _targets(model_spec, y, dtype), masks=use_masks)
+    n_steps = len(data)
+
+    with floatx(dtype):
+        model = mod.build(built_spec, init, dtype)
+        optimizer = make_optimizer(train_spec.optimizer, dtype)
+        loss = RecordedLoss(mod.make_loss(), _kernels(model), train_spec.l2, n_steps,
+                            optimizer.iterations, dtype)
+        model.compile(loss=loss, optimizer=optimizer, steps_per_execution=steps_per_execution)
+        tracker = _Progress(loss, mod.get_weights if record_weights else None, progress,
+                            per_step=steps_per_execution == 1)
+        model.fit(data, epochs=train_spec.epochs, steps_per_epoch=data.steps_per_epoch,
+                  shuffle=False, verbose=0, callbacks=[tracker])
+        done = int(ops.convert_to_numpy(optimizer.iterations))
+        losses = np.asarray(ops.convert_to_numpy(loss.batch_losses), dtype=np.float64)[:done]
+        weights = mod.get_weights(model)
+
+    bad = np.flatnonzero(~np.isfinite(losses))
+    stopped_at = int(bad[0]) if len(bad) else None
+    if stopped_at is not None:
+        losses = losses[:stopped_at + 1]
+    snapshots = tracker.snapshots[:len(losses)] if record_weights else None
+    return History(framework=FRAMEWORK, losses=losses, weights=weights,
+                   epoch_seconds=tracker.epoch_seconds, step_weights=snapshots,
+                   stopped_at=stopped_at)
+
+
+def _kernels(model: keras.Model) -> list:
+    from keras_models.softmax import dense_layers
+
+    return [layer.kernel for layer in dense_layers(model).values()]
+
+
+def _weights_dtype(weights: dict[str, np.ndarray]) -> str:
+    kernel = np.asarray(weights.get("dense_0/kernel", np.zeros(0, np.float32)))
+    return "float64" if kernel.dtype == np.float64 else "float32"
+
+
+def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """Probabilities (N, C) for softmax / svm (softmax of scores) / mlp, P(y=1) (N, 1) for
+    logistic, values (N, 1) for linear. `model.predict` calls the model with training=False,
+    so there is never any dropout. Computed in the weights' dtype."""
+    _check(model_spec, X)
+    dtype = _weights_dtype(weights)
+    mod = model_module(model_spec)
+    with floatx(dtype):
+        model = mod.build(model_spec, weights, dtype)
+        out = model.predict(np.asarray(X, dtype=np.dtype(dtype)), batch_size=EVAL_BATCH,
+                            verbose=0)
+        return mod.probabilities(out)
+
+
+def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+             y: np.ndarray) -> dict[str, float]:
+    """{"loss", "accuracy"} (classification, binary) or {"loss", "mse"} (regression) from
+    `model.evaluate`: the model's data loss (mean over X, no L2 term), without dropout."""
+    _check(model_spec, X, y)
+    dtype = _weights_dtype(weights)
+    mod = model_module(model_spec)
+    if model_spec.task == "regression":
+        metric = keras.metrics.MeanSquaredError(name="mse")
+    elif model_spec.task == "binary":
+        # The model outputs a logit: logit > 0 <=> sigmoid > 0.5.
+        metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+    else:
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    with floatx(dtype):
+        model = mod.build(model_spec, weights, dtype)
+        model.compile(loss=mod.make_loss(), metrics=[metric])
+        result = model.evaluate(np.asarray(X, dtype=np.dtype(dtype)),
+                                _targets(model_spec, y, dtype), batch_size=EVAL_BATCH,
+                                verbose=0, return_dict=True)
+    return {k: float(v) for k, v in result.items()}
