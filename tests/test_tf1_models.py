@@ -373,8 +373,9 @@ def test_accuracy_iris_softmax() -> None:
 
 
 def test_accuracy_digits_softmax() -> None:
-    spec, w, ds = _fit("softmax", "digits", OptimizerSpec("sgd", lr=0.1), epochs=15,
-                       batch_size=64)
+    # measured 0.9639 (plain SGD lr 0.1 for 15 epochs sits exactly at 0.95: too close)
+    spec, w, ds = _fit("softmax", "digits", OptimizerSpec("momentum", lr=0.05), epochs=10,
+                       batch_size=64, l2=1e-3)
     acc = T.evaluate(spec, w, ds.X_test, ds.y_test)["accuracy"]
     assert acc >= 0.95, acc
 
