@@ -1,0 +1,184 @@
+"""The one PyTorch training loop of the zoo (every model), plus `predict` and `evaluate`.
+
+Idiom: an `nn.Module` from the model file, its loss module, a `torch.optim` optimizer from
+`torch_models.optimizers.make_optimizer`, `model.train()` for training and `model.eval()` +
+`torch.no_grad()` for prediction, and the classic `zero_grad / forward / loss / backward / step`.
+
+What makes it agree with Keras, TF1 and the float64 reference step by step:
+- batches are the shared `zoo.data.batch_order(...)` index arrays, taken by direct indexing of
+  one tensor. (A `DataLoader(batch_sampler=...)` would give the same batches, but each of its
+  iterators draws from the global torch RNG, which shifts native dropout masks, and it gathers
+  sample by sample; one gather per batch is simpler and faster.)
+- initial weights come in canonical layout and are transposed at the model's edge;
+- targets get the shapes and dtypes the loss modules need: int64 (N,) for cross-entropy and
+  hinge (int32 raises), float (N, 1) for BCE-with-logits and MSE ((N,) against (N, 1) would
+  broadcast MSE to N x N);
+- the L2 penalty 0.5 * l2 * sum(kernel**2) is added to the loss (never torch's `weight_decay`,
+  which differs from Keras's decoupled decay under momentum);
+- dropout "shared" passes `zoo.specs.dropout_masks` to the MLP's forward, "native" uses
+  `nn.Dropout`, "off" builds the MLP with p = 0;
+- float64: the model is `.double()` and every tensor float64; torch keeps the learning rate as a
+  Python float, so no float32 lr creeps in (unlike Keras and TF1, porting-facts row 19).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.data import batch_order, validate_arrays
+from zoo.errors import ConfigError
+from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+
+__all__ = ["evaluate", "model_module", "predict", "train"]
+
+FRAMEWORK = "torch"
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def model_module(model_spec: ModelSpec) -> ModuleType:
+    """The model file of `model_spec` (torch_models.softmax, .svm, .linear, .logistic, .mlp)."""
+    return importlib.import_module(f"torch_models.{model_spec.name}")
+
+
+def _check(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None) -> None:
+    X = np.asarray(X)
+    if y is not None:
+        n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
+        validate_arrays(X, y, model_spec.task, n_classes, what="torch_models")
+    elif X.ndim != 2:
+        raise ConfigError(f"features must be 2-D (samples, features), got shape {X.shape}.")
+    if X.shape[1] != model_spec.n_features:
+        raise ConfigError(f"the model expects {model_spec.n_features} features, got "
+                          f"{X.shape[1]}; build the spec from the dataset's sizes.")
+
+
+def _features(X: np.ndarray, dtype: str) -> torch.Tensor:
+    # torch never casts silently: a float64 tensor into a float32 Linear raises, so cast here.
+    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.dtype(dtype)))
+
+
+def _targets(model_spec: ModelSpec, y: np.ndarray, dtype: str) -> torch.Tensor:
+    """Targets as the loss module wants them: int64 (N,) labels, or float (N, 1) values."""
+    if model_spec.task == "classification":
+        return torch.from_numpy(np.asarray(y).reshape(-1).astype(np.int64))
+    return torch.from_numpy(np.asarray(y, dtype=np.dtype(dtype)).reshape(-1, 1).copy())
+
+
+def _l2_penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
+    if not l2:
+        return 0.0
+    from torch_models.softmax import dense_layers
+
+    # kernels only (biases are not penalised), as in every framework of the zoo
+    return 0.5 * l2 * sum((lin.weight ** 2).sum() for lin in dense_layers(model).values())
+
+
+def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+          init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
+          progress: Callable[[int, int, float], None] | None = None) -> History:
+    """Train `model_spec` on (X, y) as `train_spec` says and return a `zoo.specs.History`.
+
+    X (N, F) float; y int64 (N,) labels (classification, binary) or float (N, 1) values
+    (regression). init: canonical initial weights (default: torch's own initialiser, see the
+    model file). `History.losses[k]` is step k's mini-batch loss before its update, l2 term
+    included; training stops at the first non-finite loss (`History.stopped_at`).
+    """
+    from torch_models.optimizers import make_optimizer
+
+    _check(model_spec, X, y)
+    dtype = train_spec.dtype
+    mod = model_module(model_spec)
+    built_spec = model_spec
+    if train_spec.dropout_mode == "off" and model_spec.dropout:
+        built_spec = dataclasses.replace(model_spec, dropout=0.0)
+    model = mod.build(built_spec, init, dtype)
+    loss_fn = mod.make_loss()
+    optimizer = make_optimizer(train_spec.optimizer, model.parameters())
+    use_masks = train_spec.dropout_mode == "shared" and bool(model_spec.hidden) \
+        and model_spec.dropout > 0
+    Xt, yt = _features(X, dtype), _targets(model_spec, y, dtype)
+
+    losses: list[float] = []
+    snapshots: list[dict[str, np.ndarray]] = []
+    epoch_seconds: list[float] = []
+    stopped_at: int | None = None
+    model.train()  # dropout on (native mode); the shared masks ignore the mode
+    for epoch in range(train_spec.epochs):
+        start = time.perf_counter()
+        batches = batch_order(len(Xt), train_spec.batch_size, train_spec.seed, epoch,
+                              shuffle=train_spec.shuffle)
+        for step, idx in enumerate(batches):
+            index = torch.from_numpy(idx)
+            masks = None
+            if use_masks:
+                masks = [torch.from_numpy(m) for m in dropout_masks(
+                    model_spec, len(idx), train_spec.seed, epoch, step, dtype)]
+            optimizer.zero_grad()
+            loss = loss_fn(model(Xt[index], masks=masks), yt[index])
+            loss = loss + _l2_penalty(model, train_spec.l2)
+            value = float(loss.item())
+            losses.append(value)
+            if not np.isfinite(value):
+                stopped_at = len(losses) - 1
+                break
+            loss.backward()
+            optimizer.step()
+            if record_weights:
+                snapshots.append(mod.get_weights(model))
+            if progress is not None:
+                progress(epoch, step, value)
+        epoch_seconds.append(time.perf_counter() - start)
+        if stopped_at is not None:
+            break
+    return History(framework=FRAMEWORK, losses=np.asarray(losses, dtype=np.float64),
+                   weights=mod.get_weights(model), epoch_seconds=epoch_seconds,
+                   step_weights=snapshots if record_weights else None, stopped_at=stopped_at)
+
+
+def _eval_model(model_spec: ModelSpec, weights: dict[str, np.ndarray]) -> tuple[nn.Module, str]:
+    """The model loaded with `weights`, in eval mode (no dropout), in the weights' dtype."""
+    kernel = np.asarray(weights.get("dense_0/kernel", np.zeros(0, np.float32)))
+    dtype = "float64" if kernel.dtype == np.float64 else "float32"
+    model = model_module(model_spec).build(model_spec, weights, dtype)
+    model.eval()  # torch.no_grad() alone would leave nn.Dropout active
+    return model, dtype
+
+
+def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """Probabilities (N, C) for softmax / svm (softmax of scores) / mlp, P(y=1) (N, 1) for
+    logistic, values (N, 1) for linear; never any dropout. Computed in the weights' dtype."""
+    _check(model_spec, X)
+    model, dtype = _eval_model(model_spec, weights)
+    with torch.no_grad():
+        out = model_module(model_spec).probabilities(model(_features(X, dtype)))
+    return out.numpy()
+
+
+def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+             y: np.ndarray) -> dict[str, float]:
+    """{"loss", "accuracy"} (classification, binary) or {"loss", "mse"} (regression).
+
+    The loss is the model's data loss (mean over X, no L2 term), computed without dropout.
+    """
+    _check(model_spec, X, y)
+    mod = model_module(model_spec)
+    model, dtype = _eval_model(model_spec, weights)
+    with torch.no_grad():
+        out = model(_features(X, dtype))
+        target = _targets(model_spec, y, dtype)
+        loss = float(mod.make_loss()(out, target).item())
+    if model_spec.task == "regression":
+        return {"loss": loss, "mse": loss}
+    if model_spec.task == "binary":
+        pred = (out.reshape(-1) > 0).long()  # logit > 0 <=> sigmoid > 0.5
+    else:
+        pred = out.argmax(dim=1)
+    return {"loss": loss, "accuracy": float((pred == target.reshape(-1).long()).double().mean())}
