@@ -1,8 +1,12 @@
-"""One canonical optimizer description, shared by every framework.
+"""One canonical optimizer description, shared by every framework, and its translations.
 
 Each framework package has an `optimizers.py` with `make_optimizer(spec, ...)` that
-translates an `OptimizerSpec` into its own optimizer so that trajectories agree.
-(The translation rules are documented in those modules and in `translation_notes`.)
+translates an `OptimizerSpec` into its own optimizer so that trajectories agree. The
+translation itself is pure data and lives here, framework-free: `keras_kwargs`,
+`tf1_kwargs` and `torch_kwargs` return `(class name, keyword arguments)`, and
+`translation_notes()` lists every compensation with its reason (used by the docs and the
+`zoo quadratic` command). `native_defaults_kwargs` gives what each framework would build
+from its own defaults, so tests can measure how much the translation matters.
 """
 
 from __future__ import annotations
@@ -74,3 +78,211 @@ class OptimizerSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OptimizerSpec:
         return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------
+# Translations: (class name, kwargs) per framework. Pure data; no framework is imported here.
+# ---------------------------------------------------------------------------------------------
+
+#: (optimizer, framework) -> the compensation applied and why. Frameworks: keras, tf1, torch.
+_NOTES: tuple[tuple[str, str, str], ...] = (
+    ("all", "all",
+     "lr is always passed explicitly: the default lr differs (SGD: Keras 0.01, torch 1e-3, "
+     "TF1 none; RMSprop: Keras 1e-3, torch 1e-2; Adagrad: Keras 1e-3, torch 1e-2)."),
+    ("all", "all",
+     "epsilon is 1e-20 everywhere (OptimizerSpec default). Keras and TF1 add it inside the "
+     "square root (RMSprop, Adagrad) or to sqrt(v) before bias correction (Adam's epsilon-hat), "
+     "torch outside the root and after bias correction; no single constant maps one placement "
+     "onto another, but a negligible one makes the placement irrelevant. It stays non-zero "
+     "because 0 gives NaN (0/0) for a gradient that is always zero."),
+    ("momentum", "keras",
+     "Keras keeps lr inside the velocity (m = mu*m - lr*g; p += m); TF1 and torch keep it "
+     "outside (b = mu*b + g; p -= lr*b). The two are equal while lr is constant, which is the "
+     "case here; after an lr change rescale Keras's momentums by lr_new/lr_old."),
+    ("momentum", "torch", "dampening=0 (torch's default, stated explicitly): Keras and TF1 have "
+     "no dampening, and dampening=0.9 moves the result by ~2."),
+    ("nesterov", "all", "same as momentum, with nesterov=True / use_nesterov=True."),
+    ("momentum", "keras", "float64 only: Keras casts the momentum (and Adagrad's initial "
+     "accumulator) through float32, so float64 runs use float32(0.9); use float32-exact values "
+     "(float(np.float32(0.9))) when float64 runs must agree to rounding."),
+    ("rmsprop", "torch", "rho is torch's alpha (torch default 0.99, Keras 0.9)."),
+    ("rmsprop", "tf1",
+     "rho is TF1's decay. TF1's RMSPropOptimizer initialises its 'rms' slot to ONES (Keras and "
+     "torch start at 0), so tf1_compat.optimizers.after_init zeroes it after the variables are "
+     "initialised."),
+    ("rmsprop", "keras", "RMSprop momentum, like SGD momentum, keeps lr inside the velocity in "
+     "Keras and TF1 and outside in torch: equal while lr is constant."),
+    ("centered_rmsprop", "all", "as rmsprop with centered=True; v - mean(g)^2 cancels in float32, "
+     "so agreement is a little looser than for plain rmsprop."),
+    ("adam", "all",
+     "betas are float32-exact (float(np.float32(0.9)), float(np.float32(0.999))): Keras computes "
+     "1 - beta in float64 but beta**t in float32, so a beta float32 cannot represent makes its "
+     "first step 0.9999933*lr instead of lr. TF1 calls them beta1/beta2, torch betas=(b1, b2)."),
+    ("adam", "all", "default epsilons differ (Keras 1e-7, TF1 and torch 1e-8) and sit in "
+     "different places; the shared 1e-20 removes both differences."),
+    ("adagrad", "torch",
+     "initial_accumulator_value=0.1 (Keras and TF1 default; torch defaults to 0, which makes the "
+     "first step exactly lr*sign(g)). lr_decay=0."),
+    ("adagrad", "tf1",
+     "TF1's Adagrad has no epsilon at all (its accumulator starts at 0.1 > 0, so it never "
+     "divides by zero) and requires initial_accumulator > 0."),
+)
+
+
+def translation_notes(optimizer: str | None = None) -> list[dict[str, str]]:
+    """The translation rules as rows {optimizer, framework, note}, for docs and the CLI.
+
+    With `optimizer`, only the rows that apply to it (including the 'all' rows)."""
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise unknown_name("optimizer", optimizer, list(OPTIMIZERS))
+    return [{"optimizer": o, "framework": f, "note": n} for o, f, n in _NOTES
+            if optimizer is None or o in ("all", optimizer)]
+
+
+def keras_kwargs(spec: OptimizerSpec) -> tuple[str, dict[str, Any]]:
+    """`keras.optimizers.<class>(**kwargs)` for `spec`.
+
+    - sgd/momentum/nesterov -> SGD (momentum, nesterov). Keras's velocity includes lr, equal to
+      TF1/torch while lr is constant (see `translation_notes`).
+    - rmsprop/centered_rmsprop -> RMSprop(rho, momentum, epsilon, centered); epsilon goes
+      inside the square root, harmless at 1e-20.
+    - adam -> Adam(beta_1, beta_2, epsilon): epsilon-hat form; betas float32-exact.
+    - adagrad -> Adagrad(initial_accumulator_value, epsilon inside the root).
+    The lr is a Python float (Keras rejects an int). float64 caveat (measured): Keras turns
+    `momentum` and Adagrad's initial accumulator into float32 before casting them to float64,
+    so a float64 Keras run uses float32(0.9); pass float32-exact values if float64 runs must
+    agree beyond ~1e-7.
+    """
+    lr = float(spec.lr)
+    if spec.name == "sgd":
+        return "SGD", {"learning_rate": lr}
+    if spec.name in ("momentum", "nesterov"):
+        return "SGD", {"learning_rate": lr, "momentum": spec.momentum,
+                       "nesterov": spec.name == "nesterov"}
+    if spec.name in ("rmsprop", "centered_rmsprop"):
+        return "RMSprop", {"learning_rate": lr, "rho": spec.rho, "momentum": spec.momentum,
+                           "epsilon": spec.epsilon, "centered": spec.name == "centered_rmsprop"}
+    if spec.name == "adam":
+        return "Adam", {"learning_rate": lr, "beta_1": spec.beta_1, "beta_2": spec.beta_2,
+                        "epsilon": spec.epsilon}
+    if spec.name == "adagrad":
+        return "Adagrad", {"learning_rate": lr,
+                           "initial_accumulator_value": spec.initial_accumulator,
+                           "epsilon": spec.epsilon}
+    raise unknown_name("optimizer", spec.name, list(OPTIMIZERS))  # pragma: no cover
+
+
+#: TF1 optimizers whose freshly initialised state differs from Keras's and must be fixed by
+#: `tf1_compat.optimizers.after_init`: class -> slot names to zero.
+TF1_SLOTS_TO_ZERO: dict[str, tuple[str, ...]] = {"RMSPropOptimizer": ("rms",)}
+
+
+def tf1_kwargs(spec: OptimizerSpec) -> tuple[str, dict[str, Any]]:
+    """`tf.compat.v1.train.<class>(**kwargs)` for `spec`.
+
+    - sgd -> GradientDescentOptimizer; momentum/nesterov -> MomentumOptimizer(use_nesterov).
+    - rmsprop -> RMSPropOptimizer(decay=rho, momentum, epsilon, centered). Its 'rms' slot starts
+      at ONE (Keras/torch: zero), so the caller must zero it after initialisation
+      (`TF1_SLOTS_TO_ZERO`, `tf1_compat.optimizers.after_init`).
+    - adam -> AdamOptimizer(beta1, beta2, epsilon); same epsilon-hat form as Keras.
+    - adagrad -> AdagradOptimizer(initial_accumulator_value); TF1 has no epsilon and needs an
+      accumulator > 0 (ConfigError otherwise).
+    The values are plain floats; for float64 the caller wraps them in float64 constants
+    because TF1 would otherwise convert each one to a float32 tensor and cast it.
+    """
+    lr = float(spec.lr)
+    if spec.name == "sgd":
+        return "GradientDescentOptimizer", {"learning_rate": lr}
+    if spec.name in ("momentum", "nesterov"):
+        return "MomentumOptimizer", {"learning_rate": lr, "momentum": spec.momentum,
+                                     "use_nesterov": spec.name == "nesterov"}
+    if spec.name in ("rmsprop", "centered_rmsprop"):
+        return "RMSPropOptimizer", {"learning_rate": lr, "decay": spec.rho,
+                                    "momentum": spec.momentum, "epsilon": spec.epsilon,
+                                    "centered": spec.name == "centered_rmsprop"}
+    if spec.name == "adam":
+        return "AdamOptimizer", {"learning_rate": lr, "beta1": spec.beta_1,
+                                 "beta2": spec.beta_2, "epsilon": spec.epsilon}
+    if spec.name == "adagrad":
+        if spec.initial_accumulator <= 0:
+            raise ConfigError("TF1's AdagradOptimizer needs initial_accumulator > 0 (it has no "
+                              f"epsilon), got {spec.initial_accumulator!r}.")
+        return "AdagradOptimizer", {"learning_rate": lr,
+                                    "initial_accumulator_value": spec.initial_accumulator}
+    raise unknown_name("optimizer", spec.name, list(OPTIMIZERS))  # pragma: no cover
+
+
+def torch_kwargs(spec: OptimizerSpec) -> tuple[str, dict[str, Any]]:
+    """`torch.optim.<class>(params, **kwargs)` for `spec`.
+
+    - sgd/momentum/nesterov -> SGD(momentum, dampening=0, nesterov); torch keeps lr outside
+      the buffer (equal to Keras while lr is constant).
+    - rmsprop/centered_rmsprop -> RMSprop(alpha=rho, eps, momentum, centered); eps outside the
+      root, harmless at 1e-20.
+    - adam -> Adam(betas=(beta_1, beta_2), eps): eps after bias correction, harmless at 1e-20.
+    - adagrad -> Adagrad(initial_accumulator_value=0.1 like Keras/TF1 (torch default 0),
+      lr_decay=0, eps).
+    """
+    lr = float(spec.lr)
+    if spec.name == "sgd":
+        return "SGD", {"lr": lr}
+    if spec.name in ("momentum", "nesterov"):
+        return "SGD", {"lr": lr, "momentum": spec.momentum, "dampening": 0.0,
+                       "nesterov": spec.name == "nesterov"}
+    if spec.name in ("rmsprop", "centered_rmsprop"):
+        return "RMSprop", {"lr": lr, "alpha": spec.rho, "eps": spec.epsilon,
+                           "momentum": spec.momentum,
+                           "centered": spec.name == "centered_rmsprop"}
+    if spec.name == "adam":
+        return "Adam", {"lr": lr, "betas": (spec.beta_1, spec.beta_2), "eps": spec.epsilon}
+    if spec.name == "adagrad":
+        return "Adagrad", {"lr": lr, "lr_decay": 0.0,
+                           "initial_accumulator_value": spec.initial_accumulator,
+                           "eps": spec.epsilon}
+    raise unknown_name("optimizer", spec.name, list(OPTIMIZERS))  # pragma: no cover
+
+
+def native_defaults_kwargs(name: str, lr: float, framework: str) -> tuple[str, dict[str, Any]]:
+    """What a port that passes only the lr (and the algorithm's switches) would build.
+
+    This is the *untranslated* baseline: each framework's own default rho/alpha, betas,
+    epsilon and initial accumulator (and, for TF1 RMSprop, the ones-initialised 'rms' slot,
+    which the caller leaves in place). Tests use it to measure how far the defaults drift.
+    """
+    if name not in OPTIMIZERS:
+        raise unknown_name("optimizer", name, list(OPTIMIZERS))
+    lr = float(lr)
+    centered = name == "centered_rmsprop"
+    table: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+        "keras": {
+            "sgd": ("SGD", {"learning_rate": lr}),
+            "momentum": ("SGD", {"learning_rate": lr, "momentum": 0.9}),
+            "nesterov": ("SGD", {"learning_rate": lr, "momentum": 0.9, "nesterov": True}),
+            "rmsprop": ("RMSprop", {"learning_rate": lr}),
+            "centered_rmsprop": ("RMSprop", {"learning_rate": lr, "centered": True}),
+            "adam": ("Adam", {"learning_rate": lr}),
+            "adagrad": ("Adagrad", {"learning_rate": lr}),
+        },
+        "tf1": {
+            "sgd": ("GradientDescentOptimizer", {"learning_rate": lr}),
+            "momentum": ("MomentumOptimizer", {"learning_rate": lr, "momentum": 0.9}),
+            "nesterov": ("MomentumOptimizer", {"learning_rate": lr, "momentum": 0.9,
+                                               "use_nesterov": True}),
+            "rmsprop": ("RMSPropOptimizer", {"learning_rate": lr}),
+            "centered_rmsprop": ("RMSPropOptimizer", {"learning_rate": lr, "centered": True}),
+            "adam": ("AdamOptimizer", {"learning_rate": lr}),
+            "adagrad": ("AdagradOptimizer", {"learning_rate": lr}),
+        },
+        "torch": {
+            "sgd": ("SGD", {"lr": lr}),
+            "momentum": ("SGD", {"lr": lr, "momentum": 0.9}),
+            "nesterov": ("SGD", {"lr": lr, "momentum": 0.9, "nesterov": True}),
+            "rmsprop": ("RMSprop", {"lr": lr, "centered": centered}),
+            "centered_rmsprop": ("RMSprop", {"lr": lr, "centered": True}),
+            "adam": ("Adam", {"lr": lr}),
+            "adagrad": ("Adagrad", {"lr": lr}),
+        },
+    }
+    if framework not in table:
+        raise unknown_name("framework", framework, list(table))
+    return table[framework][name]

@@ -1,0 +1,51 @@
+"""Keras 3 optimizers built from a framework-neutral `OptimizerSpec`.
+
+`make_optimizer(spec)` applies the shared translation (`zoo.optimizers.keras_kwargs`: tiny
+epsilon, float32-exact Adam betas, explicit lr) so that a Keras run agrees step by step with
+the TF1 and PyTorch runs built from the same spec. Keras 3 optimizers have no `minimize`;
+train with `tf.GradientTape` and `optimizer.apply_gradients(zip(grads, variables))`.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from zoo.errors import ConfigError
+from zoo.optimizers import OptimizerSpec, keras_kwargs, native_defaults_kwargs
+
+__all__ = ["make_optimizer", "make_default_optimizer"]
+
+_DTYPES = ("float32", "float64")
+
+
+def _build(cls_name: str, kwargs: dict, dtype: str) -> keras.optimizers.Optimizer:
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype must be one of {_DTYPES}, got {dtype!r}.")
+    cls = getattr(keras.optimizers, cls_name)
+    # The optimizer's lr variable takes keras.config.floatx() at construction, and every update
+    # casts it to the variable's dtype: a float64 run would silently use float32(lr)
+    # (0.0099999998 for 0.01). So floatx is switched for the construction only.
+    old = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        return cls(**kwargs)
+    finally:
+        keras.config.set_floatx(old)
+
+
+def make_optimizer(spec: OptimizerSpec, dtype: str = "float32") -> keras.optimizers.Optimizer:
+    """A Keras 3 optimizer equivalent to the TF1 and torch ones built from `spec`.
+
+    `dtype` is the dtype of the variables it will train (its lr variable gets the same
+    dtype). Works for any list of `tf.Variable`/`keras.Variable` via `apply_gradients`.
+    """
+    cls_name, kwargs = keras_kwargs(spec)
+    return _build(cls_name, kwargs, dtype)
+
+
+def make_default_optimizer(name: str, lr: float,
+                           dtype: str = "float32") -> keras.optimizers.Optimizer:
+    """The optimizer a port passing only `lr` gets (Keras's own defaults): the baseline that
+    shows what the translation in `make_optimizer` is for."""
+    cls_name, kwargs = native_defaults_kwargs(name, lr, "keras")
+    return _build(cls_name, kwargs, dtype)
