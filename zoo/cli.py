@@ -14,6 +14,8 @@ from zoo.errors import ZooError
 #: subcommand -> (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("zoo.commands.data", "summarise a dataset (sizes, classes, source)"),
+    "quadratic": ("zoo.commands.quadratic", "minimise w^2 - 10w + 25 in every framework (seeds 000/004)"),
+    "saddle": ("zoo.commands.saddle", "steps each optimizer needs to escape a saddle point (seed 000)"),
     "list": ("zoo.commands.list", "list models by framework, optimizers and datasets"),
     "compare": ("zoo.commands.compare", "train one model in several frameworks and compare them step by step"),
 }
