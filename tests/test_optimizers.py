@@ -233,6 +233,8 @@ def test_unknown_optimizer_and_bad_lr() -> None:
 IMPORT_RULES = {
     "zoo.optimizers": ("tensorflow", "torch", "keras"),
     "zoo.quadratic": ("tensorflow", "torch", "keras"),
+    "zoo.commands.quadratic": ("tensorflow", "torch", "keras", "matplotlib"),
+    "zoo.commands.saddle": ("tensorflow", "torch", "keras", "matplotlib"),
     "torch_models.optimizers": ("tensorflow", "keras", "keras_models", "tf1_compat"),
     "torch_models.quadratic": ("tensorflow", "keras", "keras_models", "tf1_compat"),
     "keras_models.quadratic": ("torch", "tf1_compat", "torch_models"),
