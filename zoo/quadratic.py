@@ -31,6 +31,7 @@ import numpy as np
 
 from zoo.errors import ConfigError, unknown_name
 from zoo.optimizers import OptimizerSpec
+from zoo.reference import NumpyOptimizer
 
 __all__ = [
     "FRAMEWORKS",
@@ -150,62 +151,8 @@ def closed_form(coefficients: Iterable[float] = SEED_COEFFICIENTS, w0: float = 0
 
 
 # --------------------------------------------------------------------------- numpy reference
-
-class NumpyOptimizer:
-    """float64 numpy re-implementation of the optimizers, following the *Keras 3* formulas
-    (keras/src/optimizers/*.py, update_step), which the translation makes TF1 and torch match.
-
-    `step(params, grads)` updates the arrays in `params` in place."""
-
-    def __init__(self, spec: OptimizerSpec) -> None:
-        self.spec = spec
-        self.t = 0
-        self._state: list[dict[str, np.ndarray]] | None = None
-
-    def _init_state(self, params: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        s = self.spec
-        fill = s.initial_accumulator if s.name == "adagrad" else 0.0
-        return [{k: np.full_like(p, fill if k == "acc" else 0.0, dtype=np.float64)
-                 for k in ("m", "v", "g", "acc")} for p in params]
-
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        s = self.spec
-        if self._state is None:
-            self._state = self._init_state(params)
-        self.t += 1
-        lr, eps = s.lr, s.epsilon
-        for p, g, st in zip(params, grads, self._state, strict=True):
-            g = np.asarray(g, dtype=np.float64)
-            if s.name == "sgd":
-                p -= lr * g
-            elif s.name in ("momentum", "nesterov"):
-                # Keras keeps lr inside the velocity: m = mu*m - lr*g
-                st["m"][...] = s.momentum * st["m"] - lr * g
-                p += (s.momentum * st["m"] - lr * g) if s.name == "nesterov" else st["m"]
-            elif s.name in ("rmsprop", "centered_rmsprop"):
-                st["v"][...] = s.rho * st["v"] + (1 - s.rho) * g * g
-                if s.name == "centered_rmsprop":
-                    st["g"][...] = s.rho * st["g"] + (1 - s.rho) * g
-                    denom = st["v"] - st["g"] ** 2 + eps
-                else:
-                    denom = st["v"] + eps
-                inc = lr * g / np.sqrt(denom)
-                if s.momentum > 0:
-                    st["m"][...] = s.momentum * st["m"] + inc
-                    p -= st["m"]
-                else:
-                    p -= inc
-            elif s.name == "adam":
-                alpha = lr * math.sqrt(1 - s.beta_2**self.t) / (1 - s.beta_1**self.t)
-                st["m"][...] += (g - st["m"]) * (1 - s.beta_1)
-                st["v"][...] += (g * g - st["v"]) * (1 - s.beta_2)
-                p -= st["m"] * alpha / (np.sqrt(st["v"]) + eps)
-            elif s.name == "adagrad":
-                st["acc"][...] += g * g
-                p -= lr * g / np.sqrt(st["acc"] + eps)
-            else:  # pragma: no cover - OptimizerSpec validates the name
-                raise unknown_name("optimizer", s.name, [])
-
+# The float64 optimizers (Keras 3 formulas) are zoo.reference.NumpyOptimizer, shared with
+# the models' reference training loop.
 
 def reference_minimize(coefficients: Iterable[float] = SEED_COEFFICIENTS, w0: float = 0.0,
                        optimizer: OptimizerSpec = SEED_OPTIMIZER,

@@ -186,12 +186,17 @@ class NumpyOptimizer:
         self.t = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """Update `params` in place from `grads`."""
+    def step(self, params, grads) -> None:
+        """Update `params` in place from `grads`: two dicts keyed by weight name, or two
+        sequences of arrays in the same order."""
         s = self.spec
         self.t += 1
-        for name, g in grads.items():
-            p = params[name]
+        if isinstance(params, dict):
+            triples = [(name, params[name], g) for name, g in grads.items()]
+        else:
+            triples = [(str(i), p, g) for i, (p, g) in enumerate(zip(params, grads, strict=True))]
+        for name, p, g in triples:
+            g = np.asarray(g, dtype=np.float64)
             st = self.state.setdefault(name, {})
             if s.name == "sgd":
                 p -= s.lr * g
