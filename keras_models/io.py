@@ -1,0 +1,92 @@
+"""Keras weights in Keras's native format: a `.keras` file (`model.save`), plus the JSON sidecar
+`<path>.json` of `zoo.interchange` recording the model spec, shapes and dtype.
+
+Loading is safe only: `keras.models.load_model(path, safe_mode=True, compile=False)` (no
+lambda or other code is deserialised; the model is not compiled, so no custom loss is needed).
+The MLP is saved as `SerializableMLP`, the zoo's `MLP` with a `get_config` (its `hidden` tuple
+keeps Keras from generating one), registered as `zoo>SerializableMLP`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_models.mlp import MLP
+from keras_models.softmax import get_weights
+from keras_models.train import floatx, model_module
+from zoo import interchange as ic
+from zoo.errors import DataError
+from zoo.specs import ModelSpec, layer_sizes
+
+__all__ = ["FORMAT", "SerializableMLP", "load", "save"]
+
+FORMAT = "keras"
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SerializableMLP(MLP):
+    """`keras_models.mlp.MLP` with the config `.keras` files need."""
+
+    def __init__(self, n_features: int, n_classes: int, hidden=(64, 32), dropout: float = 0.5,
+                 dtype="float32", **kwargs) -> None:
+        super().__init__(n_features, n_classes, hidden=tuple(hidden), dropout=dropout,
+                         dtype=dtype, **kwargs)
+        self._config = {"n_features": int(n_features), "n_classes": int(n_classes),
+                        "hidden": [int(h) for h in hidden], "dropout": float(dropout)}
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self._config}
+
+
+def _build(model_spec: ModelSpec, weights: dict[str, np.ndarray], dtype: str) -> keras.Model:
+    if model_spec.name != "mlp":
+        return model_module(model_spec).build(model_spec, weights, dtype)
+    sizes = layer_sizes(model_spec)
+    model = SerializableMLP(model_spec.n_features, model_spec.n_outputs,
+                            hidden=[n for _, n in sizes[:-1]], dropout=model_spec.dropout,
+                            dtype=dtype, name="mlp")
+    model.build((None, model_spec.n_features))
+    model_module(model_spec).set_weights(model, weights)
+    return model
+
+
+def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
+         force: bool = False) -> Path:
+    """Write `weights` as a `.keras` file at `path` (atomically) and its sidecar."""
+    path = Path(path)
+    ic.check_target(FORMAT, path, force)
+    ic.check_weights(model_spec, weights, str(path))
+    dtype = ic._dtype_of(weights)
+    with floatx(dtype):
+        model = _build(model_spec, weights, dtype)
+        with ic.temp_path(path, suffix=".keras") as tmp:
+            model.save(tmp, overwrite=True)
+            ic.replace_atomically(tmp, path)
+    ic.write_sidecar(FORMAT, model_spec, weights, path)
+    return path
+
+
+def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """(model spec, canonical weights) of a `.keras` file written by `save`."""
+    path = Path(path)
+    ic.check_exists(FORMAT, path)
+    spec, shapes, dtype = ic.read_sidecar(FORMAT, path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{str(path)!r} is not a Keras .keras file (not a zip archive); "
+                        "pass a file written by Keras `model.save` or `zoo train --save`.")
+    try:
+        with floatx(dtype):
+            model = keras.models.load_model(path, safe_mode=True, compile=False,
+                                            custom_objects={"SerializableMLP": SerializableMLP})
+    except Exception as exc:  # keras raises ValueError, TypeError, KeyError, OSError, ...
+        raise DataError(f"{str(path)!r} could not be loaded as a Keras model "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                        "pass a file written by Keras `model.save` or `zoo train --save`.") from None
+    weights = get_weights(model)
+    ic.check_weights(spec, weights, str(path))
+    return spec, weights

@@ -1,0 +1,265 @@
+"""Weight interchange: native formats (.keras, .pt state_dict, TF1 .ckpt), conversion in all
+six directions and a round trip with equal predictions, safe loading and bad files, no
+overwrite without force, and the `zoo train --save`, `zoo convert`, `zoo predict` commands."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo import interchange as ic
+from zoo.data import load as load_dataset
+from zoo.errors import ConfigError, DataError, DataNotFoundError, ZooError
+from zoo.specs import init_weights, model_spec_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SUFFIX = {"keras": ".keras", "torch": ".pt", "tf1": ".ckpt"}
+PKG = {"keras": "keras_models", "torch": "torch_models", "tf1": "tf1_compat"}
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_dataset("iris", seed=0)
+
+
+def _weights(spec, seed=1):
+    """Canonical init weights with non-zero biases (so a lost bias would show)."""
+    w = init_weights(spec, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    return {k: (v + rng.normal(0, 0.1, v.shape).astype(v.dtype)) if k.endswith("bias") else v
+            for k, v in w.items()}
+
+
+@pytest.fixture(scope="module")
+def models(iris):
+    out = {}
+    for name in ("softmax", "mlp"):
+        spec = model_spec_for(name, iris.n_features, iris.n_outputs)
+        out[name] = (spec, _weights(spec))
+    return out
+
+
+def _predict(fmt, spec, weights, X):
+    import importlib
+
+    return importlib.import_module(f"{PKG[fmt]}.train").predict(spec, weights, X)
+
+
+@pytest.mark.parametrize("src,dst", list(itertools.permutations(["keras", "torch", "tf1"], 2)))
+def test_convert_six_directions(tmp_path, models, iris, src, dst):
+    for name, (spec, w) in models.items():
+        a = tmp_path / f"{name}{SUFFIX[src]}"
+        b = tmp_path / f"{name}_out{SUFFIX[dst]}"
+        ic.save(src, spec, w, a)
+        spec2, w2, fmt = ic.convert(a, b)
+        assert fmt == dst and spec2 == spec
+        spec3, w3 = ic.load(b)
+        assert spec3 == spec
+        assert set(w3) == set(w)
+        for k in w:
+            assert w3[k].shape == w[k].shape and w3[k].dtype == np.float32
+            np.testing.assert_array_equal(w3[k], w[k])
+        p_src = _predict(src, *ic.load(a), iris.X_test)
+        p_dst = _predict(dst, spec3, w3, iris.X_test)
+        assert p_src.shape == (len(iris.X_test), 3)
+        np.testing.assert_allclose(p_dst, p_src, atol=1e-6, rtol=0)
+        sidecar = json.loads(ic.sidecar_path(b).read_text())
+        assert sidecar["format"] == dst and sidecar["model"] == spec.to_dict()
+        assert sidecar["dtype"] == "float32"
+        assert sidecar["shapes"]["dense_0/kernel"] == [4, 64 if name == "mlp" else 3]
+
+
+def test_round_trip_all_formats(tmp_path, models, iris):
+    spec, w = models["mlp"]
+    p0 = _predict("keras", spec, w, iris.X_test)
+    path = tmp_path / "m.keras"
+    ic.save("keras", spec, w, path)
+    for fmt in ("torch", "tf1", "keras"):
+        nxt = tmp_path / f"m_{fmt}{SUFFIX[fmt]}"
+        ic.convert(path, nxt)
+        path = nxt
+    spec2, w2 = ic.load(path)
+    assert spec2 == spec
+    for k in w:
+        np.testing.assert_array_equal(w2[k], w[k])
+    for fmt in ("keras", "torch", "tf1"):
+        np.testing.assert_allclose(_predict(fmt, spec2, w2, iris.X_test), p0, atol=1e-6, rtol=0)
+    # native formats really are native: plain torch / Keras / TF readers understand them
+    import torch
+
+    sd = torch.load(tmp_path / "m_torch.pt", weights_only=True)
+    np.testing.assert_array_equal(sd["layers.dense_0.weight"].numpy(), w["dense_0/kernel"].T)
+    import tensorflow as tf
+
+    reader = tf.compat.v1.train.load_checkpoint(str(tmp_path / "m_tf1.ckpt"))
+    np.testing.assert_array_equal(reader.get_tensor("dense_1/bias"), w["dense_1/bias"])
+
+
+def test_float64_kept(tmp_path, iris):
+    spec = model_spec_for("softmax", 4, 3)
+    w = {k: v.astype(np.float64) for k, v in _weights(spec).items()}
+    for fmt in ("keras", "torch", "tf1"):
+        p = tmp_path / f"d{SUFFIX[fmt]}"
+        ic.save(fmt, spec, w, p)
+        _, w2 = ic.load(p)
+        assert w2["dense_0/kernel"].dtype == np.float64
+        np.testing.assert_array_equal(w2["dense_0/kernel"], w["dense_0/kernel"])
+
+
+class _Evil:
+    """A pickle that would write a file when unpickled by plain pickle."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["ZOO_EVIL_MARK"]),))
+
+
+def test_pickle_renamed_pt_is_refused(tmp_path, models, monkeypatch):
+    spec, w = models["softmax"]
+    good = tmp_path / "good.pt"
+    ic.save("torch", spec, w, good)
+    mark = tmp_path / "pwned"
+    monkeypatch.setenv("ZOO_EVIL_MARK", str(mark))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(pickle.dumps({"dense_0.weight": _Evil()}))
+    (tmp_path / "bad.pt.json").write_text(ic.sidecar_path(good).read_text())
+    with pytest.raises(DataError) as e:
+        ic.load(bad)
+    msg = str(e.value)
+    assert "bad.pt" in msg and "weights_only=True" in msg and "\n" not in msg
+    assert not mark.exists()
+
+
+def test_random_bytes_and_foreign_files(tmp_path, models):
+    spec, w = models["softmax"]
+    rng = np.random.default_rng(0)
+    for fmt in ("keras", "torch", "tf1"):
+        good = tmp_path / f"good{SUFFIX[fmt]}"
+        ic.save(fmt, spec, w, good)
+        bad = tmp_path / f"bad{SUFFIX[fmt]}"
+        targets = [Path(f"{bad}.index"), Path(f"{bad}.data-00000-of-00001")] if fmt == "tf1" \
+            else [bad]
+        for t in targets:
+            t.write_bytes(rng.bytes(300))
+        (Path(f"{bad}.json")).write_text(ic.sidecar_path(good).read_text())
+        with pytest.raises(DataError, match="bad"):
+            ic.load(bad)
+    # a zip that is not a Keras model
+    import zipfile
+
+    z = tmp_path / "zip.keras"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("hello.txt", "hi")
+    (tmp_path / "zip.keras.json").write_text((tmp_path / "good.keras.json").read_text())
+    with pytest.raises(DataError, match="could not be loaded as a Keras model"):
+        ic.load(z)
+
+
+def test_checkpoint_for_another_model(tmp_path, models):
+    spec, w = models["softmax"]
+    mspec, mw = models["mlp"]
+    other = model_spec_for("softmax", 64, 10)  # digits sizes
+    for fmt in ("keras", "torch", "tf1"):
+        a = tmp_path / f"a{SUFFIX[fmt]}"
+        ic.save(fmt, spec, w, a)
+        ic.write_sidecar(fmt, other, init_weights(other), a)  # sidecar of another shape
+        with pytest.raises(DataError, match="do(es)? not fit"):
+            ic.load(a)
+        m = tmp_path / f"m{SUFFIX[fmt]}"
+        ic.save(fmt, mspec, mw, m)
+        ic.write_sidecar(fmt, spec, w, m)  # an MLP file with a softmax sidecar
+        with pytest.raises(DataError, match="do(es)? not fit"):
+            ic.load(m)
+    # wrong-shaped weights are refused on save too
+    with pytest.raises(DataError, match="dense_0/kernel"):
+        ic.save("torch", other, w, tmp_path / "x.pt")
+
+
+def test_missing_file_sidecar_and_suffix(tmp_path, models):
+    spec, w = models["softmax"]
+    with pytest.raises(DataNotFoundError, match="nope.keras"):
+        ic.load(tmp_path / "nope.keras")
+    with pytest.raises(DataNotFoundError, match="nope.ckpt"):
+        ic.load(tmp_path / "nope.ckpt")
+    p = tmp_path / "w.pt"
+    ic.save("torch", spec, w, p)
+    ic.sidecar_path(p).unlink()
+    with pytest.raises(DataError, match="no sidecar"):
+        ic.load(p)
+    with pytest.raises(ConfigError, match="suffix"):
+        ic.load(tmp_path / "w.h5")
+    with pytest.raises(ZooError, match="Did you mean 'torch'"):
+        ic.format_of("x.bin", to="troch")
+    assert ic.format_of("x.bin", to="tf1") == "tf1"
+    assert {ic.format_of(f"a{s}") for s in ic.FORMATS} == {"keras", "torch", "tf1"}
+
+
+def test_no_overwrite_without_force(tmp_path, models):
+    spec, w = models["softmax"]
+    w2 = {k: v + 1 for k, v in w.items()}
+    for fmt in ("keras", "torch", "tf1"):
+        p = tmp_path / f"w{SUFFIX[fmt]}"
+        ic.save(fmt, spec, w, p)
+        with pytest.raises(ConfigError, match="already exists.*--force"):
+            ic.save(fmt, spec, w2, p)
+        np.testing.assert_array_equal(ic.load(p)[1]["dense_0/bias"], w["dense_0/bias"])
+        ic.save(fmt, spec, w2, p, force=True)
+        np.testing.assert_array_equal(ic.load(p)[1]["dense_0/bias"], w2["dense_0/bias"])
+    src = tmp_path / "w.pt"
+    with pytest.raises(ConfigError, match="already exists"):
+        ic.convert(src, tmp_path / "w.keras")
+    # nothing temporary left behind
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+def _zoo(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_imports_only_the_needed_framework(tmp_path, models):
+    spec, w = models["softmax"]
+    ic.save("torch", spec, w, tmp_path / "w.pt")
+    code = ("import sys; import zoo.interchange as ic, zoo.commands.train, zoo.commands.convert, "
+            "zoo.commands.predict; assert not {'torch','tensorflow','keras'} & set(sys.modules);"
+            f"ic.load({str(tmp_path / 'w.pt')!r}); "
+            "assert 'torch' in sys.modules and 'tensorflow' not in sys.modules "
+            "and 'keras' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_cli_train_convert_predict(tmp_path, iris):
+    r = _zoo("train", "softmax", "--framework", "torch", "--dataset", "iris", "--epochs", "3",
+             "--save", "s.pt", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "final training loss" in r.stdout and "test accuracy" in r.stdout
+    assert (tmp_path / "s.pt").is_file() and (tmp_path / "s.pt.json").is_file()
+    r = _zoo("train", "softmax", "--framework", "torch", "--dataset", "iris", "--save", "s.pt",
+             cwd=tmp_path)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+    r = _zoo("convert", "s.pt", "s.keras", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _zoo("predict", "s.keras", "--dataset", "iris", "--json", "p.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pred = np.array(json.loads((tmp_path / "p.json").read_text())["predictions"])
+    spec, w = ic.load(tmp_path / "s.pt")
+    np.testing.assert_allclose(pred, _predict("torch", spec, w, iris.X_test), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(pred.sum(axis=1), 1.0, atol=1e-6)
+
+    r = _zoo("predict", "missing.keras", "--dataset", "iris", cwd=tmp_path)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "missing.keras" in r.stderr
+    r = _zoo("convert", "s.pt", "s.bin", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

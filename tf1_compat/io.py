@@ -1,0 +1,70 @@
+"""TF1 weights in TF1's native format: a checkpoint written by `tf.compat.v1.train.Saver` (in
+the model's own `tf.Graph` and Session) under a prefix ending in `.ckpt` (files
+`<prefix>.index` and `<prefix>.data-00000-of-00001`), plus the JSON sidecar `<prefix>.json` of
+`zoo.interchange` (model spec, shapes, dtype). The variables keep their canonical names
+(`dense_0/kernel`, ...), so the checkpoint is readable by any TF1 code using those scopes.
+
+Loading uses `tf.compat.v1.train.load_checkpoint` (a checkpoint reader: tensors only, no code).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tf1_compat.train import build
+from zoo import interchange as ic
+from zoo.errors import DataError
+from zoo.specs import ModelSpec
+
+__all__ = ["FORMAT", "load", "save"]
+
+FORMAT = "tf1"
+tf1 = tf.compat.v1
+
+
+def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
+         force: bool = False) -> Path:
+    """Save `weights` with a `Saver` under the prefix `path` (atomically) and the sidecar."""
+    path = Path(path)
+    ic.check_target(FORMAT, path, force)
+    ic.check_weights(model_spec, weights, str(path))
+    model = build(model_spec, weights, ic._dtype_of(weights))
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        with model.graph.as_default():
+            saver = tf1.train.Saver(var_list=model.variables, write_version=tf1.train.SaverDef.V2)
+            saver.save(model.session, str(tmpdir / "model.ckpt"), write_meta_graph=False,
+                       write_state=False)
+        # data file first, index last: a prefix whose index exists is complete
+        for ext in reversed(ic.TF1_FILES):
+            ic.replace_atomically(tmpdir / f"model.ckpt{ext}", f"{path}{ext}")
+    finally:
+        model.close()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    ic.write_sidecar(FORMAT, model_spec, weights, path)
+    return path
+
+
+def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """(model spec, canonical weights) of a checkpoint prefix written by `save`."""
+    path = Path(path)
+    ic.check_exists(FORMAT, path)
+    spec, shapes, dtype = ic.read_sidecar(FORMAT, path)
+    try:
+        reader = tf1.train.load_checkpoint(str(path))
+        names = reader.get_variable_to_shape_map()
+        weights = {name: np.asarray(reader.get_tensor(name)) for name in names}
+    except Exception as exc:  # tf.errors.DataLossError, NotFoundError, ValueError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"{str(path)!r} is not a readable TF1 checkpoint "
+                        f"({type(exc).__name__}: {first}); pass the prefix of a checkpoint "
+                        "written by `tf.compat.v1.train.Saver`, `zoo train --save` or "
+                        "`zoo convert` (model.ckpt, not model.ckpt.index).") from None
+    ic.check_weights(spec, weights, str(path))
+    return spec, {k: weights[k].astype(dtype) for k in ic.expected_shapes(spec)}

@@ -1,0 +1,73 @@
+"""torch weights in torch's native format: the model's `state_dict` saved with `torch.save` to a
+`.pt` file, plus the JSON sidecar `<path>.json` of `zoo.interchange` (model spec, shapes, dtype).
+
+Loading is safe only: `torch.load(path, weights_only=True)`, which refuses any pickle that is
+not plain tensors and containers; the state_dict is then loaded strictly into a freshly built
+model of the sidecar's spec.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from torch_models.softmax import get_weights
+from torch_models.train import model_module
+from zoo import interchange as ic
+from zoo.errors import DataError
+from zoo.specs import ModelSpec
+
+__all__ = ["FORMAT", "load", "save"]
+
+FORMAT = "torch"
+
+
+def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
+         force: bool = False) -> Path:
+    """Write the `state_dict` of `model_spec` with `weights` to `path` (atomically) and its sidecar."""
+    path = Path(path)
+    ic.check_target(FORMAT, path, force)
+    ic.check_weights(model_spec, weights, str(path))
+    model = model_module(model_spec).build(model_spec, weights, ic._dtype_of(weights))
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with ic.temp_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+        ic.replace_atomically(tmp, path)
+    ic.write_sidecar(FORMAT, model_spec, weights, path)
+    return path
+
+
+def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """(model spec, canonical weights) of a `.pt` state_dict written by `save`."""
+    path = Path(path)
+    ic.check_exists(FORMAT, path)
+    spec, shapes, dtype = ic.read_sidecar(FORMAT, path)
+    try:
+        with warnings.catch_warnings():
+            # a non-torch pickle (protocol != 2) warns before it is refused: the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, IndexError, ... on bad bytes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{str(path)!r} is not a torch state_dict that loads safely "
+                        f"(torch.load(weights_only=True) refused it: {first}); the zoo never "
+                        "unpickles arbitrary objects: pass a state_dict written by "
+                        "`zoo train --save` or `zoo convert`.") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict of "
+                        "tensors; pass a file written by `zoo train --save` or `zoo convert`.")
+    model = model_module(spec).build(spec, None, dtype)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DataError(f"the state_dict in {str(path)!r} does not fit model {spec.name!r} of "
+                        f"its sidecar ({str(exc).strip().splitlines()[0]} ...); the file and "
+                        "its .json sidecar belong to different models: re-save the weights "
+                        "with `zoo train --save` or `zoo convert`.") from None
+    weights = get_weights(model)
+    ic.check_weights(spec, weights, str(path))
+    return spec, weights

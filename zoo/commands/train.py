@@ -1,0 +1,56 @@
+"""Train one model in one framework (in this process) from the zoo's canonical initial weights,
+print the final loss and the test metric, and optionally save the weights in the framework's
+native format (.keras, .pt or a TF1 .ckpt prefix) with a JSON sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from zoo.commands.compare import add_train_arguments, build_specs
+from zoo.errors import unknown_name
+
+FRAMEWORKS = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models"}
+_SUFFIX = {"keras": ".keras", "torch": ".pt", "tf1": ".ckpt"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_train_arguments(p)
+    p.add_argument("--framework", default="keras", metavar="NAME",
+                   help="keras, tf1 or torch (default keras)")
+    p.add_argument("--save", metavar="PATH", default=None,
+                   help="save the trained weights here: *.keras, *.pt or *.ckpt (TF1 prefix); "
+                        "the suffix must match the framework's native format")
+    p.add_argument("--force", action="store_true", help="overwrite an existing weights file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo import interchange
+    from zoo.errors import ConfigError
+    from zoo.specs import init_weights
+
+    if args.framework not in FRAMEWORKS:
+        raise unknown_name("framework", args.framework, list(FRAMEWORKS))
+    if args.save:
+        fmt = interchange.format_of(args.save)
+        if fmt != args.framework:
+            raise ConfigError(f"--save {args.save!r} is a {fmt} file but the model is trained "
+                              f"in {args.framework}; save it as *{_SUFFIX[args.framework]} "
+                              "and use `zoo convert` for other formats.")
+        interchange.check_target(fmt, args.save, args.force)  # fail before training
+    ds, model_spec, train_spec = build_specs(args)
+    pkg = importlib.import_module(f"{FRAMEWORKS[args.framework]}.train")
+    init = init_weights(model_spec, seed=args.seed, dtype=train_spec.dtype)
+    hist = pkg.train(model_spec, train_spec, ds.X_train, ds.y_train, init)
+    metrics = pkg.evaluate(model_spec, hist.weights, ds.X_test, ds.y_test)
+    final = float(hist.losses[-1]) if len(hist.losses) else float("nan")
+    print(f"{args.framework} {model_spec.name} on {ds.name}: {len(hist.losses)} steps, "
+          f"final training loss {final:.6f}")
+    if hist.stopped_at is not None:
+        print(f"stopped at step {hist.stopped_at}: the loss became non-finite")
+    metric = "mse" if "mse" in metrics else "accuracy"
+    print(f"test loss {metrics['loss']:.6f}, test {metric} {metrics[metric]:.4f}")
+    if args.save:
+        interchange.save(args.framework, model_spec, hist.weights, args.save, force=args.force)
+        print(f"wrote {args.save} (+ {interchange.sidecar_path(args.save).name})")
+    return 0

@@ -1,0 +1,228 @@
+"""Weight interchange between the three frameworks, framework-free.
+
+Each framework package has an `io` module (`keras_models.io`, `tf1_compat.io`,
+`torch_models.io`) with `save(model_spec, weights, path, force=False)` writing its NATIVE format
+(a `.keras` file, a torch `state_dict` in a `.pt` file, a TF1 `Saver` checkpoint with the
+prefix `<name>.ckpt`) and `load(path) -> (model_spec, canonical weights)`, loading safely only
+(`torch.load(weights_only=True)`, `keras.models.load_model(safe_mode=True)`, a TF1 checkpoint
+reader: no user file is ever unpickled). Beside every file sits a JSON sidecar `<path>.json`
+with {"format", "model": ModelSpec.to_dict(), "shapes", "dtype"}.
+
+This module picks the format from the path's suffix (or `to=`), imports only the framework
+package that format needs, lazily, and holds the checks every `io` module shares: the sidecar,
+the no-overwrite rule, atomic replacement and the shape validation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ConfigError, DataError, DataNotFoundError, unknown_name
+from zoo.specs import ModelSpec, layer_sizes
+
+__all__ = ["FORMATS", "PACKAGES", "check_target", "check_weights", "convert", "expected_shapes",
+           "format_of", "load", "read_sidecar", "replace_atomically", "save", "sidecar_path",
+           "temp_path", "write_sidecar"]
+
+#: file suffix -> format (= framework name)
+FORMATS: dict[str, str] = {".keras": "keras", ".pt": "torch", ".ckpt": "tf1"}
+#: format -> framework package holding its `io` module
+PACKAGES: dict[str, str] = {"keras": "keras_models", "torch": "torch_models", "tf1": "tf1_compat"}
+_SUFFIX = {fmt: suffix for suffix, fmt in FORMATS.items()}
+#: TF1 checkpoint files written for a prefix (Saver(write_version=V2), one shard)
+TF1_FILES = (".index", ".data-00000-of-00001")
+
+
+def format_of(path: str | os.PathLike, to: str | None = None) -> str:
+    """The format of `path`: `to` if given (keras, torch or tf1), else from the suffix."""
+    if to is not None:
+        if to not in PACKAGES:
+            raise unknown_name("format", to, list(PACKAGES))
+        return to
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"cannot tell the weight format of {str(path)!r} from its suffix "
+                          f"{suffix or '(none)'!r}; name it *.keras (Keras), *.pt (torch) or "
+                          "*.ckpt (TF1 checkpoint prefix), or pass --to keras|torch|tf1.")
+    return FORMATS[suffix]
+
+
+def _io(fmt: str):
+    """The `io` module of format `fmt` (imports that one framework only)."""
+    return importlib.import_module(f"{PACKAGES[fmt]}.io")
+
+
+def _files(fmt: str, path: str | os.PathLike) -> list[Path]:
+    """The files a saved model of format `fmt` consists of (the sidecar excluded)."""
+    p = Path(path)
+    if fmt == "tf1":
+        return [Path(f"{p}{ext}") for ext in TF1_FILES]
+    return [p]
+
+
+def save(framework_or_format: str, model_spec: ModelSpec, weights: dict[str, np.ndarray],
+         path: str | os.PathLike, force: bool = False) -> Path:
+    """Write `weights` of `model_spec` to `path` in a framework's native format, with a sidecar.
+
+    framework_or_format: "keras", "torch", "tf1", or a suffix (".keras", ".pt", ".ckpt").
+    """
+    fmt = FORMATS.get(framework_or_format, framework_or_format)
+    fmt = format_of(path, fmt)
+    check_target(fmt, path, force)
+    check_weights(model_spec, weights, str(path))
+    _io(fmt).save(model_spec, weights, path, force=force)
+    return Path(path)
+
+
+def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """(model spec, canonical weights) of a file written by any `io.save`."""
+    fmt = format_of(path)
+    check_exists(fmt, path)  # before importing any framework
+    return _io(fmt).load(path)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str | None = None,
+            force: bool = False) -> tuple[ModelSpec, dict[str, np.ndarray], str]:
+    """Load `src` (any format) and save it as `dst` (format from its suffix or `to`).
+
+    Returns (model spec, weights, target format)."""
+    src_fmt, dst_fmt = format_of(src), format_of(dst, to)
+    check_exists(src_fmt, src)
+    check_target(dst_fmt, dst, force)  # fail before loading anything
+    if "torch" in (src_fmt, dst_fmt):
+        importlib.import_module("torch")  # torch before tensorflow in one process
+    spec, weights = load(src)
+    _io(dst_fmt).save(spec, weights, dst, force=force)
+    return spec, weights, dst_fmt
+
+
+# ----------------------------------------------------------------------------- shared checks
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """`<path>.json` (for a TF1 checkpoint: `<prefix>.json`, e.g. model.ckpt.json)."""
+    return Path(f"{Path(path)}.json")
+
+
+def check_exists(fmt: str, path: str | os.PathLike) -> None:
+    for f in _files(fmt, path):
+        if not f.is_file():
+            what = f"TF1 checkpoint file {str(f)!r} of prefix {str(path)!r}" if fmt == "tf1" \
+                else f"weights file {str(path)!r}"
+            raise DataNotFoundError(f"{what} not found; check the path (write one with "
+                                    "`zoo train MODEL --save PATH` or `zoo convert`).")
+
+
+def check_target(fmt: str, path: str | os.PathLike, force: bool) -> None:
+    """Refuse to overwrite an existing weights file or sidecar unless `force`."""
+    if force:
+        return
+    for f in [*_files(fmt, path), sidecar_path(path)]:
+        if f.exists():
+            raise ConfigError(f"{str(f)!r} already exists; pass --force (force=True) to "
+                              "overwrite it, or choose another path.")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ConfigError(f"directory {str(parent)!r} does not exist; create it first.")
+
+
+def expected_shapes(model_spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every weight of `model_spec`."""
+    out: dict[str, tuple[int, ...]] = {}
+    for i, (n_in, n_out) in enumerate(layer_sizes(model_spec)):
+        out[f"dense_{i}/kernel"] = (n_in, n_out)
+        out[f"dense_{i}/bias"] = (n_out,)
+    return out
+
+
+def check_weights(model_spec: ModelSpec, weights: dict[str, Any], where: str) -> None:
+    """Names and shapes of `weights` must be exactly those of `model_spec`."""
+    want = expected_shapes(model_spec)
+    missing, extra = sorted(set(want) - set(weights)), sorted(set(weights) - set(want))
+    if missing or extra:
+        raise DataError(f"weights in {where!r} do not fit model {model_spec.name!r} "
+                        f"({model_spec.n_features} features, {model_spec.n_outputs} outputs): "
+                        f"missing {missing or 'nothing'}, unexpected {extra or 'nothing'}; "
+                        "the file and its .json sidecar belong to different models: "
+                        "re-save the weights with `zoo train --save` or `zoo convert`.")
+    for name, shape in want.items():
+        got = tuple(np.shape(weights[name]))
+        if got != shape:
+            raise DataError(f"weights in {where!r} do not fit model {model_spec.name!r}: "
+                            f"{name} has shape {got}, the model spec needs {shape}; the file "
+                            "and its .json sidecar belong to different models: re-save the "
+                            "weights with `zoo train --save` or `zoo convert`.")
+
+
+def _dtype_of(weights: dict[str, np.ndarray]) -> str:
+    return "float64" if any(np.asarray(v).dtype == np.float64 for v in weights.values()) \
+        else "float32"
+
+
+def write_sidecar(fmt: str, model_spec: ModelSpec, weights: dict[str, np.ndarray],
+                  path: str | os.PathLike) -> Path:
+    """Write `<path>.json` atomically; returns its path."""
+    side = sidecar_path(path)
+    doc = {"format": fmt, "model": model_spec.to_dict(),
+           "shapes": {k: list(np.shape(v)) for k, v in weights.items()},
+           "dtype": _dtype_of(weights)}
+    with temp_path(side) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        replace_atomically(tmp, side)
+    return side
+
+
+def read_sidecar(fmt: str, path: str | os.PathLike) -> tuple[ModelSpec, dict[str, tuple], str]:
+    """(model spec, shapes, dtype) from `<path>.json`, checked against `fmt`."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise DataError(f"{str(path)!r} has no sidecar {str(side)!r} recording its model; "
+                        "weights need it to be loaded: save them with `zoo train --save` or "
+                        "`zoo convert`, which write both.")
+    try:
+        doc = json.loads(side.read_text())
+        spec = ModelSpec.from_dict(doc["model"])
+        shapes = {k: tuple(int(d) for d in v) for k, v in doc["shapes"].items()}
+        dtype = str(doc.get("dtype", "float32"))
+        got_fmt = doc["format"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"sidecar {str(side)!r} is not a valid zoo weights sidecar ({exc!r}); "
+                        "re-save the weights with `zoo train --save` or `zoo convert`.") from None
+    if got_fmt != fmt:
+        raise DataError(f"sidecar {str(side)!r} describes a {got_fmt!r} file but "
+                        f"{str(path)!r} is read as {fmt!r}; give the file its right suffix "
+                        f"({_SUFFIX.get(got_fmt, '?')}).")
+    if dtype not in ("float32", "float64"):
+        raise DataError(f"sidecar {str(side)!r} has dtype {dtype!r}; expected float32 or float64.")
+    want = {k: tuple(v) for k, v in expected_shapes(spec).items()}
+    if shapes != want:
+        raise DataError(f"sidecar {str(side)!r} records shapes {shapes} but its model spec "
+                        f"needs {want}; the sidecar is corrupt: re-save the weights.")
+    return spec, shapes, dtype
+
+
+@contextmanager
+def temp_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """A fresh temporary path in `final`'s directory (removed afterwards if still there)."""
+    final = Path(final)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp",
+                                dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make saved weights private
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def replace_atomically(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    os.replace(tmp, final)
