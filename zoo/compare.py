@@ -256,7 +256,8 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
                      "data": str(job_dir / "data.npz"), "init": str(job_dir / "init.npz"),
                      "out": str(job_dir / f"result_{fw}.npz"),
                      "metrics": str(job_dir / f"result_{fw}.json"),
-                     "record_weights": record_weights}
+                     "record_weights": record_weights,
+                     "threads": 1 if len(frameworks) > 1 else None}
                 for fw in frameworks}
         results = run_workers(frameworks, job_dir, jobs, on_event)
     tol = TOLERANCES[train_spec.dtype]

@@ -61,6 +61,12 @@ def run(job_path: str | os.PathLike) -> int:
     fw = job["framework"]
     t0 = time.perf_counter()
     mod = train_module(fw)
+    if fw in ("torch", "keras-torch") and job.get("threads"):
+        # Workers run side by side, one per core: torch's default of one thread per core
+        # then oversubscribes the machine (small models ran ~10x slower).
+        import torch
+
+        torch.set_num_threads(int(job["threads"]))
     import_seconds = time.perf_counter() - t0
     model_spec = ModelSpec.from_dict(job["model"])
     train_spec = TrainSpec.from_dict(job["train"])
