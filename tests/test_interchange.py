@@ -263,3 +263,36 @@ def test_cli_train_convert_predict(tmp_path, iris):
     assert len(r.stderr.strip().splitlines()) == 1 and "missing.keras" in r.stderr
     r = _zoo("convert", "s.pt", "s.bin", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_convert_to_and_suffixes(tmp_path, models, iris):
+    spec, w = models["softmax"]
+    src = tmp_path / "w.keras"
+    ic.save("keras", spec, w, src)
+    # --to with a name of no known suffix: the sidecar tells the format when loading
+    _, _, fmt = ic.convert(src, tmp_path / "w.out", to="tf1")
+    assert fmt == "tf1" and ic.stored_format(tmp_path / "w.out") == "tf1"
+    assert (tmp_path / "w.out.index").is_file()
+    np.testing.assert_array_equal(ic.load(tmp_path / "w.out")[1]["dense_0/bias"],
+                                  w["dense_0/bias"])
+    # --to contradicting a known suffix is refused before anything is written
+    with pytest.raises(ConfigError, match=r"name it \*\.ckpt"):
+        ic.convert(src, tmp_path / "w2.pt", to="tf1")
+    assert not (tmp_path / "w2.pt").exists()
+    with pytest.raises(ConfigError, match="does not exist"):
+        ic.convert(src, tmp_path / "no" / "dir.pt")
+    with pytest.raises(ConfigError, match="cannot tell"):
+        ic.load(tmp_path / "plain.bin")
+
+
+def test_keras_lambda_refused_by_safe_mode(tmp_path, models):
+    import keras
+
+    spec, w = models["softmax"]
+    m = keras.Sequential([keras.layers.Input((4,)), keras.layers.Lambda(lambda t: t * 2),
+                          keras.layers.Dense(3, name="dense_0")])
+    path = tmp_path / "lam.keras"
+    m.save(path)
+    ic.write_sidecar("keras", spec, w, path)
+    with pytest.raises(DataError, match="lam.keras.*Lambda"):
+        ic.load(path)

@@ -31,7 +31,7 @@ from zoo.specs import ModelSpec, layer_sizes
 
 __all__ = ["FORMATS", "PACKAGES", "check_target", "check_weights", "convert", "expected_shapes",
            "format_of", "load", "read_sidecar", "replace_atomically", "save", "sidecar_path",
-           "temp_path", "write_sidecar"]
+           "stored_format", "temp_path", "write_sidecar"]
 
 #: file suffix -> format (= framework name)
 FORMATS: dict[str, str] = {".keras": "keras", ".pt": "torch", ".ckpt": "tf1"}
@@ -56,6 +56,25 @@ def format_of(path: str | os.PathLike, to: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+def stored_format(path: str | os.PathLike) -> str:
+    """The format of an existing file: from its suffix, else from its sidecar's "format"
+    (a file written with `convert(..., to=...)` under another name)."""
+    if Path(path).suffix.lower() in FORMATS:
+        return format_of(path)
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            fmt = json.loads(side.read_text()).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if fmt in PACKAGES:
+            return fmt
+    raise ConfigError(f"cannot tell the weight format of {str(path)!r}: its suffix is not "
+                      ".keras, .pt or .ckpt and it has no zoo sidecar "
+                      f"{str(side)!r}; pass a file written by `zoo train --save` or "
+                      "`zoo convert`.")
+
+
 def _io(fmt: str):
     """The `io` module of format `fmt` (imports that one framework only)."""
     return importlib.import_module(f"{PACKAGES[fmt]}.io")
@@ -75,8 +94,7 @@ def save(framework_or_format: str, model_spec: ModelSpec, weights: dict[str, np.
 
     framework_or_format: "keras", "torch", "tf1", or a suffix (".keras", ".pt", ".ckpt").
     """
-    fmt = FORMATS.get(framework_or_format, framework_or_format)
-    fmt = format_of(path, fmt)
+    fmt = format_of(path, FORMATS.get(framework_or_format, framework_or_format))
     check_target(fmt, path, force)
     check_weights(model_spec, weights, str(path))
     _io(fmt).save(model_spec, weights, path, force=force)
@@ -85,7 +103,7 @@ def save(framework_or_format: str, model_spec: ModelSpec, weights: dict[str, np.
 
 def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """(model spec, canonical weights) of a file written by any `io.save`."""
-    fmt = format_of(path)
+    fmt = stored_format(path)
     check_exists(fmt, path)  # before importing any framework
     return _io(fmt).load(path)
 
@@ -95,7 +113,11 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str | None = Non
     """Load `src` (any format) and save it as `dst` (format from its suffix or `to`).
 
     Returns (model spec, weights, target format)."""
-    src_fmt, dst_fmt = format_of(src), format_of(dst, to)
+    src_fmt, dst_fmt = stored_format(src), format_of(dst, to)
+    known = FORMATS.get(Path(dst).suffix.lower())
+    if known is not None and known != dst_fmt:
+        raise ConfigError(f"{str(dst)!r} has the suffix of a {known} file but the target "
+                          f"format is {dst_fmt}; name it *{_SUFFIX[dst_fmt]} or drop --to.")
     check_exists(src_fmt, src)
     check_target(dst_fmt, dst, force)  # fail before loading anything
     if "torch" in (src_fmt, dst_fmt):
@@ -122,15 +144,15 @@ def check_exists(fmt: str, path: str | os.PathLike) -> None:
 
 def check_target(fmt: str, path: str | os.PathLike, force: bool) -> None:
     """Refuse to overwrite an existing weights file or sidecar unless `force`."""
-    if force:
-        return
-    for f in [*_files(fmt, path), sidecar_path(path)]:
-        if f.exists():
-            raise ConfigError(f"{str(f)!r} already exists; pass --force (force=True) to "
-                              "overwrite it, or choose another path.")
     parent = Path(path).parent
     if not parent.is_dir():
         raise ConfigError(f"directory {str(parent)!r} does not exist; create it first.")
+    for f in [*_files(fmt, path), sidecar_path(path)]:
+        if f.is_dir():
+            raise ConfigError(f"{str(f)!r} is a directory; choose a file path.")
+        if f.exists() and not force:
+            raise ConfigError(f"{str(f)!r} already exists; pass --force (force=True) to "
+                              "overwrite it, or choose another path.")
 
 
 def expected_shapes(model_spec: ModelSpec) -> dict[str, tuple[int, ...]]:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from zoo import interchange
 
-    fmt = interchange.format_of(args.weights)
+    fmt = interchange.stored_format(args.weights)
     interchange.check_exists(fmt, args.weights)
     if args.json and Path(args.json).exists() and not args.force:
         raise ConfigError(f"{args.json!r} already exists; pass --force to overwrite it.")
