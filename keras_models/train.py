@@ -43,9 +43,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.data import batch_order, validate_arrays
+from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks
 
 __all__ = ["RecordedLoss", "ZooBatches", "evaluate", "floatx", "model_module", "predict",
            "train"]
@@ -75,15 +75,7 @@ def floatx(dtype: str) -> Iterator[None]:
 
 
 def _check(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None) -> None:
-    X = np.asarray(X)
-    if y is not None:
-        n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
-        validate_arrays(X, y, model_spec.task, n_classes, what="keras_models")
-    elif X.ndim != 2:
-        raise ConfigError(f"features must be 2-D (samples, features), got shape {X.shape}.")
-    if X.shape[1] != model_spec.n_features:
-        raise ConfigError(f"the model expects {model_spec.n_features} features, got "
-                          f"{X.shape[1]}; build the spec from the dataset's sizes.")
+    check_inputs(model_spec, X, y, what="keras_models")
 
 
 def _targets(model_spec: ModelSpec, y: np.ndarray, dtype: str) -> np.ndarray:

@@ -317,14 +317,15 @@ def epoch_case_spec(model: str, opt: str, dtype: str) -> tuple[OptimizerSpec, fl
     return OptimizerSpec(opt, lr=0.01, **kw), tol
 
 
+# The CHAOTIC combinations are not generated: a separate test shows why they cannot agree.
+EPOCH_MATRIX = [(d, m, o) for d, m in EPOCH_CASES for o in OPTIMIZERS if (d, m, o) not in CHAOTIC]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("opt", OPTIMIZERS)
-@pytest.mark.parametrize("dataset,model", EPOCH_CASES)
+@pytest.mark.parametrize("dataset,model,opt", EPOCH_MATRIX)
 def test_one_epoch_matches_reference(dataset: str, model: str, opt: str, dtype: str) -> None:
     """One shuffled epoch (batch 32, partial last batch, shared dropout masks for the MLP):
     every step's loss and the final weights match the float64 reference."""
-    if (dataset, model, opt) in CHAOTIC:
-        pytest.skip("rounding noise of zero gradients is amplified to whole steps (see CHAOTIC)")
     ds = load(dataset, dtype)
     spec = spec_for(model, ds)
     opt_spec, tol = epoch_case_spec(model, opt, dtype)

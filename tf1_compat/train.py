@@ -28,7 +28,7 @@ import tensorflow as tf
 from tf1_compat.optimizers import after_init, make_optimizer
 from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks, layer_sizes
+from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks, layer_sizes
 
 __all__ = ["GraphModel", "build_graph", "evaluate", "predict", "targets", "train"]
 
@@ -249,6 +249,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     `tf.compat.v1.nn.dropout` (seeded by the graph seed `train_spec.seed`), "off" feeds
     neither. Training stops at the first non-finite loss (`History.stopped_at`).
     """
+    check_inputs(model_spec, X, y, what="tf1_compat")
     dtype = train_spec.dtype
     tf_dtype = _tf_dtype(dtype)
     model = build(model_spec, init, dtype, seed=train_spec.seed)
@@ -306,6 +307,7 @@ def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray
     """Class probabilities (N, C) for softmax/svm/mlp, sigmoid probabilities (N, 1) for
     logistic, values (N, 1) for linear; no dropout (no dropout placeholder is fed).
     Computed in float64 if any weight is float64, else float32."""
+    check_inputs(model_spec, X, what="tf1_compat")
     dtype = _weights_dtype(weights)
     model = build(model_spec, weights, dtype)
     try:
@@ -317,6 +319,7 @@ def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray
 def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
              y: np.ndarray) -> dict[str, float]:
     """The model's mean loss (without any l2 term) and accuracy, or MSE for regression."""
+    check_inputs(model_spec, X, y, what="tf1_compat")
     dtype = _weights_dtype(weights)
     model = build(model_spec, weights, dtype)
     yd = targets(model_spec, y, dtype)

@@ -33,9 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.data import batch_order, validate_arrays
-from zoo.errors import ConfigError
-from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+from zoo.data import batch_order
+from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks
 
 __all__ = ["evaluate", "model_module", "predict", "train"]
 
@@ -49,15 +48,7 @@ def model_module(model_spec: ModelSpec) -> ModuleType:
 
 
 def _check(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None) -> None:
-    X = np.asarray(X)
-    if y is not None:
-        n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
-        validate_arrays(X, y, model_spec.task, n_classes, what="torch_models")
-    elif X.ndim != 2:
-        raise ConfigError(f"features must be 2-D (samples, features), got shape {X.shape}.")
-    if X.shape[1] != model_spec.n_features:
-        raise ConfigError(f"the model expects {model_spec.n_features} features, got "
-                          f"{X.shape[1]}; build the spec from the dataset's sizes.")
+    check_inputs(model_spec, X, y, what="torch_models")
 
 
 def _features(X: np.ndarray, dtype: str) -> torch.Tensor:

@@ -206,3 +206,20 @@ class History:
         return cls(framework=framework, losses=np.asarray(d["losses"]), weights=weights,
                    epoch_seconds=[float(x) for x in np.asarray(d["epoch_seconds"]).ravel()],
                    step_weights=step_weights, stopped_at=None if stopped < 0 else stopped)
+
+
+def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,
+                 *, what: str = "data") -> None:
+    """The checks every framework runs before training or predicting: the shapes, values and
+    labels (`zoo.data.validate_arrays`) and a feature count that fits the model."""
+    from zoo.data import validate_arrays
+
+    X = np.asarray(X)
+    if y is not None:
+        n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
+        validate_arrays(X, y, model_spec.task, n_classes, what=what)
+    elif X.ndim != 2:
+        raise ConfigError(f"{what}: features must be 2-D (samples, features), got shape {X.shape}.")
+    if X.shape[1] != model_spec.n_features:
+        raise ConfigError(f"{what}: the model expects {model_spec.n_features} features, got "
+                          f"{X.shape[1]}; build the spec from the dataset's sizes.")
