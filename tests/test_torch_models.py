@@ -318,7 +318,8 @@ def epoch_case_spec(model: str, opt: str, dtype: str) -> tuple[OptimizerSpec, fl
 
 
 # The CHAOTIC combinations are not generated: a separate test shows why they cannot agree.
-EPOCH_MATRIX = [(d, m, o) for d, m in EPOCH_CASES for o in OPTIMIZERS if (d, m, o) not in CHAOTIC]
+EPOCH_MATRIX = [pytest.param(*p.values, o, id=f"{p.id}-{o}") for p in EPOCH_CASES
+                for o in OPTIMIZERS if (*p.values, o) not in CHAOTIC]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
