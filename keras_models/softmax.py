@@ -49,9 +49,16 @@ def build(model_spec: ModelSpec, init: dict[str, np.ndarray] | None = None,
     dtype: "float32" or "float64", given to the input and the layer explicitly (so the model
     does not depend on `keras.config.floatx()`).
     """
-    check_spec(model_spec, "softmax")
+    return single_dense(model_spec, "softmax", init, dtype)
+
+
+def single_dense(model_spec: ModelSpec, name: str, init: dict[str, np.ndarray] | None,
+                 dtype: str) -> keras.Sequential:
+    """`Sequential([Input(shape=(F,)), Dense(units, name="dense_0")])`: the one-layer models
+    (softmax, svm, logistic) differ only in their loss and output activation."""
+    check_spec(model_spec, name)
     check_dtype(dtype)
-    model = keras.Sequential(name="softmax")
+    model = keras.Sequential(name=name)
     model.add(keras.layers.Input(shape=(model_spec.n_features,), dtype=dtype))
     model.add(keras.layers.Dense(model_spec.n_outputs, name="dense_0", dtype=dtype))
     if init is not None:

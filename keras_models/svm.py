@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.softmax import check_dtype, check_spec, get_weights, set_weights
+from keras_models.softmax import get_weights, set_weights, single_dense
 from zoo.specs import ModelSpec
 
 __all__ = ["MulticlassHinge", "build", "get_weights", "make_loss", "probabilities",
@@ -57,11 +57,4 @@ def build(model_spec: ModelSpec, init: dict[str, np.ndarray] | None = None,
 
     init None keeps Keras's default initialiser: glorot-uniform kernel, zero bias.
     """
-    check_spec(model_spec, "svm")
-    check_dtype(dtype)
-    model = keras.Sequential(name="svm")
-    model.add(keras.layers.Input(shape=(model_spec.n_features,), dtype=dtype))
-    model.add(keras.layers.Dense(model_spec.n_outputs, name="dense_0", dtype=dtype))
-    if init is not None:
-        set_weights(model, init)
-    return model
+    return single_dense(model_spec, "svm", init, dtype)

@@ -12,22 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_models.softmax import check_spec, finish_build, get_weights, set_weights
+from torch_models.softmax import SingleLinear, check_spec, finish_build, get_weights, set_weights
 from zoo.specs import ModelSpec
 
 __all__ = ["LogisticRegression", "build", "get_weights", "make_loss", "probabilities",
            "set_weights"]
 
 
-class LogisticRegression(nn.Module):
+class LogisticRegression(SingleLinear):
     """x -> dense_0 (F -> 1) -> logit (N, 1)."""
-
-    def __init__(self, n_features: int, n_outputs: int = 1) -> None:
-        super().__init__()
-        self.dense_0 = nn.Linear(n_features, n_outputs)
-
-    def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
-        return self.dense_0(x)  # `masks` unused: no hidden layer
 
 
 def make_loss() -> nn.Module:

@@ -31,17 +31,22 @@ _DENSE = re.compile(r"(?:^|\.)(dense_\d+)$")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class SoftmaxRegression(nn.Module):
-    """x -> dense_0 (F -> C) -> logits. The softmax lives in the loss and in `probabilities`."""
+class SingleLinear(nn.Module):
+    """x -> dense_0 (F -> units): the one-layer models (softmax, svm, logistic, linear) differ
+    only in their loss and output activation."""
 
-    def __init__(self, n_features: int, n_classes: int) -> None:
+    def __init__(self, n_features: int, n_outputs: int) -> None:
         super().__init__()
-        self.dense_0 = nn.Linear(n_features, n_classes)
+        self.dense_0 = nn.Linear(n_features, n_outputs)
 
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         # `masks` is accepted (and unused: no hidden layer) so the training loop can call
         # every zoo model the same way.
         return self.dense_0(x)
+
+
+class SoftmaxRegression(SingleLinear):
+    """x -> dense_0 (F -> C) -> logits. The softmax lives in the loss and in `probabilities`."""
 
 
 def make_loss() -> nn.Module:
