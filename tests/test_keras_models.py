@@ -8,11 +8,11 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from functools import cache
 
 import keras
 import numpy as np
 import pytest
+from helpers import TOL, load, max_diff, scaled_tol, spec_for
 
 from keras_models import linear, logistic, mlp, softmax, svm
 from keras_models import train as K
@@ -29,32 +29,9 @@ DATASET = {"softmax": "digits", "svm": "digits", "mlp": "digits", "logistic": "b
 #: parametrisation ids carry the framework: test_forward[keras-softmax-float32]
 MODEL_IDS = [pytest.param(m, id=f"keras-{m}") for m in MODULES]
 #: largest absolute difference vs the float64 reference, by dtype
-TOL = {"float32": 1e-6, "float64": 1e-12}
 #: a moderate learning rate per optimizer for one-epoch parity runs
 LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "rmsprop": 0.005,
       "centered_rmsprop": 0.005, "adam": 0.005, "adagrad": 0.05}
-
-
-@cache
-def load(name: str, dtype: str = "float32", preprocess: str | None = None) -> data.Dataset:
-    return data.load(name, dtype=dtype, preprocess=preprocess)
-
-
-def spec_for(model: str, ds: data.Dataset) -> ModelSpec:
-    return model_spec_for(model, ds.n_features, ds.n_outputs)
-
-
-def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    assert a.keys() == b.keys()
-    return max(float(np.abs(np.asarray(a[k], np.float64) - b[k]).max()) for k in a)
-
-
-def scaled_tol(dtype: str, values) -> float:
-    """TOL scaled by the magnitude of the compared values when it exceeds 1 (the ice-cream
-    model's weights reach ~100 and its losses ~1e4, where float32 rounding alone exceeds 1e-6)."""
-    arrays = values.values() if isinstance(values, dict) else [values]
-    scale = max(1.0, max(float(np.abs(np.asarray(v)).max()) for v in arrays))
-    return TOL[dtype] * scale
 
 
 def run_both(model: str, ts: TrainSpec, dataset: str | None = None, *, n: int | None = None,

@@ -14,15 +14,14 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import TOL, load, magnitude, spec_for
 
-from zoo import data
 from zoo import reference as ref
 from zoo.optimizers import OptimizerSpec
-from zoo.specs import TrainSpec, init_weights, model_spec_for
+from zoo.specs import TrainSpec, init_weights
 
 FRAMEWORKS = ("keras", "tf1", "torch")
 PACKAGES = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models"}
-TOL = {"float32": 1e-6, "float64": 1e-12}
 
 #: model -> the datasets it is tested on
 DATASETS = {"softmax": ("iris", "digits"), "svm": ("iris", "digits"), "linear": ("icecream",),
@@ -41,18 +40,7 @@ def model_mod(fw: str, model: str):
     return importlib.import_module(f"{PACKAGES[fw]}.{model}")
 
 
-_cache: dict = {}
-
-
-def dataset(name: str, dtype: str = "float32"):
-    if (name, dtype) not in _cache:
-        _cache[name, dtype] = data.load(name, dtype=dtype)
-    return _cache[name, dtype]
-
-
-def spec_for(model: str, ds):
-    n_out = 1 if model in ("linear", "logistic") else ds.n_outputs
-    return model_spec_for(model, ds.n_features, n_out)
+dataset = load
 
 
 def max_pairwise(weights: dict[str, dict[str, np.ndarray]], relative: bool = False) -> float:
@@ -61,8 +49,7 @@ def max_pairwise(weights: dict[str, dict[str, np.ndarray]], relative: bool = Fal
     diff = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64))))
                for a, b in itertools.combinations(weights.values(), 2) for k in a)
     if relative:
-        scale = max(float(np.max(np.abs(v))) for w in weights.values() for v in w.values())
-        diff /= max(1.0, scale)
+        diff /= max(magnitude(w) for w in weights.values())
     return diff
 
 

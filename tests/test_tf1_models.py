@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import TOL, load, magnitude, max_diff, spec_for
 
 from tf1_compat import train as T
 from zoo import data, reference
@@ -30,32 +31,8 @@ DATASET_OF = {"softmax": "iris", "svm": "iris", "mlp": "iris", "logistic": "brea
 #: lr 1e-2 the MLP on digits drifts to 1.07e-6 from the float64 reference after one epoch.
 LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 0.01, "centered_rmsprop": 0.01,
       "adam": 0.001, "adagrad": 0.1}
-ATOL = {"float32": 1e-6, "float64": 1e-12}
-
-
-_CACHE: dict[tuple[str, str], data.Dataset] = {}
-
-
-def _dataset(name: str, dtype: str = "float32") -> data.Dataset:
-    """Load once per test session (the sklearn loaders and the split are not free)."""
-    if (name, dtype) not in _CACHE:
-        _CACHE[(name, dtype)] = data.load(name, dtype=dtype)
-    return _CACHE[(name, dtype)]
-
-
-def _spec(model: str, ds: data.Dataset) -> ModelSpec:
-    return model_spec_for(model, ds.n_features, ds.n_outputs)
-
-
-def _max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    assert set(a) == set(b)
-    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - b[k]))) for k in b)
-
-
-def _scale(w: dict[str, np.ndarray]) -> float:
-    # Linear regression on raw ice-cream sales (targets ~250) grows weights to ~100, where one
-    # float32 ulp is ~8e-6: compare relative to the weights' magnitude once it exceeds 1.
-    return max(1.0, max(float(np.max(np.abs(v))) for v in w.values()))
+ATOL = TOL
+_dataset, _spec, _max_diff, _scale = load, spec_for, max_diff, magnitude
 
 
 # ----------------------------------------------------------------------------- structure

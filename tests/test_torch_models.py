@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from functools import cache
 
 import numpy as np
 import pytest
 import torch
+from helpers import TOL, load, max_diff, scaled_tol, spec_for
 from torch import nn
 
 from torch_models import linear, logistic, mlp, softmax, svm
@@ -19,7 +19,7 @@ from torch_models import train as T
 from zoo import data, reference
 from zoo.errors import ConfigError, DataError
 from zoo.optimizers import OPTIMIZERS, OptimizerSpec
-from zoo.specs import ModelSpec, TrainSpec, dropout_masks, init_weights, model_spec_for
+from zoo.specs import TrainSpec, dropout_masks, init_weights, model_spec_for
 
 MODULES = {"softmax": softmax, "svm": svm, "linear": linear, "logistic": logistic, "mlp": mlp}
 #: the dataset each model is trained on in these tests
@@ -28,7 +28,6 @@ DATASET = {"softmax": "digits", "svm": "digits", "mlp": "digits", "logistic": "b
 #: parametrisation ids carry the framework: test_forward[torch-softmax-float32]
 MODEL_IDS = [pytest.param(m, id=f"torch-{m}") for m in MODULES]
 #: largest absolute weight difference vs the float64 reference, by dtype
-TOL = {"float32": 1e-6, "float64": 1e-12}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,25 +40,8 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-@cache
-def load(name: str, dtype: str = "float32", preprocess: str | None = None) -> data.Dataset:
-    return data.load(name, dtype=dtype, preprocess=preprocess)
-
-
-def spec_for(model: str, ds: data.Dataset) -> ModelSpec:
-    return model_spec_for(model, ds.n_features, ds.n_outputs)
-
-
-def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    assert a.keys() == b.keys()
-    return max(float(np.abs(np.asarray(a[k], np.float64) - b[k]).max()) for k in a)
-
-
 def weight_tol(dtype: str, weights: dict[str, np.ndarray]) -> float:
-    """TOL scaled by the weights' magnitude when it exceeds 1 (the ice-cream model's weights
-    reach ~100, where float32 rounding alone is ~1e-5 absolute)."""
-    scale = max(1.0, max(float(np.abs(v).max()) for v in weights.values()))
-    return TOL[dtype] * scale
+    return scaled_tol(dtype, weights)
 
 
 def forward(model: nn.Module, X: np.ndarray, masks: list[np.ndarray] | None = None) -> np.ndarray:
