@@ -124,7 +124,7 @@ def test_multiclass_hinge_is_cs231n_loss_not_categorical_hinge() -> None:
     scores = np.array([[-2.85, 0.86, 0.28]], np.float32)
     labels = np.array([2])
     got = float(svm.make_loss()(labels, scores))
-    assert got == pytest.approx(1.58, abs=1e-6)
+    assert got == pytest.approx(1.58, abs=1e-6)  # seed 003's CS231n example
     assert got == pytest.approx(reference.hinge_loss(scores, labels), abs=1e-6)
     s2 = np.array([[1.0, 1.0, 0.0]], np.float32)  # two violating classes: 2 + 2 vs max = 2
     assert float(svm.make_loss()(labels, s2)) == pytest.approx(4.0)
