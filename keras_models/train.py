@@ -318,3 +318,54 @@ def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
                                 _targets(model_spec, y, dtype), batch_size=EVAL_BATCH,
                                 verbose=0, return_dict=True)
     return {k: float(v) for k, v in result.items()}
+
+
+def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+                 y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
+    """One batch at `weights`, through this framework's own model, loss and autodiff:
+    {"logits": (N, C) or (N, 1), "loss": float (l2 term included), "grads": canonical dict}.
+
+    What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. The model
+    is called with training=False (no native dropout); shared `masks`, when given, are
+    applied. Works on the TensorFlow backend (GradientTape) and the torch backend (autograd)."""
+    from keras_models.softmax import dense_layers
+
+    _check(model_spec, X, y)
+    dtype = _weights_dtype(weights)
+    mod = model_module(model_spec)
+    with floatx(dtype):
+        model = mod.build(model_spec, weights, dtype)
+        x = np.asarray(X, dtype=np.dtype(dtype))
+        inputs = (x, *[np.asarray(m, dtype=np.dtype(dtype)) for m in masks]) if masks else x
+        targets = _targets(model_spec, y, dtype)
+        loss_fn = mod.make_loss()
+        layers = dense_layers(model)
+        variables = [(f"{n}/{kind}", getattr(layer, kind)) for n, layer in layers.items()
+                     for kind in ("kernel", "bias")]
+
+        def objective():
+            logits = model(inputs, training=False)
+            loss = loss_fn(targets, logits)
+            if l2:
+                loss = loss + (0.5 * l2) * ops.sum(ops.stack(
+                    [ops.sum(ops.square(layer.kernel)) for layer in layers.values()]))
+            return logits, loss
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                logits, loss = objective()
+            grads = tape.gradient(loss, [v for _, v in variables])
+        elif keras.backend.backend() == "torch":
+            import torch
+
+            logits, loss = objective()
+            grads = torch.autograd.grad(loss, [v.value for _, v in variables])
+        else:
+            raise ConfigError(f"step_details supports the tensorflow and torch backends, not "
+                              f"{keras.backend.backend()!r}.")
+        return {"logits": np.asarray(ops.convert_to_numpy(logits)),
+                "loss": float(ops.convert_to_numpy(loss)),
+                "grads": {name: np.asarray(ops.convert_to_numpy(g))
+                          for (name, _), g in zip(variables, grads, strict=True)}}

@@ -255,11 +255,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     model = build(model_spec, init, dtype, seed=train_spec.seed)
     var_list = list(model.variables.values())
     with model.graph.as_default():
-        total = model.loss
-        if train_spec.l2:
-            kernels = [v for k, v in model.variables.items() if k.endswith("/kernel")]
-            penalty = tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
-            total = total + tf.constant(0.5 * train_spec.l2, tf_dtype) * penalty
+        total = _with_l2(model, train_spec.l2, tf_dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype=dtype)
         train_op = optimizer.minimize(total, var_list=var_list)
     try:
@@ -279,8 +275,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 feed = {model.x: Xd[idx], model.y: yd[idx]}
                 if model.masks and train_spec.dropout_mode == "shared":
                     ms = dropout_masks(model_spec, len(idx), train_spec.seed, epoch, step, dtype=dtype)
-                    feed.update(zip(model.masks, ms, strict=True))
-                    feed[model.shared_rate] = model_spec.dropout
+                    _feed_masks(model, feed, ms)
                 elif model.masks and train_spec.dropout_mode == "native":
                     feed[model.native_rate] = model_spec.dropout
                 loss, _ = sess.run([total, train_op], feed_dict=feed)
@@ -301,6 +296,46 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     return History(framework="tf1", losses=np.asarray(losses), weights=weights,
                    epoch_seconds=seconds, step_weights=snaps if record_weights else None,
                    stopped_at=stopped)
+
+
+def _with_l2(model: GraphModel, l2: float, tf_dtype: tf.DType) -> tf.Tensor:
+    """The model's loss plus 0.5 * l2 * sum of squared kernels (biases are not penalised)."""
+    if not l2:
+        return model.loss
+    kernels = [v for k, v in model.variables.items() if k.endswith("/kernel")]
+    penalty = tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+    return model.loss + tf.constant(0.5 * l2, tf_dtype) * penalty
+
+
+def _feed_masks(model: GraphModel, feed: dict, masks: list[np.ndarray]) -> None:
+    """Feed the shared keep-masks and the rate they are divided by."""
+    feed.update(zip(model.masks, masks, strict=True))
+    feed[model.shared_rate] = model.spec.dropout
+
+
+def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+                 y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
+    """One batch at `weights`, through this framework's own graph, loss and
+    `tf.compat.v1.gradients`: {"logits", "loss" (l2 term included), "grads": canonical dict}.
+
+    What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. No
+    native dropout; shared `masks`, when given, are fed."""
+    check_inputs(model_spec, X, y, what="tf1_compat")
+    dtype = _weights_dtype(weights)
+    model = build(model_spec, weights, dtype)
+    names = list(model.variables)
+    with model.graph.as_default():
+        total = _with_l2(model, l2, _tf_dtype(dtype))
+        grads = tf1.gradients(total, [model.variables[n] for n in names])
+    feed = {model.x: np.asarray(X, dtype), model.y: targets(model_spec, y, dtype)}
+    if masks:
+        _feed_masks(model, feed, [np.asarray(m, dtype) for m in masks])
+    try:
+        logits, loss, g = model.session.run([model.logits, total, grads], feed_dict=feed)
+    finally:
+        model.close()
+    return {"logits": np.asarray(logits), "loss": float(loss),
+            "grads": {n: np.asarray(v) for n, v in zip(names, g, strict=True)}}
 
 
 def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:

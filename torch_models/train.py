@@ -173,3 +173,26 @@ def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
     else:
         pred = out.argmax(dim=1)
     return {"loss": loss, "accuracy": float((pred == target.reshape(-1).long()).double().mean())}
+
+
+def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+                 y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
+    """One batch at `weights`, through this framework's own model, loss and autograd:
+    {"logits": (N, C) or (N, 1), "loss": float (l2 term included), "grads": canonical dict}.
+
+    What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. Eval
+    mode: no native dropout; shared `masks`, when given, are applied."""
+    from torch_models.softmax import dense_layers
+
+    _check(model_spec, X, y)
+    model, dtype = _eval_model(model_spec, weights)
+    tmasks = [torch.from_numpy(np.asarray(m, dtype=np.dtype(dtype))) for m in masks] if masks else None
+    logits = model(_features(X, dtype), masks=tmasks)
+    loss = model_module(model_spec).make_loss()(logits, _targets(model_spec, y, dtype))
+    loss = loss + _l2_penalty(model, l2)
+    loss.backward()
+    grads = {}
+    for name, lin in dense_layers(model).items():
+        grads[f"{name}/kernel"] = lin.weight.grad.numpy().T.copy()  # torch (out, in) -> (in, out)
+        grads[f"{name}/bias"] = lin.bias.grad.numpy().copy()
+    return {"logits": logits.detach().numpy(), "loss": float(loss.item()), "grads": grads}

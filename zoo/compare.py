@@ -72,6 +72,8 @@ class Comparison:
     results: dict[str, FrameworkResult]
     notes: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
+    init: dict[str, np.ndarray] | None = None
+    diagnoses: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, curves: bool = True) -> dict[str, Any]:
         atol, rtol = self.tolerance
@@ -80,6 +82,8 @@ class Comparison:
             "reference": self.reference, "tolerance": atol, "rtol": rtol, "notes": self.notes,
             "wall_seconds": self.wall_seconds, "frameworks": {},
         }
+        if self.diagnoses:
+            out["diagnoses"] = {fw: d.to_json() for fw, d in self.diagnoses.items()}
         for name, r in self.results.items():
             d: dict[str, Any] = {
                 "final_loss": float(r.history.losses[-1]) if len(r.history.losses) else None,
@@ -127,38 +131,44 @@ def _exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
     return bool(np.any(np.abs(a - b) > atol + rtol * np.abs(b)))
 
 
+def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -> int | None:
+    """The first global step at which `h`'s loss or weights leave `ref`'s by more than
+    `tolerance` (atol, rtol), or None when they agree throughout."""
+    atol, rtol = tolerance
+    n = min(len(h.losses), len(ref.losses))
+    la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
+    bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
+    first = int(np.argmax(bad_loss)) if bad_loss.any() else None
+    if h.step_weights and ref.step_weights:
+        m = min(len(h.step_weights), len(ref.step_weights))
+        for i in range(m if first is None else min(m, first)):
+            if any(_exceeds(np.asarray(h.step_weights[i][k], np.float64),
+                            np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
+                   for k in h.weights):
+                return i
+    elif first is None and any(
+            _exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
+                     atol, rtol) for k in h.weights):
+        return n - 1
+    if first is None and len(h.losses) != len(ref.losses):
+        return n
+    return first
+
+
 def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[float, float]) -> None:
     """Fill in every result's differences against `reference`, step by step."""
-    atol, rtol = tolerance
     ref = results[reference].history
     for r in results.values():
         h = r.history
         n = min(len(h.losses), len(ref.losses))
-        la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
-        r.loss_diff = np.abs(la - lb)
+        r.loss_diff = np.abs(np.asarray(h.losses[:n], np.float64) - np.asarray(ref.losses[:n], np.float64))
         r.max_loss_diff = float(np.max(r.loss_diff)) if n else 0.0
         r.max_weight_diff = _max_abs_diff(h.weights, ref.weights)
-        first = None
-        bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
-        if bad_loss.any():
-            first = int(np.argmax(bad_loss))
         if h.step_weights and ref.step_weights:
             m = min(len(h.step_weights), len(ref.step_weights))
             r.weight_diff = np.array([_max_abs_diff(h.step_weights[i], ref.step_weights[i])
                                       for i in range(m)])
-            for i in range(m if first is None else min(m, first)):
-                if any(_exceeds(np.asarray(h.step_weights[i][k], np.float64),
-                                np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
-                       for k in h.weights):
-                    first = i
-                    break
-        elif first is None and any(
-                _exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
-                         atol, rtol) for k in h.weights):
-            first = n - 1
-        if len(h.losses) != len(ref.losses) and first is None:
-            first = n
-        r.first_divergent_step = first
+        r.first_divergent_step = first_divergence(h, ref, tolerance)
 
 
 def _worker_env(framework: str) -> dict[str, str]:
@@ -168,6 +178,41 @@ def _worker_env(framework: str) -> dict[str, str]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
     return env
+
+
+def run_worker(fw: str, job: dict, job_path: Path,
+               on_event: Callable[[str, dict], None] | None = None,
+               timeout: float = 3600.0) -> str | None:
+    """Run one worker process on `job`, streaming its events to `on_event(fw, event)`.
+    Returns None on success, else the error (the worker's own message when it sent one)."""
+    job_path.write_text(json.dumps(job))
+    with subprocess.Popen([sys.executable, "-m", "zoo.worker", str(job_path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=_worker_env(fw)) as proc:
+        stderr_lines: list[str] = []
+        t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
+        t.start()
+        err = None
+        for line in proc.stdout:  # type: ignore[union-attr]
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a framework printing to stdout
+            if ev.get("event") == "error":
+                err = f"{ev['type']}: {ev['message']}" + (
+                    f"\n{ev['traceback']}" if ev.get("traceback") else "")
+            if on_event:
+                on_event(fw, ev)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return f"timed out after {timeout:.0f} s"
+        t.join(timeout=5)
+    if rc != 0 or err:
+        tail = "".join(stderr_lines[-5:]).strip()
+        return err or f"exit code {rc}: {tail or 'no output'}"
+    return None
 
 
 def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
@@ -181,35 +226,9 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
 
     def one(fw: str) -> None:
         with sem:
-            job_path = job_dir / f"job_{fw}.json"
-            job_path.write_text(json.dumps(jobs[fw]))
-            with subprocess.Popen([sys.executable, "-m", "zoo.worker", str(job_path)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=_worker_env(fw)) as proc:
-                stderr_lines: list[str] = []
-                t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
-                t.start()
-                err = None
-                for line in proc.stdout:  # type: ignore[union-attr]
-                    try:
-                        ev = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a framework printing to stdout
-                    if ev.get("event") == "error":
-                        err = f"{ev['type']}: {ev['message']}" + (
-                            f"\n{ev['traceback']}" if ev.get("traceback") else "")
-                    if on_event:
-                        on_event(fw, ev)
-                try:
-                    rc = proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    errors[fw] = f"timed out after {timeout:.0f} s"
-                    return
-                t.join(timeout=5)
-            if rc != 0 or err:
-                tail = "".join(stderr_lines[-5:]).strip()
-                errors[fw] = err or f"exit code {rc}: {tail or 'no output'}"
+            err = run_worker(fw, jobs[fw], job_dir / f"job_{fw}.json", on_event, timeout)
+            if err:
+                errors[fw] = err
                 return
             info = json.loads(Path(jobs[fw]["metrics"]).read_text())
             with np.load(jobs[fw]["out"], allow_pickle=False) as d:
@@ -226,6 +245,27 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
         msg = "; ".join(f"{fw}: {e.splitlines()[0]}" for fw, e in errors.items())
         raise WorkerError(f"framework run failed ({msg}).", errors)
     return {fw: results[fw] for fw in frameworks}
+
+
+def worker_details(fw: str, model_spec: ModelSpec):
+    """A `zoo.diagnose` details callable that runs `step_details` in `fw`'s own process."""
+
+    def details(weights, X, y, masks, l2) -> dict:
+        with tempfile.TemporaryDirectory(prefix="zoo-details-") as tmp:
+            d = Path(tmp)
+            arrays = {"X": X, "y": y, **{f"w:{k}": v for k, v in weights.items()}}
+            arrays.update({f"m:{i}": m for i, m in enumerate(masks or [])})
+            np.savez(d / "in.npz", **arrays)
+            job = {"mode": "details", "framework": fw, "model": model_spec.to_dict(),
+                   "l2": l2, "input": str(d / "in.npz"), "out": str(d / "out.npz")}
+            err = run_worker(fw, job, d / "job.json", timeout=600.0)
+            if err:
+                raise WorkerError(f"{fw}: step details failed ({err.splitlines()[0]}).")
+            with np.load(d / "out.npz", allow_pickle=False) as z:
+                return {"logits": z["logits"], "loss": float(z["loss"]),
+                        "grads": {k[2:]: z[k] for k in z.files if k.startswith("g:")}}
+
+    return details
 
 
 def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
@@ -263,7 +303,7 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     tol = TOLERANCES[train_spec.dtype]
     align(results, reference, tol)
     comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
-                      wall_seconds=time.perf_counter() - t0)
+                      wall_seconds=time.perf_counter() - t0, init=init)
     if model_spec.dropout > 0 and train_spec.dropout_mode == "native":
         comp.notes.append("native dropout: every framework draws its own masks, so weight and "
                           "loss differences are expected; compare the test metric instead.")
@@ -275,3 +315,18 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
                               "training stopped there (try a smaller learning rate).")
     return comp
 
+
+def diagnose_comparison(comp: Comparison, dataset) -> dict[str, Any]:
+    """`zoo.diagnose.diagnose` every framework that left the reference, each side's step
+    details computed in its own worker process. Stored on `comp.diagnoses` and returned."""
+    from zoo.diagnose import diagnose
+
+    ref = comp.results[comp.reference]
+    details_ref = worker_details(comp.reference, comp.model)
+    for fw, r in comp.results.items():
+        if fw == comp.reference:
+            continue
+        comp.diagnoses[fw] = diagnose(comp.model, comp.train, dataset.X_train, dataset.y_train,
+                                      comp.init, ref.history, r.history, details_ref,
+                                      worker_details(fw, comp.model), tolerance=comp.tolerance)
+    return comp.diagnoses

@@ -260,3 +260,11 @@ def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
                 snaps.append({k: v.copy() for k, v in params.items()})
     return History(framework="numpy", losses=np.asarray(losses), weights=params,
                    step_weights=snaps if record_weights else None)
+
+
+def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+                 y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
+    """The float64 reference's {"logits", "loss", "grads"} of one batch at `weights`, in the
+    form every framework's `train.step_details` returns (see `zoo.diagnose`)."""
+    loss, grads = loss_and_grads(model_spec, weights, X, y, masks, l2)
+    return {"logits": forward(model_spec, weights, X, masks), "loss": loss, "grads": grads}

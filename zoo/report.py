@@ -64,6 +64,8 @@ def print_table(comp: Comparison, console=None) -> None:
     console.print(t)
     for note in comp.notes:
         console.print(f"note: {note}")
+    for d in comp.diagnoses.values():
+        console.print(f"diagnosis: {d.summary()}", markup=False)
 
 
 def markdown(comp: Comparison) -> str:
@@ -83,6 +85,8 @@ def markdown(comp: Comparison) -> str:
     else:
         lines.append("Every framework agrees with the reference at every step within tolerance.")
     lines += [f"- {n}" for n in comp.notes]
+    if comp.diagnoses:
+        lines += ["", "## Diagnosis", ""] + [f"- {d.summary()}" for d in comp.diagnoses.values()]
     lines += ["", "![loss curves](loss_curves.png)", "", "![differences](loss_diff.png)", ""]
     return "\n".join(lines)
 

@@ -54,10 +54,29 @@ def evaluate_numpy(model_spec, weights, X, y) -> dict:
     return {"loss": loss, "accuracy": float(np.mean(z.argmax(axis=1) == np.asarray(y).ravel()))}
 
 
+def run_details(job: dict) -> int:
+    """`step_details` of one batch (the diagnosis): inputs and outputs as .npz, no pickles."""
+    from zoo.specs import ModelSpec
+
+    mod = train_module(job["framework"])
+    spec = ModelSpec.from_dict(job["model"])
+    with np.load(job["input"], allow_pickle=False) as z:
+        weights = {k[2:]: z[k] for k in z.files if k.startswith("w:")}
+        masks = [z[f"m:{i}"] for i in range(sum(k.startswith("m:") for k in z.files))] or None
+        X, y = z["X"], z["y"]
+    out = mod.step_details(spec, weights, X, y, masks, float(job["l2"]))
+    np.savez(job["out"], logits=out["logits"], loss=np.asarray(out["loss"]),
+             **{f"g:{k}": v for k, v in out["grads"].items()})
+    _emit({"event": "done"})
+    return 0
+
+
 def run(job_path: str | os.PathLike) -> int:
     from zoo.specs import History, ModelSpec, TrainSpec
 
     job = json.loads(Path(job_path).read_text())
+    if job.get("mode") == "details":
+        return run_details(job)
     fw = job["framework"]
     t0 = time.perf_counter()
     mod = train_module(fw)

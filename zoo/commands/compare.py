@@ -69,6 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write report.json, loss_curves.png, loss_diff.png and summary.md here")
     p.add_argument("--json", metavar="PATH", default=None, help="write the JSON report alone here")
     p.add_argument("--force", action="store_true", help="overwrite existing report files")
+    p.add_argument("--diagnose", action="store_true",
+                   help="for every framework that leaves the reference: the first step and the "
+                        "first quantity that differs (logits, loss, gradients, batch, update) "
+                        "and the likely cause")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
         comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks,
                            reference=args.reference, on_event=on_event)
+    if args.diagnose:
+        cmp.diagnose_comparison(comp, ds)
     out = Console()
     if not out.is_terminal:
         out = Console(width=150)

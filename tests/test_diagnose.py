@@ -1,0 +1,137 @@
+"""First-divergence diagnosis, tested by injecting known faults into one side.
+
+The reference is the float64-formula numpy implementation (`zoo.reference`), the other side
+is the real PyTorch code with one fault injected (a different Adam epsilon, probabilities fed
+to a loss that expects logits, a transposed square kernel, another batch order, a sum
+reduction); the diagnosis must name the step, the quantity and the cause of each. The last
+test runs a real cross-framework divergence through `zoo compare --diagnose`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from helpers import load
+from torch import nn
+
+import torch_models.softmax
+import torch_models.train as T
+from zoo import reference as ref
+from zoo.diagnose import CAUSES, diagnose
+from zoo.optimizers import OptimizerSpec
+from zoo.specs import TrainSpec, init_weights, model_spec_for
+
+N = 160  # digits samples: 5 steps of 32
+
+
+def run(model: str, train_spec: TrainSpec, init=None, *, fw_spec: TrainSpec | None = None):
+    """(diagnosis, reference history) of torch (trained with `fw_spec`, default the shared
+    spec) against the numpy reference, on the first N digits samples."""
+    ds = load("digits", train_spec.dtype)
+    X, y = ds.X_train[:N], ds.y_train[:N]
+    spec = model_spec_for(model, ds.n_features, ds.n_outputs)
+    init = init if init is not None else init_weights(spec, 0, train_spec.dtype)
+    href = ref.train(spec, train_spec, X, y, init, record_weights=True)
+    hfw = T.train(spec, fw_spec or train_spec, X, y, init, record_weights=True)
+
+    def details_ref(w, Xb, yb, masks, l2):
+        return ref.step_details(spec, w, Xb, yb, masks, l2)
+
+    def details_fw(w, Xb, yb, masks, l2):
+        dt = train_spec.dtype
+        return T.step_details(spec, {k: np.asarray(v, dt) for k, v in w.items()},
+                              np.asarray(Xb, dt), yb, masks, l2)
+
+    return diagnose(spec, train_spec, X, y, init, href, hfw, details_ref, details_fw)
+
+
+SGD = TrainSpec(OptimizerSpec("sgd", lr=0.1))
+
+
+def test_no_fault_agrees():
+    d = run("softmax", SGD)
+    assert d.step is None and d.quantity is None
+    assert d.summary() == "torch: agrees with the reference within tolerance at every step."
+
+
+def test_different_adam_epsilon_is_an_update_difference():
+    shared = TrainSpec(OptimizerSpec("adam", lr=0.01))
+    d = run("softmax", shared, fw_spec=TrainSpec(OptimizerSpec("adam", lr=0.01, epsilon=1e-3)))
+    assert (d.step, d.quantity) == (0, "update")
+    assert d.checks["gradients"] < 1e-6 and d.checks["logits"] < 1e-6
+    assert d.difference > 1e-4 and d.cause == CAUSES["update"]
+    assert "Adam or RMSprop epsilon" in d.summary()
+
+
+class ProbabilitiesAsInput(nn.Module):
+    """The Keras `from_logits=False` path: cross-entropy of softmax probabilities clipped to
+    [1e-7, 1 - 1e-7], so a confident mistake costs at most -log(1e-7) = 16.1."""
+
+    def forward(self, logits, labels):
+        p = torch.softmax(logits, dim=1).clamp(1e-7, 1 - 1e-7)
+        return nn.functional.nll_loss(torch.log(p), labels)
+
+
+def test_probabilities_fed_to_the_loss_is_a_loss_difference(monkeypatch):
+    monkeypatch.setattr(torch_models.softmax, "make_loss", ProbabilitiesAsInput)
+    # float64, so that the large logits of a saturated model compare exactly; weights x30
+    # make some true-class probabilities fall below the clip at 1e-7
+    sgd64 = TrainSpec(OptimizerSpec("sgd", lr=0.1), dtype="float64")
+    spec = model_spec_for("softmax", 64, 10)
+    init = {k: v * 30 for k, v in init_weights(spec, 0, "float64").items()}
+    d = run("softmax", sgd64, init)
+    assert (d.step, d.quantity) == (0, "loss")
+    assert d.checks["logits"] < 1e-10 and d.difference > 1.0
+    assert "probabilities fed to a loss that expects logits" in d.cause
+
+
+def test_sum_reduction_is_a_loss_difference(monkeypatch):
+    monkeypatch.setattr(torch_models.softmax, "make_loss", lambda: nn.CrossEntropyLoss(reduction="sum"))
+    d = run("softmax", SGD)
+    assert (d.step, d.quantity) == (0, "loss")
+    assert d.difference > 10  # a sum over 32 samples against their mean
+    assert "a sum instead of a mean" in d.cause
+
+
+def test_transposed_square_kernel_is_a_forward_difference(monkeypatch):
+    # digits has 64 features, so the MLP's first layer is 64 x 64: the wrong layout loads
+    # without any error. Inject a loader that forgets the transpose at the layout edge.
+    original = torch_models.softmax.set_weights
+
+    def forgets_transpose(model, weights):
+        w = dict(weights)
+        w["dense_0/kernel"] = np.ascontiguousarray(np.asarray(w["dense_0/kernel"]).T)
+        original(model, w)
+
+    monkeypatch.setattr(torch_models.softmax, "set_weights", forgets_transpose)
+    d = run("mlp", SGD)
+    assert (d.step, d.quantity) == (0, "logits")
+    assert d.difference > 1e-2
+    assert d.cause == CAUSES["logits_first"] and "transposed kernel" in d.cause
+
+
+def test_other_batch_order_is_a_batch_difference():
+    d = run("softmax", SGD, fw_spec=TrainSpec(OptimizerSpec("sgd", lr=0.1), seed=1))
+    assert (d.step, d.quantity) == (0, "batch")
+    assert d.checks["logits"] < 1e-6 and d.checks["gradients"] < 1e-6 and d.difference > 1e-3
+    assert "batch order" in d.cause
+
+
+def test_compare_cli_diagnoses_keras_float64_momentum(tmp_path):
+    """A real difference between frameworks: in float64 Keras casts momentum 0.9 to float32
+    (0.89999998), so its updates leave the float64 reference at the first step that has a
+    velocity (step 1) while its gradients agree; torch keeps 0.9 and agrees throughout."""
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "zoo", "compare", "softmax", "--dataset", "iris",
+                        "--frameworks", "numpy,keras,torch", "--optimizer", "momentum",
+                        "--dtype", "float64", "--epochs", "1", "--diagnose", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "diagnosis: keras vs numpy: first divergence at step 1" in " ".join(r.stdout.split())
+    d = json.loads(out.read_text())["diagnoses"]
+    assert d["keras"]["step"] == 1 and d["keras"]["quantity"] == "update"
+    assert d["keras"]["checks"]["gradients"] < 1e-12 < d["keras"]["difference"] < 1e-6
+    assert d["torch"]["step"] is None

@@ -1,0 +1,164 @@
+"""First-divergence diagnosis: where two frameworks' trainings part, and the likely cause.
+
+Given the reference's and a framework's histories (per-step losses and weights), this finds the
+first step at which they leave the tolerance, then re-runs that step's mini-batch through both
+frameworks' own code (`<package>.train.step_details`) from the *same* weights, and compares, in
+the order data flows:
+
+1. forward logits  -> weight layout (a transposed kernel), architecture, dropout
+2. loss            -> the loss function or its reduction (probabilities fed as logits, sum
+                      instead of mean, (N,) against (N, 1) targets)
+3. gradients       -> the gradient path (clipped probabilities have zero gradient), penalties
+4. the batch       -> the framework's recorded loss is not the shared batch's loss: it trained
+                      on other samples (batch order, shuffling, a different seed, drop_last)
+5. the update      -> gradients agree, updates differ: optimizer hyperparameters or formula
+                      (Adam/RMSprop epsilon, betas, momentum formulation, accumulator start)
+
+`details` callables take (weights, X, y, masks, l2) and return {"logits", "loss", "grads"}, so
+the same logic serves in-process tests (with injected faults) and `zoo compare --diagnose`,
+where every call runs in the framework's own worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zoo.compare import TOLERANCES, first_divergence
+from zoo.data import batch_order
+from zoo.errors import ConfigError
+from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+
+Details = Callable[[dict, np.ndarray, np.ndarray, "list[np.ndarray] | None", float], dict]
+
+CAUSES = {
+    "logits_first": "the forward pass differs with identical weights at the first step: weight "
+                    "layout (a transposed kernel; a square layer accepts the wrong layout "
+                    "silently) or the architecture",
+    "logits": "the forward pass differs with identical weights: the architecture, an "
+              "activation, or dropout (masks, train/eval flags)",
+    "loss": "the loss differs with identical logits: the loss function or its reduction "
+            "(probabilities fed to a loss that expects logits? a sum instead of a mean? "
+            "(N,) targets against (N, 1) outputs?)",
+    "gradients": "gradients differ with identical losses: the gradient path (probabilities "
+                 "clipped at 1e-7 have zero gradient) or a penalty term",
+    "batch": "the framework's recorded loss is not the loss of the shared mini-batch: it "
+             "trained on other samples (batch order: shuffling, another seed, drop_last)",
+    "dropout": "native dropout: every framework draws its own masks, so the trainings part "
+               "at once; compare the test metric, or use the shared masks (the default) to "
+               "compare step by step",
+    "update": "gradients agree, updates differ: optimizer hyperparameters or formula (Adam or "
+              "RMSprop epsilon and where it sits, betas, momentum formulation, accumulator "
+              "start value, learning rate)",
+}
+
+
+@dataclass
+class Diagnosis:
+    framework: str
+    reference: str
+    step: int | None = None
+    epoch: int | None = None
+    batch: int | None = None
+    quantity: str | None = None  # logits, loss, gradients, batch, update, dropout
+    tensor: str | None = None
+    difference: float = 0.0
+    cause: str = "agrees with the reference within tolerance at every step"
+    checks: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.step is None:
+            return f"{self.framework}: {self.cause}."
+        where = f" in {self.tensor}" if self.tensor else ""
+        return (f"{self.framework} vs {self.reference}: first divergence at step {self.step} "
+                f"(epoch {self.epoch}, batch {self.batch}); first differing quantity: "
+                f"{self.quantity}{where} (max |diff| {self.difference:.3g}). Likely cause: "
+                f"{self.cause}.")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("framework", "reference", "step", "epoch", "batch",
+                                                "quantity", "tensor", "difference", "cause",
+                                                "checks")}
+
+
+def _worst(a: dict[str, np.ndarray], b: dict[str, np.ndarray], atol: float, rtol: float
+           ) -> tuple[str | None, float, bool]:
+    """(name of the tensor with the largest excess over tolerance, its max |diff|, exceeded?)."""
+    worst, worst_diff, worst_excess = None, 0.0, -np.inf
+    for k in b:
+        x, r = np.asarray(a[k], np.float64), np.asarray(b[k], np.float64)
+        if x.shape != r.shape:
+            return k, float("inf"), True
+        d = np.abs(x - r)
+        excess = float(np.max(d - (atol + rtol * np.abs(r)))) if d.size else -np.inf
+        if excess > worst_excess:
+            worst, worst_diff, worst_excess = k, float(np.max(d)) if d.size else 0.0, excess
+    return worst, worst_diff, worst_excess > 0
+
+
+def diagnose(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+             init: dict[str, np.ndarray], reference: History, history: History,
+             details_ref: Details, details_fw: Details, *,
+             tolerance: tuple[float, float] | None = None) -> Diagnosis:
+    """Find the first divergent step of `history` against `reference` and name the first
+    quantity that differs there (see the module docstring). Both histories need per-step
+    weights (`record_weights=True`); `train_spec` is the shared one (batch order, masks, l2)."""
+    atol, rtol = tolerance or TOLERANCES[train_spec.dtype]
+    d = Diagnosis(history.framework, reference.framework)
+    k = first_divergence(history, reference, (atol, rtol))
+    if k is None:
+        return d
+    if not (reference.step_weights and history.step_weights):
+        raise ConfigError("the diagnosis needs the weights after every step: train with "
+                          "record_weights=True.")
+    spe = -(-len(X) // train_spec.batch_size)
+    epoch, step = divmod(k, spe)
+    d.step, d.epoch, d.batch = k, epoch, step
+    idx = batch_order(len(X), train_spec.batch_size, train_spec.seed, epoch,
+                      shuffle=train_spec.shuffle)[step]
+    masks = None
+    if train_spec.dropout_mode == "shared":
+        masks = dropout_masks(model_spec, len(idx), train_spec.seed, epoch, step,
+                              train_spec.dtype) or None
+    before = init if k == 0 else reference.step_weights[k - 1]
+    Xb, yb, l2 = X[idx], y[idx], train_spec.l2
+
+    def found(quantity: str, tensor: str | None, diff: float, cause: str) -> Diagnosis:
+        d.quantity, d.tensor, d.difference, d.cause = quantity, tensor, diff, CAUSES[cause]
+        return d
+
+    if train_spec.dropout_mode == "native" and model_spec.hidden and model_spec.dropout > 0:
+        return found("dropout", None, abs(float(history.losses[k]) - float(reference.losses[k])),
+                     "dropout")
+    r, f = details_ref(before, Xb, yb, masks, l2), details_fw(before, Xb, yb, masks, l2)
+
+    _, diff, bad = _worst({"logits": f["logits"]}, {"logits": r["logits"]}, atol, rtol)
+    d.checks["logits"] = diff
+    if bad:
+        return found("logits", None, diff, "logits_first" if k == 0 else "logits")
+    _, diff, bad = _worst({"loss": np.array(f["loss"])}, {"loss": np.array(r["loss"])}, atol, rtol)
+    d.checks["loss"] = diff
+    if bad:
+        return found("loss", None, diff, "loss")
+    name, diff, bad = _worst(f["grads"], r["grads"], atol, rtol)
+    d.checks["gradients"] = diff
+    if bad:
+        return found("gradients", name, diff, "gradients")
+    # The framework's own pre-step weights: its recorded loss must be this batch's loss.
+    own_before = init if k == 0 else history.step_weights[k - 1]
+    own = f if k == 0 else details_fw(own_before, Xb, yb, masks, l2)
+    recorded = float(history.losses[k])
+    diff = abs(recorded - own["loss"])
+    d.checks["batch"] = diff
+    if diff > atol + rtol * abs(own["loss"]):
+        return found("batch", None, diff, "batch")
+    upd_f = {n: np.asarray(history.step_weights[k][n], np.float64) - np.asarray(own_before[n], np.float64)
+             for n in own_before}
+    upd_r = {n: np.asarray(reference.step_weights[k][n], np.float64) - np.asarray(before[n], np.float64)
+             for n in before}
+    name, diff, _ = _worst(upd_f, upd_r, atol, rtol)
+    d.checks["update"] = diff
+    return found("update", name, diff, "update")
