@@ -24,10 +24,11 @@ VENV = Path(os.environ.get("ZOO_VENV", ROOT / ".venv"))
 STAMP = VENV / ".zoo-installed"
 INPUTS = [ROOT / "pyproject.toml", ROOT / "constraints" / "ci.txt"]
 
-# The main job: softmax regression on iris in Keras, TF1 and PyTorch (and the float64 numpy
-# reference), compared step by step; the report and plots go to runs/demo/.
+# The main job (`zoo compare softmax --dataset iris`): softmax regression on iris in Keras, TF1
+# and PyTorch (and the float64 numpy reference), compared step by step; the report and plots
+# go to runs/demo/.
 DEMO = ["compare", "softmax", "--dataset", "iris", "--frameworks", "keras,tf1,torch,numpy",
-        "--lr", "0.5", "--epochs", "20", "--out", "runs/demo", "--force"]
+        "--out", "runs/demo", "--force"]
 
 
 def _bin(name: str) -> Path:
