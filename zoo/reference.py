@@ -7,6 +7,8 @@ and reduce by the mean over the batch, as every framework in the zoo does.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from zoo.specs import ModelSpec, layer_sizes
@@ -245,7 +247,9 @@ def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
     opt = NumpyOptimizer(train_spec.optimizer)
     losses: list[float] = []
     snaps: list[dict[str, np.ndarray]] = []
+    epoch_seconds: list[float] = []
     for epoch in range(train_spec.epochs):
+        start = time.perf_counter()
         for step, idx in enumerate(batch_order(len(X), train_spec.batch_size, train_spec.seed,
                                                epoch, shuffle=train_spec.shuffle)):
             masks = None
@@ -258,8 +262,9 @@ def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
                 progress(epoch, step, loss)
             if record_weights:
                 snaps.append({k: v.copy() for k, v in params.items()})
+        epoch_seconds.append(time.perf_counter() - start)
     return History(framework="numpy", losses=np.asarray(losses), weights=params,
-                   step_weights=snaps if record_weights else None)
+                   epoch_seconds=epoch_seconds, step_weights=snaps if record_weights else None)
 
 
 def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,

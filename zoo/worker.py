@@ -106,7 +106,6 @@ def run(job_path: str | os.PathLike) -> int:
     train_seconds = time.perf_counter() - t1
     if fw == "numpy":
         metrics = evaluate_numpy(model_spec, hist.weights, X_test, y_test)
-        hist.epoch_seconds = [train_seconds / train_spec.epochs] * train_spec.epochs
     else:
         metrics = mod.evaluate(model_spec, hist.weights, X_test, y_test)
     np.savez(job["out"], **hist.to_npz_dict())
