@@ -3,8 +3,7 @@
 
 Loading is safe only: `keras.models.load_model(path, safe_mode=True, compile=False)` (no
 lambda or other code is deserialised; the model is not compiled, so no custom loss is needed).
-The MLP is saved as `SerializableMLP`, the zoo's `MLP` with a `get_config` (its `hidden` tuple
-keeps Keras from generating one), registered as `zoo>SerializableMLP`.
+The MLP is the zoo's own `MLP` class, registered with Keras as `zoo>MLP`.
 """
 
 from __future__ import annotations
@@ -16,43 +15,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_models.mlp import MLP
+import keras_models.mlp  # noqa: F401  (registers zoo>MLP for loading)
 from keras_models.softmax import get_weights
 from keras_models.train import floatx, model_module
 from zoo import interchange as ic
 from zoo.errors import DataError
-from zoo.specs import ModelSpec, layer_sizes
+from zoo.specs import ModelSpec
 
-__all__ = ["FORMAT", "SerializableMLP", "load", "save"]
+__all__ = ["FORMAT", "load", "save"]
 
 FORMAT = "keras"
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class SerializableMLP(MLP):
-    """`keras_models.mlp.MLP` with the config `.keras` files need."""
-
-    def __init__(self, n_features: int, n_classes: int, hidden=(64, 32), dropout: float = 0.5,
-                 dtype="float32", **kwargs) -> None:
-        super().__init__(n_features, n_classes, hidden=tuple(hidden), dropout=dropout,
-                         dtype=dtype, **kwargs)
-        self._config = {"n_features": int(n_features), "n_classes": int(n_classes),
-                        "hidden": [int(h) for h in hidden], "dropout": float(dropout)}
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), **self._config}
-
-
-def _build(model_spec: ModelSpec, weights: dict[str, np.ndarray], dtype: str) -> keras.Model:
-    if model_spec.name != "mlp":
-        return model_module(model_spec).build(model_spec, weights, dtype)
-    sizes = layer_sizes(model_spec)
-    model = SerializableMLP(model_spec.n_features, model_spec.n_outputs,
-                            hidden=[n for _, n in sizes[:-1]], dropout=model_spec.dropout,
-                            dtype=dtype, name="mlp")
-    model.build((None, model_spec.n_features))
-    model_module(model_spec).set_weights(model, weights)
-    return model
 
 
 def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
@@ -63,7 +35,7 @@ def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.P
     ic.check_weights(model_spec, weights, str(path))
     dtype = ic._dtype_of(weights)
     with floatx(dtype):
-        model = _build(model_spec, weights, dtype)
+        model = model_module(model_spec).build(model_spec, weights, dtype)
         with ic.temp_path(path, suffix=".keras") as tmp:
             model.save(tmp, overwrite=True)
             ic.replace_atomically(tmp, path)
@@ -81,8 +53,7 @@ def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
                         "pass a file written by Keras `model.save` or `zoo train --save`.")
     try:
         with floatx(dtype):
-            model = keras.models.load_model(path, safe_mode=True, compile=False,
-                                            custom_objects={"SerializableMLP": SerializableMLP})
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # keras raises ValueError, TypeError, KeyError, OSError, ...
         raise DataError(f"{str(path)!r} could not be loaded as a Keras model "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "

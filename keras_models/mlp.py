@@ -31,12 +31,17 @@ from zoo.specs import ModelSpec, layer_sizes
 __all__ = ["MLP", "build", "get_weights", "make_loss", "probabilities", "set_weights"]
 
 
+@keras.saving.register_keras_serializable(package="zoo")
 class MLP(keras.Model):
-    """Hidden layers Dense -> Dropout(rate) -> ReLU, then a Dense to C logits."""
+    """Hidden layers Dense -> Dropout(rate) -> ReLU, then a Dense to C logits. Registered
+    (`zoo>MLP`) and configurable, so `.keras` files of it load with `safe_mode=True`."""
 
     def __init__(self, n_features: int, n_classes: int, hidden: tuple[int, ...] = (64, 32),
                  dropout: float = 0.5, dtype: str = "float32", **kwargs) -> None:
         super().__init__(dtype=dtype, **kwargs)
+        hidden = tuple(int(h) for h in hidden)
+        self._config = {"n_features": int(n_features), "n_classes": int(n_classes),
+                        "hidden": list(hidden), "dropout": float(dropout)}
         self.n_features = int(n_features)
         self.rate = float(dropout)
         sizes = [self.n_features, *hidden, int(n_classes)]
@@ -47,6 +52,9 @@ class MLP(keras.Model):
             if i < len(hidden):
                 self.dropout_layers.append(
                     keras.layers.Dropout(self.rate, name=f"dropout_{i}", dtype=dtype))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self._config}
 
     def build(self, input_shape=None) -> None:
         # Build the layers explicitly so the variables exist before any call (set_weights
