@@ -1,0 +1,267 @@
+"""Data-parallel training in PyTorch: `DistributedDataParallel` over the gloo backend on CPU,
+equal to one process (`torch_models.train.train`) with the same global batch.
+
+Two ways in:
+- `train(..., workers=N)` in an ordinary process starts N ranks with
+  `torch.multiprocessing` (spawn) that rendezvous on the loopback address 127.0.0.1 at a free
+  port; rank 0's history comes back as an .npz (no pickles of results). A rank that raises,
+  exits or is killed makes `train` raise `zoo.distributed.DistributedError` at once (the other
+  ranks are terminated); a run that does not finish within `timeout` seconds is killed and
+  raises too.
+- under `torchrun` (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set), `train` runs this process
+  as its rank, with the `env://` rendezvous (several machines: docs/distributed.md).
+
+What keeps it equal to one process (docs/distributed.md, "How gradients are averaged"):
+- every rank computes the same `zoo.data.batch_order`; the global batch of step k is the
+  single-process batch k and rank r takes its rows `zoo.distributed.shard_bounds(n, W)[r]`,
+  plus the same rows of the step's shared dropout masks (`zoo.specs.dropout_masks` drawn for
+  the whole global batch);
+- DDP *averages* gradients over the W ranks, so rank r's data loss is its shard's mean times
+  n_r * W / n (n the global batch size, n_r its shard's): the average over ranks is then
+  sum_i loss_i / n, the single-process mean, also for the partial last batch whose shards
+  differ in size. An empty shard (a batch with fewer rows than ranks) contributes
+  0 * sum(outputs), which still gives every parameter a (zero) gradient, as DDP requires;
+- the L2 penalty is added on every rank in full (its average over ranks is itself);
+- the recorded loss of a step is the all-reduced sum of the shards' sum/n plus the penalty:
+  the single-process batch loss, identical on every rank (so a non-finite loss stops all ranks
+  at the same step);
+- DDP broadcasts rank 0's initial weights; every rank applies the same averaged gradients
+  with its own optimizer, so the ranks' weights stay bitwise equal (checked at the end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from zoo.data import batch_order
+from zoo.distributed import (
+    DEFAULT_TIMEOUT,
+    LOOPBACK,
+    DistributedError,
+    check_workers,
+    shard,
+    torchrun_world,
+)
+from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+
+__all__ = ["train", "train_rank"]
+
+FRAMEWORK = "torch"
+
+
+def _fault_here(fault: dict | None, rank: int, step: int) -> None:
+    """Test hook: make rank `fault["rank"]` fail at global step `fault["step"]`
+    ("raise": an exception, "exit": os._exit(3), "hang": sleep for an hour)."""
+    if not fault or fault.get("rank") != rank or fault.get("step", 0) != step:
+        return
+    kind = fault.get("kind", "raise")
+    if kind == "exit":
+        os._exit(3)
+    if kind == "hang":
+        time.sleep(3600)
+    raise RuntimeError(f"injected fault on rank {rank} at step {step}")
+
+
+def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+               init: dict[str, np.ndarray] | None, *, record_weights: bool = False,
+               progress: Callable[[int, int, float], None] | None = None,
+               fault: dict | None = None) -> History:
+    """This rank's part of a data-parallel run, in an initialised gloo process group.
+
+    Returns the History of the whole run (global-batch losses, identical on every rank)."""
+    from torch_models.train import _features, _l2_penalty, _targets, model_module
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    dtype = train_spec.dtype
+    mod = model_module(model_spec)
+    built_spec = model_spec
+    if train_spec.dropout_mode == "off" and model_spec.dropout:
+        built_spec = dataclasses.replace(model_spec, dropout=0.0)
+    model = mod.build(built_spec, init, dtype)
+    ddp = DistributedDataParallel(model)  # CPU: no device_ids; broadcasts rank 0's weights
+    loss_fn = mod.make_loss()
+    from torch_models.optimizers import make_optimizer
+
+    optimizer = make_optimizer(train_spec.optimizer, ddp.parameters())
+    use_masks = train_spec.dropout_mode == "shared" and bool(model_spec.hidden) \
+        and model_spec.dropout > 0
+    Xt, yt = _features(X, dtype), _targets(model_spec, y, dtype)
+
+    losses: list[float] = []
+    snapshots: list[dict[str, np.ndarray]] = []
+    epoch_seconds: list[float] = []
+    stopped_at: int | None = None
+    ddp.train()
+    for epoch in range(train_spec.epochs):
+        start = time.perf_counter()
+        batches = batch_order(len(Xt), train_spec.batch_size, train_spec.seed, epoch,
+                              shuffle=train_spec.shuffle)
+        for step, idx in enumerate(batches):
+            _fault_here(fault, rank, len(losses))
+            n = len(idx)
+            mine, lo, hi = shard(idx, rank, world)
+            index = torch.from_numpy(mine)
+            masks = None
+            if use_masks:  # the global batch's masks, this rank's rows
+                masks = [torch.from_numpy(m[lo:hi]) for m in dropout_masks(
+                    model_spec, n, train_spec.seed, epoch, step, dtype)]
+            optimizer.zero_grad()
+            out = ddp(Xt[index], masks=masks)
+            if len(mine):
+                part = loss_fn(out, yt[index]) * (len(mine) / n)  # this shard's sum / n
+            else:
+                part = out.sum() * 0.0  # zero gradients for every parameter
+            penalty = _l2_penalty(model, train_spec.l2)
+            (part * world + penalty).backward()  # DDP averages over the ranks
+            total = part.detach().clone()
+            dist.all_reduce(total)  # sum over ranks: the global batch's mean data loss
+            value = float(total.item()) + float(penalty)
+            losses.append(value)
+            if not np.isfinite(value):
+                stopped_at = len(losses) - 1
+                break
+            optimizer.step()
+            if record_weights:
+                snapshots.append(mod.get_weights(model))
+            if progress is not None:
+                progress(epoch, step, value)
+        epoch_seconds.append(time.perf_counter() - start)
+        if stopped_at is not None:
+            break
+    return History(framework=FRAMEWORK, losses=np.asarray(losses, dtype=np.float64),
+                   weights=mod.get_weights(model), epoch_seconds=epoch_seconds,
+                   step_weights=snapshots if record_weights else None, stopped_at=stopped_at,
+                   extra={"workers": world})
+
+
+def _init_group(rank: int, world: int, timeout: float, port: int | None = None) -> None:
+    """Join the gloo group: at the parent's store on 127.0.0.1:`port`, or (port None) by the
+    `env://` rendezvous of torchrun."""
+    wait = datetime.timedelta(seconds=timeout)
+    if port is None:
+        dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world,
+                                timeout=wait)
+        return
+    store = dist.TCPStore(LOOPBACK, port, is_master=False, timeout=wait)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=wait)
+
+
+def _loopback_store(timeout: float):
+    """The rendezvous store of a spawned run, served by the parent process on a socket bound
+    to 127.0.0.1 (TCPStore binds its own socket to every interface; one bound here and passed
+    as `master_listen_fd` keeps it on loopback), at a port the OS picks. Returns (store,
+    port); keep the store alive for the run (it owns the socket from then on)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((LOOPBACK, 0))
+    sock.listen(64)
+    port = int(sock.getsockname()[1])
+    store = dist.TCPStore(LOOPBACK, port, is_master=True, wait_for_workers=False,
+                          timeout=datetime.timedelta(seconds=timeout),
+                          master_listen_fd=sock.fileno(), use_libuv=False)
+    sock.detach()  # the store's server closes the descriptor
+    return store, port
+
+
+def _spawned_rank(rank: int, world: int, port: int, payload: dict, out_dir: str,
+                  timeout: float) -> None:
+    """Entry point of a rank started by `train` (torch.multiprocessing, spawn)."""
+    # gloo's own sockets on the loopback interface only (the store is at 127.0.0.1 too).
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)  # tiny matmuls; the ranks share the cores
+    _init_group(rank, world, timeout, port)
+    try:
+        hist = train_rank(payload["model_spec"], payload["train_spec"], payload["X"],
+                          payload["y"], payload["init"],
+                          record_weights=payload["record_weights"] and rank == 0,
+                          fault=payload["fault"])
+        np.savez(Path(out_dir) / f"rank{rank}.npz", **hist.to_npz_dict())
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+          init: dict[str, np.ndarray] | None = None, *, workers: int | None = 2,
+          record_weights: bool = False,
+          progress: Callable[[int, int, float], None] | None = None,
+          timeout: float = DEFAULT_TIMEOUT, fault: dict | None = None) -> History:
+    """Train like `torch_models.train.train` with `workers` data-parallel ranks.
+
+    Under `torchrun` this process is one rank (workers must be None or the world size) and
+    `progress` is called on every rank. Otherwise `workers` ranks are spawned on 127.0.0.1
+    (`progress` is not called: the ranks are other processes). `fault` is a test hook (see
+    `_fault_here`). Returns rank 0's History; `History.extra["workers"]` is the world size."""
+    from torch_models.train import _check
+
+    _check(model_spec, X, y)
+    launched = torchrun_world()
+    if launched is not None:
+        rank, world = launched
+        if workers not in (None, world):
+            raise DistributedError(f"torchrun started {world} processes but --workers is "
+                                   f"{workers}; leave --workers out under torchrun.")
+        check_workers(world, train_spec.batch_size)
+        _init_group(rank, world, timeout)
+        try:
+            return train_rank(model_spec, train_spec, X, y, init,
+                              record_weights=record_weights, progress=progress, fault=fault)
+        finally:
+            dist.destroy_process_group()
+
+    world = check_workers(2 if workers is None else workers, train_spec.batch_size)
+    payload = {"model_spec": model_spec, "train_spec": train_spec, "X": np.asarray(X),
+               "y": np.asarray(y), "init": init, "record_weights": record_weights,
+               "fault": fault}
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="zoo-ddp-") as tmp:
+        store, port = _loopback_store(timeout)
+        ctx = mp.start_processes(_spawned_rank, args=(world, port, payload, tmp, timeout),
+                                 nprocs=world, join=False, start_method="spawn")
+        end = time.monotonic() + timeout
+        try:
+            while not ctx.join(timeout=max(0.0, min(1.0, end - time.monotonic())),
+                               grace_period=2.0):
+                if time.monotonic() >= end:
+                    raise DistributedError(
+                        f"torch DDP: the {world} ranks did not finish within {timeout:.0f} s "
+                        "and were stopped; raise the timeout or check that every rank can "
+                        "reach the others.")
+        except mp.ProcessRaisedException as exc:
+            first = str(exc).strip().splitlines()[-1]
+            raise DistributedError(f"torch DDP: rank {exc.error_index} failed ({first}); the "
+                                   "other ranks were stopped.") from None
+        except mp.ProcessExitedException as exc:
+            raise DistributedError(f"torch DDP: rank {exc.error_index} died ({exc}); the "
+                                   "other ranks were stopped.") from None
+        finally:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+            del store
+        hists = []
+        for r in range(world):
+            with np.load(Path(tmp) / f"rank{r}.npz", allow_pickle=False) as d:
+                hists.append(History.from_npz_dict(FRAMEWORK, {k: d[k] for k in d.files}))
+    for r, h in enumerate(hists[1:], start=1):
+        for k, v in hists[0].weights.items():
+            if not np.array_equal(v, h.weights[k]):
+                raise DistributedError(f"torch DDP: rank {r}'s {k} differs from rank 0's after "
+                                       "training; the ranks did not apply the same updates.")
+    hist = hists[0]
+    hist.extra["workers"] = world
+    return hist
