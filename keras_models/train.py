@@ -99,11 +99,12 @@ class ZooBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray,
-                 y: np.ndarray, *, masks: bool) -> None:
+                 y: np.ndarray, *, masks: bool, start_epoch: int = 0) -> None:
         # One worker, no multiprocessing: the batches are made in order, in this process.
         super().__init__(workers=1, use_multiprocessing=False)
         self.model_spec, self.train_spec = model_spec, train_spec
         self.X, self.y, self.masks = X, y, masks
+        self.start_epoch = start_epoch  # resuming: item 0 is step 0 of this epoch
         self.steps_per_epoch = math.ceil(len(X) / train_spec.batch_size)
         self._orders: dict[int, list[np.ndarray]] = {}
 
@@ -117,10 +118,11 @@ class ZooBatches(keras.utils.PyDataset):
         return self._orders[epoch]
 
     def __len__(self) -> int:
-        return self.steps_per_epoch * self.train_spec.epochs
+        return self.steps_per_epoch * (self.train_spec.epochs - self.start_epoch)
 
     def __getitem__(self, k: int):
         epoch, step = divmod(int(k), self.steps_per_epoch)
+        epoch += self.start_epoch
         idx = self.order(epoch)[step]
         x = self.X[idx]
         if self.masks:
@@ -136,14 +138,23 @@ class RecordedLoss(keras.losses.Loss):
     The value is written into `self.batch_losses[optimizer.iterations]` inside the training
     step, before the update (so with the pre-update kernels), and it is the same tensor that
     Keras differentiates. `batch_losses` holds `n_steps` slots.
+
+    `guard` ({canonical name: weight variable}): while every loss so far is finite, each step
+    copies the weights it starts from into `self.backup` (before the update, which Keras
+    applies even when the loss is non-finite); from the first non-finite loss on the copy is
+    frozen, so it holds the last finite weights, also with steps_per_execution > 1.
     """
 
     def __init__(self, loss: keras.losses.Loss, kernels: list, l2: float, n_steps: int,
-                 step: keras.Variable, dtype: str) -> None:
+                 step: keras.Variable, dtype: str, guard: dict | None = None) -> None:
         super().__init__(name=loss.name, dtype=dtype)
         self.loss, self.kernels, self.l2, self.step = loss, list(kernels), float(l2), step
         self.batch_losses = keras.Variable(np.zeros(n_steps, dtype=dtype), trainable=False,
                                            dtype=dtype, name="batch_losses")
+        self.guard = dict(guard or {})
+        self.backup = {n: keras.Variable(np.zeros(v.shape, dtype=dtype), trainable=False,
+                                         dtype=dtype, name="backup") for n, v in self.guard.items()}
+        self.all_finite = keras.Variable(True, trainable=False, dtype="bool", name="all_finite")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         loss = self.loss(y_true, y_pred, sample_weight)
@@ -155,6 +166,11 @@ class RecordedLoss(keras.losses.Loss):
         step = ops.cast(self.step, "int32")
         self.batch_losses.assign(ops.slice_update(self.batch_losses, (step,),
                                                   ops.reshape(loss, (1,))))
+        if self.guard:
+            keep = ops.convert_to_tensor(self.all_finite)
+            for name, var in self.guard.items():
+                self.backup[name].assign(ops.where(keep, var, self.backup[name]))
+            self.all_finite.assign(ops.logical_and(keep, ops.all(ops.isfinite(loss))))
         return loss
 
 
@@ -203,23 +219,39 @@ class _Progress(keras.callbacks.Callback):
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
           init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
           progress: Callable[[int, int, float], None] | None = None,
-          steps_per_execution: int = 1) -> History:
+          steps_per_execution: int = 1, checkpoint_dir: str | None = None,
+          resume: bool = False, force: bool = False) -> History:
     """Train `model_spec` on (X, y) with `compile` + `fit` as `train_spec` says.
 
     X (N, F) float; y int64 (N,) labels (classification, binary) or float (N, 1) values
     (regression). init: canonical initial weights (default: Keras's own initialiser,
     glorot-uniform kernels and zero biases). `History.losses[k]` is step k's mini-batch loss
     before its update, l2 term included. Training stops at the first non-finite loss
-    (`History.stopped_at`); unlike torch, Keras has already applied that step's update then
-    (and with steps_per_execution > 1 the run goes on to its end; the losses are cut there).
+    (`History.stopped_at`; with steps_per_execution > 1 the run goes on to its end and the
+    losses are cut there). Keras has already applied that step's update then, so the weights
+    returned are the copy `RecordedLoss` kept of the last finite ones (as torch and TF1 return).
 
     steps_per_execution > 1 runs up to that many steps per `tf.function` call (faster for
     small models; the largest divisor of the steps per epoch that is not larger is used, see
     `_divisor_at_most`); losses stay exact, but `record_weights` and `progress` need 1.
+
+    checkpoint_dir: save weights, optimizer variables and the History so far there after
+    every epoch (`zoo.checkpoint`, `keras_models.checkpoint`; an existing checkpoint is
+    overwritten only with `force`); `resume` continues from it with `fit(initial_epoch=...)`.
+    Native dropout is not resumed bit for bit (its seed generator state is not saved).
     """
     from keras_models.optimizers import make_optimizer
 
     _check(model_spec, X, y)
+    ckpt = state = None
+    if checkpoint_dir is not None:
+        from zoo.checkpoint import open_checkpoint
+
+        ckpt, state = open_checkpoint(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y,
+                                      resume=resume, force=force)
+        if state is not None:
+            init = state.weights
+    start_epoch = state.epoch if state is not None else 0
     if steps_per_execution < 1:
         raise ConfigError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
     if steps_per_execution > 1 and (record_weights or progress is not None):
@@ -233,23 +265,36 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     use_masks = (train_spec.dropout_mode == "shared" and bool(model_spec.hidden)
                  and model_spec.dropout > 0)
     data = ZooBatches(model_spec, train_spec, np.asarray(X, dtype=np.dtype(dtype)),
-                      _targets(model_spec, y, dtype), masks=use_masks)
-    n_steps = len(data)
+                      _targets(model_spec, y, dtype), masks=use_masks, start_epoch=start_epoch)
+    n_steps = data.steps_per_epoch * train_spec.epochs
 
     with floatx(dtype):
         model = mod.build(built_spec, init, dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype)
         loss = RecordedLoss(mod.make_loss(), _kernels(model), train_spec.l2, n_steps,
-                            optimizer.iterations, dtype)
+                            optimizer.iterations, dtype, guard=_weight_variables(model))
         spe = _divisor_at_most(data.steps_per_epoch, steps_per_execution)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
         tracker = _Progress(loss, mod.get_weights if record_weights else None, progress,
                             per_step=spe == 1)
-        model.fit(data, epochs=train_spec.epochs, steps_per_epoch=data.steps_per_epoch,
-                  shuffle=False, verbose=0, callbacks=[tracker])
+        callbacks: list[keras.callbacks.Callback] = [tracker]
+        if ckpt is not None:
+            from keras_models import checkpoint
+
+            if state is not None:
+                checkpoint.restore(state, model, optimizer, loss.batch_losses)
+                tracker.epoch_seconds = list(state.epoch_seconds)
+                tracker.global_step = start_epoch * data.steps_per_epoch
+            callbacks.append(checkpoint.CheckpointCallback(
+                ckpt, mod.get_weights, loss.batch_losses, tracker.epoch_seconds))
+        if len(data):
+            model.fit(data, epochs=train_spec.epochs, steps_per_epoch=data.steps_per_epoch,
+                      shuffle=False, verbose=0, callbacks=callbacks, initial_epoch=start_epoch)
         done = int(ops.convert_to_numpy(optimizer.iterations))
         losses = np.asarray(ops.convert_to_numpy(loss.batch_losses), dtype=np.float64)[:done]
         weights = mod.get_weights(model)
+        if not np.all(np.isfinite(losses)):  # the weights before the non-finite step's update
+            weights = {n: np.asarray(ops.convert_to_numpy(v)) for n, v in loss.backup.items()}
 
     bad = np.flatnonzero(~np.isfinite(losses))
     stopped_at = int(bad[0]) if len(bad) else None
@@ -270,6 +315,14 @@ def _divisor_at_most(steps_per_epoch: int, requested: int) -> int:
     and the last steps of the run were measured to train on the wrong batches (iris, 4 steps
     per epoch, 3 per execution: the last loss off by 0.025); a divisor keeps them aligned."""
     return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
+def _weight_variables(model: keras.Model) -> dict:
+    """{canonical name: variable} of every dense layer's kernel and bias."""
+    from keras_models.softmax import dense_layers
+
+    return {f"{n}/{kind}": getattr(layer, kind) for n, layer in dense_layers(model).items()
+            for kind in ("kernel", "bias")}
 
 
 def _kernels(model: keras.Model) -> list:

@@ -239,7 +239,9 @@ def _weights_dtype(weights: dict[str, np.ndarray]) -> str:
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
           init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
-          progress: Callable[[int, int, float], None] | None = None) -> History:
+          progress: Callable[[int, int, float], None] | None = None,
+          checkpoint_dir: str | None = None, resume: bool = False,
+          force: bool = False) -> History:
     """Train `model_spec` on (X, y) with one `session.run([loss, train_op], feed_dict)` per batch.
 
     Batches come from `zoo.data.batch_order` (every framework sees the same ones). The loss
@@ -247,9 +249,23 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     the same run as the update, i.e. before it. Dropout: "shared" feeds
     `zoo.specs.dropout_masks` into the mask placeholders, "native" feeds the model's rate to
     `tf.compat.v1.nn.dropout` (seeded by the graph seed `train_spec.seed`), "off" feeds
-    neither. Training stops at the first non-finite loss (`History.stopped_at`).
+    neither. Training stops at the first non-finite loss (`History.stopped_at`) and returns
+    the weights that loss was computed with (the last finite ones), not the updated ones.
+
+    checkpoint_dir: save weights, optimizer slots and the History so far there after every
+    epoch (`zoo.checkpoint`, `tf1_compat.checkpoint`; an existing checkpoint is overwritten
+    only with `force`); `resume` continues from it. Native dropout is not resumed bit for bit
+    (TF's op seeds advance per run and cannot be restored).
     """
     check_inputs(model_spec, X, y, what="tf1_compat")
+    ckpt = state = None
+    if checkpoint_dir is not None:
+        from zoo.checkpoint import open_checkpoint
+
+        ckpt, state = open_checkpoint(checkpoint_dir, "tf1", model_spec, train_spec, X, y,
+                                      resume=resume, force=force)
+        if state is not None:
+            init = state.weights
     dtype = train_spec.dtype
     tf_dtype = _tf_dtype(dtype)
     model = build(model_spec, init, dtype, seed=train_spec.seed)
@@ -257,17 +273,35 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     with model.graph.as_default():
         total = _with_l2(model, train_spec.l2, tf_dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype=dtype)
-        train_op = optimizer.minimize(total, var_list=var_list)
+        # Every step first copies the weights it starts from into `backup` (the update waits
+        # for the copy): TF1 applies the update in the same run that computes the loss, so
+        # when the loss turns non-finite the weights it was computed with, the last finite
+        # ones, are kept there (torch stops before the update; the zoo returns those weights).
+        backup = {n: tf1.get_variable(f"backup/{n}", shape=v.shape, dtype=v.dtype.base_dtype,
+                                      initializer=tf1.zeros_initializer(), trainable=False)
+                  for n, v in model.variables.items()}
+        keep = tf.group(*[backup[n].assign(v) for n, v in model.variables.items()])
+        with tf.control_dependencies([keep]):
+            train_op = optimizer.minimize(total, var_list=var_list)
+    opt_state = None
+    if ckpt is not None:
+        from tf1_compat.checkpoint import OptimizerState
+
+        opt_state = OptimizerState(model.graph, model.variables)
     try:
         sess = model.open_session()  # after minimize: the initializer must cover the slots too
         after_init(sess, optimizer, var_list)
+        if state is not None:
+            opt_state.restore(sess, state)
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
         snaps: list[dict[str, np.ndarray]] = []
         seconds: list[float] = []
         stopped: int | None = None
-        for epoch in range(train_spec.epochs):
+        if state is not None:
+            losses, seconds = list(state.losses), list(state.epoch_seconds)
+        for epoch in range(state.epoch if state is not None else 0, train_spec.epochs):
             t0 = time.perf_counter()
             batches = batch_order(len(Xd), train_spec.batch_size, train_spec.seed, epoch,
                                   shuffle=train_spec.shuffle)
@@ -290,7 +324,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             seconds.append(time.perf_counter() - t0)
             if stopped is not None:
                 break
-        weights = model.get_weights()
+            if opt_state is not None:
+                opt_state.save(ckpt, epoch + 1, sess, model.get_weights(), losses, seconds)
+        if stopped is None:
+            weights = model.get_weights()
+        else:  # the weights before the non-finite step's update
+            weights = {n: np.asarray(v) for n, v in sess.run(backup).items()}
     finally:
         model.close()
     return History(framework="tf1", losses=np.asarray(losses), weights=weights,

@@ -74,17 +74,32 @@ def _l2_penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
           init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
-          progress: Callable[[int, int, float], None] | None = None) -> History:
+          progress: Callable[[int, int, float], None] | None = None,
+          checkpoint_dir: str | None = None, resume: bool = False,
+          force: bool = False) -> History:
     """Train `model_spec` on (X, y) as `train_spec` says and return a `zoo.specs.History`.
 
     X (N, F) float; y int64 (N,) labels (classification, binary) or float (N, 1) values
     (regression). init: canonical initial weights (default: torch's own initialiser, see the
     model file). `History.losses[k]` is step k's mini-batch loss before its update, l2 term
     included; training stops at the first non-finite loss (`History.stopped_at`).
+
+    checkpoint_dir: save weights, optimizer state, torch's RNG state and the History so far
+    there after every epoch (`zoo.checkpoint`; an existing checkpoint is overwritten only with
+    `force`); `resume` continues from it (the returned History covers the whole run;
+    `record_weights` then records the resumed steps only).
     """
     from torch_models.optimizers import make_optimizer
 
     _check(model_spec, X, y)
+    ckpt = state = None
+    if checkpoint_dir is not None:
+        from zoo.checkpoint import open_checkpoint
+
+        ckpt, state = open_checkpoint(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y,
+                                      resume=resume, force=force)
+        if state is not None:
+            init = state.weights
     dtype = train_spec.dtype
     mod = model_module(model_spec)
     built_spec = model_spec
@@ -93,6 +108,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     model = mod.build(built_spec, init, dtype)
     loss_fn = mod.make_loss()
     optimizer = make_optimizer(train_spec.optimizer, model.parameters())
+    if state is not None:
+        from torch_models import checkpoint
+
+        checkpoint.restore(state, optimizer)
     use_masks = train_spec.dropout_mode == "shared" and bool(model_spec.hidden) \
         and model_spec.dropout > 0
     Xt, yt = _features(X, dtype), _targets(model_spec, y, dtype)
@@ -101,8 +120,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     snapshots: list[dict[str, np.ndarray]] = []
     epoch_seconds: list[float] = []
     stopped_at: int | None = None
+    if state is not None:
+        losses, epoch_seconds = list(state.losses), list(state.epoch_seconds)
     model.train()  # dropout on (native mode); the shared masks ignore the mode
-    for epoch in range(train_spec.epochs):
+    for epoch in range(state.epoch if state is not None else 0, train_spec.epochs):
         start = time.perf_counter()
         batches = batch_order(len(Xt), train_spec.batch_size, train_spec.seed, epoch,
                               shuffle=train_spec.shuffle)
@@ -129,6 +150,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break
+        if ckpt is not None:
+            from torch_models import checkpoint
+
+            checkpoint.save(ckpt, epoch + 1, model, optimizer, mod.get_weights, losses,
+                            epoch_seconds)
     return History(framework=FRAMEWORK, losses=np.asarray(losses, dtype=np.float64),
                    weights=mod.get_weights(model), epoch_seconds=epoch_seconds,
                    step_weights=snapshots if record_weights else None, stopped_at=stopped_at)

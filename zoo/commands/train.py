@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from zoo.commands.compare import add_train_arguments, build_specs
 from zoo.errors import unknown_name
@@ -21,7 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", metavar="PATH", default=None,
                    help="save the trained weights here: *.keras, *.pt or *.ckpt (TF1 prefix); "
                         "the suffix must match the framework's native format")
-    p.add_argument("--force", action="store_true", help="overwrite an existing weights file")
+    p.add_argument("--checkpoint-dir", metavar="DIR", default=None,
+                   help="save a checkpoint (weights, optimizer state, epoch) to DIR/<framework>"
+                        ".ckpt.npz at the end of every epoch, atomically")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --checkpoint-dir (same options)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing weights file or checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.framework not in FRAMEWORKS:
         raise unknown_name("framework", args.framework, list(FRAMEWORKS))
+    if args.resume and not args.checkpoint_dir:
+        raise ConfigError("--resume needs --checkpoint-dir DIR naming the checkpoint to continue.")
     if args.save:
         fmt = interchange.format_of(args.save)
         if fmt != args.framework:
@@ -40,17 +49,35 @@ def run(args: argparse.Namespace) -> int:
         interchange.check_target(fmt, args.save, args.force)  # fail before training
     ds, model_spec, train_spec = build_specs(args)
     pkg = importlib.import_module(f"{FRAMEWORKS[args.framework]}.train")
+    from zoo.distributed import data_parallel  # --workers N: docs/distributed.md
+
+    pkg = data_parallel(pkg, args.framework, args.workers, cli=True)
     init = init_weights(model_spec, seed=args.seed, dtype=train_spec.dtype)
-    hist = pkg.train(model_spec, train_spec, ds.X_train, ds.y_train, init)
+    ckpt_args = {}
+    if args.checkpoint_dir:
+        ckpt_args = {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
+                     "force": args.force}
+    hist = pkg.train(model_spec, train_spec, ds.X_train, ds.y_train, init, **ckpt_args)
     metrics = pkg.evaluate(model_spec, hist.weights, ds.X_test, ds.y_test)
     final = float(hist.losses[-1]) if len(hist.losses) else float("nan")
     print(f"{args.framework} {model_spec.name} on {ds.name}: {len(hist.losses)} steps, "
           f"final training loss {final:.6f}")
-    if hist.stopped_at is not None:
-        print(f"stopped at step {hist.stopped_at}: the loss became non-finite")
     metric = "mse" if "mse" in metrics else "accuracy"
     print(f"test loss {metrics['loss']:.6f}, test {metric} {metrics[metric]:.4f}")
     if args.save:
         interchange.save(args.framework, model_spec, hist.weights, args.save, force=args.force)
         print(f"wrote {args.save} (+ {interchange.sidecar_path(args.save).name})")
+    if hist.stopped_at is not None:
+        sys.stderr.write(divergence_message(hist.stopped_at, len(ds.X_train), train_spec) + "\n")
+        return 1
     return 0
+
+
+def divergence_message(step: int, n_train: int, train_spec) -> str:
+    """The one line `zoo train` ends with when the loss became non-finite (exit code 1)."""
+    per_epoch = -(-n_train // train_spec.batch_size)
+    lr = train_spec.optimizer.lr
+    return (f"zoo train: diverged: the loss became non-finite at step {step} (epoch "
+            f"{step // per_epoch + 1}, batch {step % per_epoch + 1}); training stopped there and "
+            f"kept the last finite weights; the learning rate {lr:g} is too large, try a "
+            f"smaller one, e.g. --lr {lr / 10:g}.")

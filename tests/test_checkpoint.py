@@ -1,0 +1,165 @@
+"""Checkpoint and resume: `train(..., checkpoint_dir=DIR)` saves weights, optimizer state and the
+epoch counter atomically after every epoch; a run interrupted mid-epoch (an exception, or
+SIGKILL of `zoo train`) and resumed ends with weights identical bit for bit to an uninterrupted
+run in the same framework, the shared batch order continuing at the saved epoch. Checkpoints
+are never overwritten without force; a checkpoint of another run, a missing or a corrupt one
+is refused with one clear error."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from cli_run import one_error_line, zoo
+from helpers import load
+
+from zoo import interchange
+from zoo.checkpoint import checkpoint_path
+from zoo.errors import ConfigError, DataError, DataNotFoundError
+from zoo.optimizers import OptimizerSpec
+from zoo.specs import TrainSpec, init_weights, model_spec_for
+
+PACKAGES = {"torch": "torch_models", "tf1": "tf1_compat", "keras": "keras_models"}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _setup(optimizer: str = "adam", epochs: int = 3):
+    ds = load("digits")
+    spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)  # shared dropout masks
+    return ds, spec, TrainSpec(OptimizerSpec(optimizer, lr=0.01), epochs=epochs, batch_size=128)
+
+
+def _equal(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("fw,optimizer", [("torch", "adam"), ("torch", "momentum"),
+                                          ("tf1", "adam"), ("tf1", "rmsprop"),
+                                          ("keras", "adam"), ("keras", "nesterov")])
+def test_interrupted_mid_epoch_and_resumed_is_bitwise_equal(fw, optimizer, tmp_path):
+    ds, spec, ts = _setup(optimizer)
+    pkg = importlib.import_module(f"{PACKAGES[fw]}.train")
+    full = pkg.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec))
+
+    def stop_mid_epoch_1(epoch, step, loss):
+        if (epoch, step) == (1, 5):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pkg.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec),
+                  checkpoint_dir=tmp_path, progress=stop_mid_epoch_1)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{fw}.ckpt.npz"]  # no temporary file left
+    with np.load(checkpoint_path(tmp_path, fw), allow_pickle=False) as z:
+        assert json.loads(str(z["meta"]))["epoch"] == 1
+        assert len(z["losses"]) == 12  # 1437 samples / 128 = 12 steps per epoch
+    resumed = pkg.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec),
+                        checkpoint_dir=tmp_path, resume=True)
+    assert _equal(resumed.weights, full.weights)
+    assert np.array_equal(resumed.losses, full.losses) and len(resumed.losses) == 36
+    assert len(resumed.epoch_seconds) == 3
+    # the finished checkpoint resumes to the same result without training
+    again = pkg.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec),
+                      checkpoint_dir=tmp_path, resume=True)
+    assert _equal(again.weights, full.weights)
+
+
+def test_checkpoint_rules(tmp_path):
+    from torch_models.train import train
+
+    ds, spec, ts = _setup("sgd", epochs=1)
+    X, y, init = ds.X_train, ds.y_train, init_weights(spec)
+    with pytest.raises(DataNotFoundError, match=r"no checkpoint to resume: .*torch.ckpt.npz' "
+                       r"does not exist; run without --resume to start one\."):
+        train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
+    first = train(spec, ts, X, y, init, checkpoint_dir=tmp_path)
+    before = checkpoint_path(tmp_path, "torch").read_bytes()
+    with pytest.raises(ConfigError, match=r"torch.ckpt.npz' already exists; pass --resume to "
+                       r"continue it or --force to start over and overwrite it\."):
+        train(spec, ts, X, y, init, checkpoint_dir=tmp_path)
+    assert checkpoint_path(tmp_path, "torch").read_bytes() == before  # untouched
+    other = TrainSpec(OptimizerSpec("sgd", lr=0.02), epochs=1, batch_size=128)
+    with pytest.raises(ConfigError, match=r"belongs to another run \(its train differ\); resume "
+                       r"with the same model, dataset and options, or start over with --force\."):
+        train(spec, other, X, y, init, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ConfigError, match=r"its data differ"):
+        train(spec, ts, X[:-1], y[:-1], init, checkpoint_dir=tmp_path, resume=True)
+    again = train(spec, ts, X, y, init, checkpoint_dir=tmp_path, force=True)
+    assert _equal(again.weights, first.weights)
+    checkpoint_path(tmp_path, "torch").write_bytes(before[: len(before) // 2])  # truncated
+    with pytest.raises(DataError, match=r"torch.ckpt.npz' is truncated or corrupt .*; delete "
+                       r"it or start over with --force\."):
+        train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"checkpoint directory .* is a file"):
+        train(spec, ts, X, y, init, checkpoint_dir=tmp_path / "file")
+
+
+def test_cli_checkpoint_errors(tmp_path):
+    line = one_error_line(zoo("train", "softmax", "--framework", "torch", "--dataset", "iris",
+                              "--resume"))
+    assert line == ("zoo train: error: --resume needs --checkpoint-dir DIR naming the "
+                    "checkpoint to continue.")
+    args = ["train", "softmax", "--framework", "torch", "--dataset", "iris", "--epochs", "1",
+            "--checkpoint-dir", tmp_path]
+    assert zoo(*args).returncode == 0
+    line = one_error_line(zoo(*args))
+    assert line.startswith("zoo train: error: ") and "already exists; pass --resume" in line
+    line = one_error_line(zoo(*args[:-4], "--epochs", "2", "--checkpoint-dir", tmp_path,
+                              "--resume"))
+    assert "belongs to another run (its train differ)" in line
+
+
+SUFFIX = {"torch": ".pt", "tf1": ".ckpt", "keras": ".keras"}
+
+
+def _kill_and_resume(fw: str, tmp_path) -> None:
+    """`zoo train` killed with SIGKILL after its first checkpoint, during a later epoch, then
+    resumed: the saved weights equal those of an uninterrupted run bit for bit."""
+    base = ["train", "mlp", "--framework", fw, "--dataset", "digits", "--optimizer", "adam",
+            "--lr", "0.001", "--batch-size", "4", "--epochs", "2"]
+    full = tmp_path / f"full{SUFFIX[fw]}"
+    r = zoo(*base, "--save", full)
+    assert r.returncode == 0, r.stderr
+    ckdir, part = tmp_path / "ck", tmp_path / f"part{SUFFIX[fw]}"
+    ckpt = checkpoint_path(ckdir, fw)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", *base, "--checkpoint-dir", str(ckdir),
+                             "--save", str(part)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # into the next epoch (360 steps of batch 4)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    with np.load(ckpt, allow_pickle=False) as z:
+        saved_epoch = json.loads(str(z["meta"]))["epoch"]
+    assert saved_epoch == 1 and not part.exists()
+    r = zoo(*base, "--checkpoint-dir", ckdir, "--resume", "--save", part)
+    assert r.returncode == 0, r.stderr
+    _, a = interchange.load(full)
+    _, b = interchange.load(part)
+    assert _equal(a, b)
+
+
+def test_sigkill_and_resume_torch(tmp_path):
+    _kill_and_resume("torch", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fw", ["tf1", "keras"])
+def test_sigkill_and_resume_tensorflow(fw, tmp_path):
+    _kill_and_resume(fw, tmp_path)
