@@ -272,12 +272,18 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
             frameworks: list[str] | tuple[str, ...] = DEFAULT_FRAMEWORKS,
             reference: str | None = None, init: dict[str, np.ndarray] | None = None,
             record_weights: bool = True,
-            on_event: Callable[[str, dict], None] | None = None) -> Comparison:
+            on_event: Callable[[str, dict], None] | None = None,
+            workers: int = 1) -> Comparison:
     """Train `model_spec` in every framework on `dataset` (a `zoo.data.Dataset`) and align
-    the histories against `reference` (default: the first framework)."""
+    the histories against `reference` (default: the first framework). workers > 1 trains
+    keras and torch data-parallel on that many workers (`zoo.distributed`); the others
+    train in one process as always."""
     import time
 
+    from zoo.distributed import DATA_PARALLEL, check_workers
+
     frameworks = parse_frameworks(frameworks)
+    workers = check_workers(workers, train_spec.batch_size)
     reference = reference or frameworks[0]
     if reference not in frameworks:
         raise ConfigError(f"the reference framework {reference!r} is not among the compared "
@@ -296,7 +302,7 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
                      "data": str(job_dir / "data.npz"), "init": str(job_dir / "init.npz"),
                      "out": str(job_dir / f"result_{fw}.npz"),
                      "metrics": str(job_dir / f"result_{fw}.json"),
-                     "record_weights": record_weights,
+                     "record_weights": record_weights, "workers": workers,
                      "threads": 1 if len(frameworks) > 1 else None}
                 for fw in frameworks}
         results = run_workers(frameworks, job_dir, jobs, on_event)
@@ -304,6 +310,10 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     align(results, reference, tol)
     comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
                       wall_seconds=time.perf_counter() - t0, init=init)
+    if workers > 1:
+        parallel = [fw for fw in frameworks if fw in DATA_PARALLEL]
+        comp.notes.append(f"data-parallel on {workers} workers: {', '.join(parallel) or 'none'}"
+                          "; the other frameworks trained in one process.")
     if model_spec.dropout > 0 and train_spec.dropout_mode == "native":
         comp.notes.append("native dropout: every framework draws its own masks, so weight and "
                           "loss differences are expected; compare the test metric instead.")

@@ -80,6 +80,10 @@ def run(job_path: str | os.PathLike) -> int:
     fw = job["framework"]
     t0 = time.perf_counter()
     mod = train_module(fw)
+    if job.get("workers", 1) > 1 and fw in ("keras", "torch"):  # docs/distributed.md
+        from zoo.distributed import data_parallel
+
+        mod = data_parallel(mod, fw, job["workers"])
     if fw in ("torch", "keras-torch") and job.get("threads"):
         # Workers run side by side, one per core: torch's default of one thread per core
         # then oversubscribes the machine (small models ran ~10x slower).

@@ -32,6 +32,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty 0.5*l2*|kernel|^2 (default 0)")
     p.add_argument("--native-dropout", action="store_true",
                    help="let every framework draw its own dropout masks (default: shared masks)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="data-parallel training on N workers for keras and torch, equal to one "
+                        "process (docs/distributed.md; default 1)")
 
 
 def build_specs(args: argparse.Namespace):
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                 prog.update(tasks[fw], advance=1, loss=f"{ev['loss']:.4f}")
 
         comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks,
-                           reference=args.reference, on_event=on_event)
+                           reference=args.reference, on_event=on_event,
+                           workers=args.workers)
     if args.diagnose:
         cmp.diagnose_comparison(comp, ds)
     out = Console()
