@@ -1,0 +1,891 @@
+"""docs/porting.md, executed: the document matches a fresh generation, every python block in
+it runs (in a subprocess: TF and torch), every mapping-table row has a test here that runs all
+three frameworks and asserts equal numbers, and every gotcha has a test here that measures the
+difference (above the bound in `zoo.porting`) and then that its fix removes it (below the
+bound). The bounds come from `zoo.porting.gotcha(key)`, so the document states what is tested.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf  # after torch: conftest.py imports torch first
+import torch
+from torch import nn
+
+from zoo.data import batch_order
+from zoo.optimizers import BETA_1, BETA_2, OptimizerSpec
+from zoo.porting import DOC, EXAMPLES, GOTCHAS, ROOT, ROWS, SECTIONS, SOURCE_MARK, gotcha, render
+from zoo.quadratic import SEED_COEFFICIENTS
+from zoo.specs import ModelSpec, TrainSpec, dropout_masks, init_weights
+
+tf1 = tf.compat.v1
+FW = ("keras", "tf1", "torch")
+#: seed 000/004's quadratic scaled by 1e-6: gradients ~1e-5, where epsilons decide the result
+FLAT = (1e-6, -1e-5, 2.5e-5)
+
+
+def maxdiff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def quad(fw: str, spec: OptimizerSpec, coefficients=SEED_COEFFICIENTS, steps: int = 300,
+         **kw) -> np.ndarray:
+    """w at every step of the quadratic demo in one framework (the zoo's own modules)."""
+    if fw == "keras":
+        from keras_models.quadratic import minimize
+        kw.setdefault("compiled", True)
+    elif fw == "tf1":
+        from tf1_compat.quadratic import minimize
+    else:
+        from torch_models.quadratic import minimize
+    return minimize(coefficients=coefficients, optimizer=spec, steps=steps, **kw)["w"]
+
+
+def measured(g, label: str, value: float) -> float:
+    """Print a gotcha's measured number (`pytest -s -k gotcha` lists them) and return it."""
+    print(f"{g.key}: {label} {float(value):.3g}")
+    return float(value)
+
+
+def all_agree(runs: dict[str, np.ndarray]) -> float:
+    """The largest pairwise difference among the frameworks' runs."""
+    names = list(runs)
+    return max(maxdiff(runs[a], runs[b]) for i, a in enumerate(names) for b in names[i + 1:])
+
+
+def softmax_setup(n: int = 5, f: int = 4, c: int = 3, seed: int = 0):
+    spec = ModelSpec("softmax", f, c)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, f)).astype(np.float32)
+    y = rng.integers(0, c, n).astype(np.int64)
+    return spec, init_weights(spec, seed=seed), X, y
+
+
+def three_softmax(spec, init):
+    import keras_models.softmax as ks
+    import tf1_compat.softmax as ts
+    import torch_models.softmax as ps
+
+    return ks.build(spec, init), ts.build(spec, init), ps.build(spec, init)
+
+
+# ================================================================ the document itself
+
+def test_doc_is_generated_from_the_code(background) -> None:
+    """Regenerate and compare: fails when the code, the examples or zoo/porting.py drift from
+    docs/porting.md (fix: python scripts/gen_porting.py). Requesting `background` starts this
+    file's subprocesses (checked by later tests)."""
+    assert (ROOT / DOC).read_text(encoding="utf-8") == render(ROOT), \
+        "docs/porting.md is out of date: run python scripts/gen_porting.py"
+
+
+def test_doc_drifts_when_the_code_changes(tmp_path: Path) -> None:
+    """A changed line in a model file or an example changes the generated document."""
+    import shutil
+
+    files = {p for _, _, parts in SECTIONS for _, items in parts for p, _ in items}
+    files |= {ex.path for ex in EXAMPLES}
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    assert render(tmp_path) == render(ROOT)
+    path = tmp_path / "keras_models" / "softmax.py"
+    text = path.read_text(encoding="utf-8")
+    old = "SparseCategoricalCrossentropy(from_logits=True)"
+    assert old in text
+    path.write_text(text.replace(old, "SparseCategoricalCrossentropy(from_logits=False)"),
+                    encoding="utf-8")
+    changed = render(tmp_path)
+    assert changed != render(ROOT) and "from_logits=False)" in changed
+    ex = tmp_path / EXAMPLES[0].path
+    ex.write_text(ex.read_text(encoding="utf-8") + "print()\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    assert render(tmp_path) != render(ROOT)
+
+
+def test_gen_porting_check_mode(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "gen_porting.py"
+    ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                        text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "docs/porting.md is up to date"
+
+
+@functools.cache
+def _functions(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_every_row_and_gotcha_names_an_existing_test() -> None:
+    named = [r.test for r in ROWS] + [g.test for g in GOTCHAS]
+    for ref in named:
+        path, name = ref.split("::")
+        assert name in _functions(ROOT / path), ref
+    # the issue's lists, each covered
+    assert len(ROWS) >= 10 and len(GOTCHAS) >= 19
+    here = Path(__file__).read_text(encoding="utf-8")
+    for g in GOTCHAS:
+        name = g.test.split("::")[1]
+        body = here[here.index(f"def {name}("):]
+        body = body[:body.find("\ndef ", 1) if "\ndef " in body[1:] else len(body)]
+        # each gotcha test takes its bounds from its own entry, and asserts both sides
+        assert f'gotcha("{g.key}")' in body, name
+        assert ("g.above" in body) != (g.above is None) and "g.below" in body, name
+
+
+def test_doc_mentions_every_row_gotcha_example_and_section() -> None:
+    text = (ROOT / DOC).read_text(encoding="utf-8")
+    for r in ROWS:
+        assert f"`{r.test}`" in text
+    for g in GOTCHAS:
+        assert f"`{g.test}`" in text
+    for ex in EXAMPLES:
+        assert (ROOT / ex.path).read_text(encoding="utf-8").rstrip("\n") in text
+    n_sources = sum(len(items) for _, _, parts in SECTIONS for _, items in parts)
+    assert text.count(SOURCE_MARK) == n_sources
+
+
+#: Executes every ```python block of the document given as argv[1], in order. A block after a
+#: source marker is executed in a copy of that module's namespace, must define a function or
+#: class of that name, and must be the source of the module's live object; any other block
+#: runs in a fresh namespace (its asserts are its checks).
+RUNNER = r'''
+import __future__, importlib, inspect, re, sys
+import torch  # before tensorflow
+import tensorflow  # noqa: F401
+text = open(sys.argv[1], encoding="utf-8").read()
+pattern = re.compile(r"(?:<!-- source: (\S+)::(\S+) -->\n)?```python\n(.*?)\n```", re.S)
+n_src = n_ex = 0
+for m in pattern.finditer(text):
+    path, name, code = m.groups()
+    if path:
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        ns = dict(vars(module))
+        exec(compile(code, f"<{path}::{name}>", "exec",
+                     flags=__future__.annotations.compiler_flag, dont_inherit=True), ns)
+        new, old = ns[name], getattr(module, name)
+        assert new is not old and type(new) is type(old), name
+        assert new.__qualname__ == old.__qualname__ == name, name
+        assert inspect.getsource(old).rstrip() == code.rstrip(), (path, name)
+        n_src += 1
+    else:
+        exec(compile(code, f"<example {n_ex}>", "exec", dont_inherit=True),
+             {"__name__": "__porting_example__"})
+        n_ex += 1
+print(f"executed {n_ex} examples and {n_src} source blocks")
+'''
+
+
+#: Keras after `disable_eager_execution()`: prints the error `fit` raises.
+DISABLE_EAGER = """
+import numpy as np, tensorflow as tf, keras
+tf.compat.v1.disable_eager_execution()
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+model.compile(loss="mse", optimizer="sgd")
+try:
+    model.fit(np.ones((4, 2), np.float32), np.ones((4, 1), np.float32), verbose=0)
+except Exception as err:
+    print(f"{type(err).__name__}: {err}")
+"""
+
+
+def _start(code: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
+               CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def background():
+    """The two subprocesses of this file, started together at the first test so that they
+    overlap with the others: executing the document's blocks (`test_zz_doc_blocks_execute`)
+    and Keras after `disable_eager_execution` (`test_gotcha_disable_eager`)."""
+    procs = {"doc": _start(RUNNER, str(ROOT / DOC)), "disable_eager": _start(DISABLE_EAGER)}
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+# ================================================================ mapping table rows
+
+def test_row_placeholder_feed_dict() -> None:
+    spec, init, X, _ = softmax_setup()
+    km, gm, pm = three_softmax(spec, init)
+    tf1_out = gm.session.run(gm.logits, feed_dict={gm.x: X})
+    tf1_out64 = gm.session.run(gm.logits, feed_dict={gm.x: X.astype(np.float64)})
+    gm.close()
+    keras_out = km(X).numpy()
+    with torch.no_grad():
+        torch_out = pm(torch.from_numpy(X)).numpy()
+    assert all_agree({"keras": keras_out, "tf1": tf1_out, "torch": torch_out}) < 1e-6
+    # what to watch: the placeholder casts a float64 feed, Keras casts float64 input, torch raises
+    assert tf1_out64.dtype == np.float32 and maxdiff(tf1_out64, tf1_out) == 0.0
+    assert km(X.astype(np.float64)).dtype == "float32"
+    with pytest.raises(RuntimeError, match="dtype"):
+        pm(torch.from_numpy(X.astype(np.float64)))
+
+
+def test_row_session_run() -> None:
+    with tf.Graph().as_default():
+        assert not tf.executing_eagerly()
+        w = tf1.get_variable("w", initializer=tf.constant(0.0))
+        train = tf1.train.GradientDescentOptimizer(0.01).minimize(w**2 - 10 * w + 25)
+        init = tf1.global_variables_initializer()
+        with tf1.Session() as sess:
+            sess.run(init)
+            sess.run(train)
+            w_tf1 = sess.run(w)
+    assert tf.executing_eagerly()  # only inside the graph block
+    wk = tf.Variable(0.0)
+    with tf.GradientTape() as tape:
+        cost = wk**2 - 10 * wk + 25
+    keras.optimizers.SGD(learning_rate=0.01).apply_gradients([(tape.gradient(cost, wk), wk)])
+    wt = torch.tensor(0.0, requires_grad=True)
+    opt = torch.optim.SGD([wt], lr=0.01)
+    (wt**2 - 10 * wt + 25).backward()
+    opt.step()
+    values = {"tf1": w_tf1, "keras": wk.numpy(), "torch": wt.item()}
+    assert all_agree(values) == 0.0
+    assert w_tf1 == np.float32(0.099999994)  # seed 000 prints 0.1
+
+
+def test_row_global_variables_initializer() -> None:
+    W = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with tf.Graph().as_default():
+        v = tf1.get_variable("kernel", initializer=tf.constant(W))
+        loss = tf.reduce_sum(v**2)
+        early = tf1.global_variables_initializer()  # before the optimizer: misses its slot
+        train = tf1.train.MomentumOptimizer(0.1, momentum=0.9).minimize(loss)
+        late = tf1.global_variables_initializer()
+        with tf1.Session() as sess:
+            with pytest.raises(tf.errors.FailedPreconditionError):
+                sess.run(v)
+            sess.run(early)
+            assert maxdiff(sess.run(v), W) == 0.0
+            with pytest.raises(tf.errors.InternalError, match="Invalid variable reference"):
+                sess.run(train)  # the momentum slot was never initialised
+        with tf1.Session() as sess:
+            sess.run(late)
+            sess.run(train)
+            w_tf1 = sess.run(v)
+    wk = tf.Variable(W)  # a value from creation: nothing to initialise
+    assert maxdiff(wk.numpy(), W) == 0.0
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(wk**2)
+    keras.optimizers.SGD(0.1, momentum=0.9).apply_gradients([(tape.gradient(loss, wk), wk)])
+    wt = torch.tensor(W, requires_grad=True)
+    assert maxdiff(wt.detach().numpy(), W) == 0.0
+    opt = torch.optim.SGD([wt], lr=0.1, momentum=0.9)
+    (wt**2).sum().backward()
+    opt.step()
+    assert all_agree({"tf1": w_tf1, "keras": wk.numpy(), "torch": wt.detach().numpy()}) < 1e-6
+
+
+def test_row_get_variable() -> None:
+    spec, init, X, _ = softmax_setup()
+    km, gm, pm = three_softmax(spec, init)
+    import keras_models.softmax as ks
+    import torch_models.softmax as ps
+
+    held = {"keras": ks.get_weights(km), "tf1": gm.get_weights(), "torch": ps.get_weights(pm)}
+    gm.close()
+    for fw, w in held.items():
+        for k in init:
+            assert maxdiff(w[k], init[k]) == 0.0, (fw, k)
+    # torch holds the transposed kernel
+    assert maxdiff(pm.dense_0.weight.detach().numpy(), init["dense_0/kernel"].T) == 0.0
+
+
+def test_row_cross_entropy() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(6, 4)).astype(np.float32) * 3
+    labels = rng.integers(0, 4, 6).astype(np.int64)
+    onehot = np.eye(4, dtype=np.float32)[labels]
+    with tf.Graph().as_default():
+        per = tf1.nn.softmax_cross_entropy_with_logits_v2(labels=onehot, logits=z)
+        mean = tf.reduce_mean(per)
+        sparse = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=z))
+        with tf1.Session() as sess:
+            tf1_per, tf1_mean, tf1_sparse = sess.run([per, mean, sparse])
+    assert tf1_per.shape == (6,)  # per sample: the mean is the port's job
+    k_mean = keras.losses.CategoricalCrossentropy(from_logits=True)(onehot, z).numpy()
+    k_sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, z).numpy()
+    k_per = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)(onehot, z)
+    t_mean = nn.CrossEntropyLoss()(torch.from_numpy(z), torch.from_numpy(labels)).item()
+    t_per = nn.CrossEntropyLoss(reduction="none")(torch.from_numpy(z), torch.from_numpy(labels))
+    assert all_agree({"tf1": tf1_mean, "tf1s": tf1_sparse, "k": k_mean, "ks": k_sparse,
+                      "t": t_mean}) < 1e-6
+    assert all_agree({"tf1": tf1_per, "k": k_per.numpy(), "t": t_per.numpy()}) < 1e-6
+    assert t_mean > 0.5  # not trivially zero
+
+
+def test_row_checkpoints(tmp_path: Path) -> None:
+    spec, init, _, _ = softmax_setup()
+    km, gm, pm = three_softmax(spec, init)
+    # TF1 Saver: save, restore into a fresh graph that starts from zeros
+    with gm.graph.as_default():  # outside its graph a Saver thinks it runs eagerly
+        tf1.train.Saver(list(gm.variables.values())).save(gm.session, str(tmp_path / "tf1.ckpt"))
+    gm.close()
+    with tf.Graph().as_default():
+        k0 = tf1.get_variable("dense_0/kernel", initializer=tf.zeros((4, 3)))
+        b0 = tf1.get_variable("dense_0/bias", initializer=tf.zeros((3,)))
+        with tf1.Session() as sess:
+            tf1.train.Saver([k0, b0]).restore(sess, str(tmp_path / "tf1.ckpt"))
+            tf1_kernel = sess.run(k0)
+    # TF2 object checkpoint and the .keras file
+    kernel_var = tf.Variable(np.zeros((4, 3), np.float32))
+    tf.train.Checkpoint(kernel=tf.Variable(init["dense_0/kernel"])).write(str(tmp_path / "tf2"))
+    tf.train.Checkpoint(kernel=kernel_var).read(str(tmp_path / "tf2")).assert_consumed()
+    km.save(tmp_path / "m.keras")
+    keras_kernel = keras.models.load_model(tmp_path / "m.keras").layers[0].kernel.numpy()
+    # torch state_dict
+    torch.save(pm.state_dict(), tmp_path / "m.pt")
+    import torch_models.softmax as ps
+
+    fresh = ps.build(spec)  # torch's own random initialisation
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    torch_weight = fresh.dense_0.weight.detach().numpy()
+    assert torch_weight.shape == (3, 4)
+    kernels = {"tf1": tf1_kernel, "tf2": kernel_var.numpy(), "keras": keras_kernel,
+               "torch": torch_weight.T, "init": init["dense_0/kernel"]}
+    assert all_agree(kernels) == 0.0
+
+
+def test_row_dense_layer() -> None:
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 4))
+        with pytest.raises(AttributeError, match="`dense` is not available with Keras 3"):
+            tf1.layers.dense(x, 3)
+    rng = np.random.default_rng(2)
+    K = rng.normal(size=(4, 3)).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    X = rng.normal(size=(5, 4)).astype(np.float32)
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 4))
+        kernel = tf1.get_variable("kernel", initializer=tf.constant(K))
+        bias = tf1.get_variable("bias", initializer=tf.constant(b))
+        out = tf.matmul(x, kernel) + bias
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1_out = sess.run(out, feed_dict={x: X})
+    dense = keras.layers.Dense(3)
+    dense.build((None, 4))
+    dense.set_weights([K, b])
+    lin = nn.Linear(4, 3)
+    assert tuple(dense.kernel.shape) == (4, 3) and tuple(lin.weight.shape) == (3, 4)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(K.T))
+        lin.bias.copy_(torch.from_numpy(b))
+        torch_out = lin(torch.from_numpy(X)).numpy()
+    assert all_agree({"tf1": tf1_out, "keras": dense(X).numpy(), "torch": torch_out}) < 1e-6
+
+
+def test_row_dropout() -> None:
+    n, keep = 20000, 0.75
+    with tf.Graph().as_default():
+        out = tf1.nn.dropout(tf.ones((n,)), keep_prob=keep)
+        with tf1.Session() as sess:
+            tf1_out = sess.run(out)
+    keras_out = keras.layers.Dropout(rate=1 - keep)(np.ones(n, np.float32), training=True).numpy()
+    torch_out = nn.Dropout(p=1 - keep)(torch.ones(n)).numpy()
+    scale = np.float32(1 / keep)
+    for fw, o in {"tf1": tf1_out, "keras": keras_out, "torch": torch_out}.items():
+        kept = o[o != 0]
+        assert set(np.unique(kept).tolist()) == {float(scale)}, fw  # 1 / keep_prob exactly
+        assert abs(len(kept) / n - keep) < 0.03, fw  # 10 standard deviations
+    with tf.Graph().as_default(), tf1.Session() as sess:  # TF2's spelling: rate = 1 - keep
+        rated = sess.run(tf1.nn.dropout(tf.ones((n,)), rate=1 - keep))
+    assert set(np.unique(rated[rated != 0]).tolist()) == {float(scale)}
+    # off: Keras outside training, torch in eval mode, TF1 keep_prob 1
+    assert np.all(keras.layers.Dropout(0.25)(np.ones(8, np.float32)).numpy() == 1.0)
+    assert torch.all(nn.Dropout(0.25).eval()(torch.ones(8)) == 1.0)
+    assert np.all(tf1.nn.dropout(tf.ones((8,)), keep_prob=1.0).numpy() == 1.0)
+
+
+def test_row_one_hot() -> None:
+    labels = np.array([0, 2, 1, 2, 0], dtype=np.int64)
+    k = keras.utils.to_categorical(labels, 3)
+    t = tf.one_hot(labels, 3).numpy()
+    p = torch.nn.functional.one_hot(torch.from_numpy(labels), 3).numpy()
+    assert (k.dtype, t.dtype, p.dtype) == (np.float64, np.float32, np.int64)
+    from zoo.data import one_hot
+
+    assert all_agree({"keras": k, "tf": t, "torch": p, "zoo": one_hot(labels, 3)}) == 0.0
+    assert k.sum() == 5 and np.array_equal(k.argmax(1), labels)
+
+
+# ================================================================ gotchas: optimizers
+
+def test_gotcha_adam_epsilon() -> None:
+    g = gotcha("adam_epsilon")
+    k = quad("keras", OptimizerSpec("adam", lr=0.01, epsilon=1e-7), FLAT)  # Keras default
+    t = quad("torch", OptimizerSpec("adam", lr=0.01, epsilon=1e-8), FLAT)  # torch default
+    t1 = quad("tf1", OptimizerSpec("adam", lr=0.01, epsilon=1e-8), FLAT)  # TF1 default
+    assert measured(g, "difference", maxdiff(k, t)) > g.above
+    assert measured(g, "difference", maxdiff(k, t1)) > g.above
+    fixed = {fw: quad(fw, OptimizerSpec("adam", lr=0.01), FLAT) for fw in FW}  # epsilon 1e-20
+    assert measured(g, "after the fix", all_agree(fixed)) < g.below
+
+
+def test_gotcha_rmsprop_epsilon() -> None:
+    g = gotcha("rmsprop_epsilon")
+    k = quad("keras", OptimizerSpec("rmsprop", lr=0.01, epsilon=1e-7), FLAT)
+    t = quad("torch", OptimizerSpec("rmsprop", lr=0.01, epsilon=1e-8), FLAT)
+    assert measured(g, "difference", maxdiff(k, t)) > g.above
+    fixed = {fw: quad(fw, OptimizerSpec("rmsprop", lr=0.01), FLAT) for fw in FW}
+    assert measured(g, "after the fix", all_agree(fixed)) < g.below
+
+
+def test_gotcha_adam_betas() -> None:
+    g = gotcha("adam_betas")
+    rounded = OptimizerSpec("adam", lr=0.01, beta_1=0.9, beta_2=0.999)
+    runs = {fw: quad(fw, rounded, steps=1000) for fw in FW}
+    assert measured(g, "difference", maxdiff(runs["keras"], runs["torch"])) > g.above
+    assert measured(g, "difference", maxdiff(runs["keras"], runs["tf1"])) > g.above
+    # TF1 and torch round too, but far less: Keras is the outlier
+    assert measured(g, "TF1 vs torch, rounded betas", maxdiff(runs["tf1"], runs["torch"])) \
+        < g.above / 2
+    exact = OptimizerSpec("adam", lr=0.01)
+    assert (exact.beta_1, exact.beta_2) == (BETA_1, BETA_2) == (float(np.float32(0.9)),
+                                                                  float(np.float32(0.999)))
+    assert measured(g, "after the fix",
+                    all_agree({fw: quad(fw, exact, steps=1000) for fw in FW})) < g.below
+
+
+def test_gotcha_rmsprop_rho_alpha() -> None:
+    g = gotcha("rmsprop_rho_alpha")
+    k = quad("keras", OptimizerSpec("rmsprop", lr=0.01, rho=0.9))
+    t = quad("torch", OptimizerSpec("rmsprop", lr=0.01, rho=0.99))  # torch's default alpha
+    assert measured(g, "difference", maxdiff(k, t)) > g.above
+    same = OptimizerSpec("rmsprop", lr=0.01, rho=0.9)
+    assert measured(g, "after the fix", all_agree({fw: quad(fw, same) for fw in FW})) < g.below
+
+
+def test_gotcha_rmsprop_tf1_ones() -> None:
+    from tf1_compat.quadratic import QuadraticGraph
+
+    g = gotcha("rmsprop_tf1_ones")
+    spec = OptimizerSpec("rmsprop", lr=0.01)
+    k = quad("keras", spec)
+    with QuadraticGraph(0.0, spec, fix_init=False) as graph:  # the slot left at ones
+        ones = graph.run(SEED_COEFFICIENTS, 300)["w"]
+        slot = graph.session.run(graph.optimizer.get_slot(graph.w, "rms"))
+    assert measured(g, "difference", maxdiff(ones, k)) > g.above
+    with QuadraticGraph(0.0, spec, fix_init=True) as graph:  # after_init zeroes it
+        graph.session.run(graph.init)
+        assert graph.session.run(graph.optimizer.get_slot(graph.w, "rms")) == 1.0
+        zeroed = graph.run(SEED_COEFFICIENTS, 300)["w"]
+    assert slot != 0.0
+    assert measured(g, "after the fix", maxdiff(zeroed, k)) < g.below
+    assert measured(g, "after the fix", maxdiff(zeroed, quad("torch", spec))) < g.below
+
+
+def test_gotcha_adagrad_accumulator() -> None:
+    g = gotcha("adagrad_accumulator")
+    k = quad("keras", OptimizerSpec("adagrad", lr=0.01), FLAT)
+    t0 = quad("torch", OptimizerSpec("adagrad", lr=0.01, initial_accumulator=0.0), FLAT)
+    assert measured(g, "difference", maxdiff(k, t0)) > g.above
+    # torch's default: the first step is lr * sign(g) exactly
+    assert t0[1] == np.float32(0.01)
+    fixed = {fw: quad(fw, OptimizerSpec("adagrad", lr=0.01), FLAT) for fw in FW}
+    assert measured(g, "after the fix", all_agree(fixed)) < g.below
+
+
+TARGET = np.array([1.0, -2.0, 3.0], np.float32)
+SCALE = np.array([1.0, 0.5, 0.2], np.float32)
+
+
+def _keras_steps(opt, steps: int, lr_change: tuple[int, float] | None = None,
+                 rescale: bool = False) -> np.ndarray:
+    v = tf.Variable(np.zeros(3, np.float32))
+    out = []
+    for k in range(steps):
+        if lr_change and k == lr_change[0]:
+            old = float(opt.learning_rate.numpy())
+            opt.learning_rate.assign(lr_change[1])
+            if rescale:
+                for m in opt.momentums:
+                    m.assign(m * (lr_change[1] / old))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(SCALE * (v - TARGET) ** 2)
+        opt.apply_gradients([(tape.gradient(loss, v), v)])
+        out.append(v.numpy().copy())
+    return np.array(out)
+
+
+def _torch_steps(make, steps: int, lr_change: tuple[int, float] | None = None) -> np.ndarray:
+    p = torch.zeros(3, requires_grad=True)
+    opt = make([p])
+    t, s = torch.from_numpy(TARGET), torch.from_numpy(SCALE)
+    out = []
+    for k in range(steps):
+        if lr_change and k == lr_change[0]:
+            for group in opt.param_groups:
+                group["lr"] = lr_change[1]
+        opt.zero_grad()
+        (s * (p - t) ** 2).sum().backward()
+        opt.step()
+        out.append(p.detach().numpy().copy())
+    return np.array(out)
+
+
+def _tf1_momentum_steps(steps: int, lr0: float, lr_change: tuple[int, float]) -> np.ndarray:
+    with tf.Graph().as_default():
+        v = tf1.get_variable("v", initializer=tf.zeros(3))
+        lr = tf1.placeholder(tf.float32, ())
+        train = tf1.train.MomentumOptimizer(lr, momentum=0.9).minimize(
+            tf.reduce_sum(SCALE * (v - TARGET) ** 2))
+        out = []
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for k in range(steps):
+                sess.run(train, feed_dict={lr: lr_change[1] if k >= lr_change[0] else lr0})
+                out.append(sess.run(v))
+    return np.array(out)
+
+
+def test_gotcha_momentum_lr_change() -> None:
+    g = gotcha("momentum_lr_change")
+    change = (20, 0.01)
+    const_k = _keras_steps(keras.optimizers.SGD(0.1, momentum=0.9), 60)
+    const_t = _torch_steps(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), 60)
+    assert measured(g, "after the fix",
+                    maxdiff(const_k, const_t)) < g.below  # equal while lr is constant
+    k = _keras_steps(keras.optimizers.SGD(0.1, momentum=0.9), 60, change)
+    t = _torch_steps(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), 60, change)
+    t1 = _tf1_momentum_steps(60, 0.1, change)
+    assert measured(g, "difference", maxdiff(k, t)) > g.above
+    assert measured(g, "after the fix",
+                    maxdiff(t1, t)) < g.below  # TF1 and torch share the formulation
+    fixed = _keras_steps(keras.optimizers.SGD(0.1, momentum=0.9), 60, change, rescale=True)
+    assert measured(g, "after the fix", maxdiff(fixed, t)) < g.below
+
+
+def test_gotcha_weight_decay() -> None:
+    g = gotcha("weight_decay")
+    kw = {"beta_1": BETA_1, "beta_2": BETA_2, "epsilon": 1e-20}
+    tkw = {"betas": (BETA_1, BETA_2), "eps": 1e-20}
+    k = _keras_steps(keras.optimizers.Adam(0.1, weight_decay=0.1, **kw), 100)
+    t_l2 = _torch_steps(lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=0.1, **tkw), 100)
+    assert measured(g, "difference", maxdiff(k, t_l2)) > g.above
+    t_w = _torch_steps(lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1, **tkw), 100)
+    assert measured(g, "after the fix", maxdiff(k, t_w)) < g.below
+
+
+# ================================================================ gotchas: layers and losses
+
+def test_gotcha_default_initialisers() -> None:
+    g = gotcha("default_initialisers")
+    dense = keras.layers.Dense(64)
+    dense.build((None, 64))
+    lin = nn.Linear(64, 64)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)
+        b = tf1.get_variable("bias", shape=(64,))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1_bias = sess.run(b)
+    keras_bias = dense.bias.numpy()
+    assert np.all(keras_bias == 0.0)
+    assert measured(g, "difference", maxdiff(lin.bias.detach().numpy(), keras_bias)) > g.above
+    assert measured(g, "difference", maxdiff(tf1_bias, keras_bias)) > g.above
+    # the bounds behind it: Keras glorot sqrt(6/128), torch 1/sqrt(64), TF1 bias sqrt(3/64)
+    assert np.abs(dense.kernel.numpy()).max() <= np.sqrt(6 / 128)
+    assert np.abs(lin.weight.detach().numpy()).max() <= 1 / 8
+    assert np.abs(tf1_bias).max() <= np.sqrt(3 / 64)
+    # fix: one numpy draw loaded everywhere
+    spec = ModelSpec("softmax", 64, 64)
+    init = init_weights(spec)
+    km, gm, pm = three_softmax(spec, init)
+    import keras_models.softmax as ks
+    import torch_models.softmax as ps
+
+    held = {"keras": ks.get_weights(km), "tf1": gm.get_weights(), "torch": ps.get_weights(pm)}
+    gm.close()
+    for name in init:
+        assert measured(g, "after the fix",
+                        all_agree({fw: w[name] for fw, w in held.items()})) < g.below
+
+
+def test_gotcha_square_layout() -> None:
+    g = gotcha("square_layout")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5, 64)).astype(np.float32)
+    K = rng.normal(size=(64, 64)).astype(np.float32) / 8
+    dense = keras.layers.Dense(64)
+    dense.build((None, 64))
+    dense.set_weights([K, np.zeros(64, np.float32)])
+    keras_out = dense(X).numpy()
+    lin = nn.Linear(64, 64)
+    with torch.no_grad():
+        lin.bias.zero_()
+        lin.weight.copy_(torch.from_numpy(K))  # no error: same shape
+        wrong = lin(torch.from_numpy(X)).numpy()
+        lin.weight.copy_(torch.from_numpy(K.T))
+        right = lin(torch.from_numpy(X)).numpy()
+    assert measured(g, "difference", maxdiff(wrong, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(right, keras_out)) < g.below
+    # non-square: the untransposed kernel makes the forward pass raise
+    rect = nn.Linear(64, 32)
+    rect.weight = nn.Parameter(torch.from_numpy(K[:, :32].copy()))
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        rect(torch.from_numpy(X))
+
+
+Z = np.array([[20.0, 0.0, -5.0]], np.float32)
+LABEL = np.array([1], np.int64)
+ONEHOT = np.eye(3, dtype=np.float32)[LABEL]
+
+
+def _softmax_np(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_gotcha_probability_clipping() -> None:
+    g = gotcha("probability_clipping")
+    probs = tf.constant(_softmax_np(Z))
+    with tf.GradientTape() as tape:
+        tape.watch(probs)
+        clipped = keras.losses.CategoricalCrossentropy(from_logits=False)(ONEHOT, probs)
+    grad = tape.gradient(clipped, probs).numpy()
+    zt = torch.from_numpy(Z).requires_grad_(True)
+    torch_loss = nn.CrossEntropyLoss()(zt, torch.from_numpy(LABEL))
+    torch_loss.backward()
+    assert abs(float(clipped) - (-np.log(1e-7))) < 1e-3  # 16.118
+    assert abs(torch_loss.item() - 20.0) < 1e-5
+    assert measured(g, "difference", abs(float(clipped) - torch_loss.item())) > g.above
+    assert grad[0, 1] == 0.0 and abs(zt.grad[0, 1].item()) > 0.9  # clipped: no gradient
+    # fix: logits
+    keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True)(ONEHOT, Z)
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        tf1_loss = sess.run(tf.reduce_mean(
+            tf1.nn.softmax_cross_entropy_with_logits_v2(labels=ONEHOT, logits=Z)))
+    assert measured(g, "after the fix", all_agree({"keras": float(keras_loss), "tf1": tf1_loss,
+                                                   "torch": torch_loss.item()})) < g.below
+
+
+def test_gotcha_logits_shortcut() -> None:
+    g = gotcha("logits_shortcut")
+    assert keras.backend.backend() == "tensorflow"
+    eye, zero = np.eye(3, dtype=np.float32), np.zeros(3, np.float32)
+    soft = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    soft.set_weights([eye, zero])
+    out = soft(Z)
+    cce = keras.losses.CategoricalCrossentropy(from_logits=False)
+    shortcut = float(cce(ONEHOT, out))  # uses the logits behind the softmax
+    plain = float(cce(ONEHOT, tf.constant(out.numpy())))  # the same probabilities
+    assert maxdiff(out.numpy(), _softmax_np(Z)) < 1e-6
+    assert measured(g, "difference", abs(shortcut - plain)) > g.above
+    linear = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+    linear.set_weights([eye, zero])
+    fixed = float(keras.losses.CategoricalCrossentropy(from_logits=True)(ONEHOT, linear(Z)))
+    torch_loss = nn.CrossEntropyLoss()(torch.from_numpy(Z), torch.from_numpy(LABEL)).item()
+    assert measured(g, "after the fix", abs(fixed - torch_loss)) < g.below
+
+
+def test_gotcha_regression_target() -> None:
+    g = gotcha("regression_target")
+    pred = np.array([[1.0], [2.0], [0.5], [-1.0], [3.0], [0.0]], np.float32)
+    y = np.array([1.5, 2.0, 0.0, -1.0, 2.0, 1.0], np.float32)
+    exact = float(np.mean((pred[:, 0] - y) ** 2))
+    keras_loss = float(keras.losses.MeanSquaredError()(y, pred))
+    with pytest.warns(UserWarning, match="different to the input size"):
+        torch_bad = torch.nn.functional.mse_loss(torch.from_numpy(pred), torch.from_numpy(y))
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        tf1_bad = sess.run(tf.reduce_mean(tf.square(y - pred)))
+        tf1_good = sess.run(tf.reduce_mean(tf.square(y.reshape(-1, 1) - pred)))
+    assert abs(keras_loss - exact) < 1e-6  # Keras reshapes y
+    assert measured(g, "difference", abs(torch_bad.item() - keras_loss)) > g.above
+    assert measured(g, "difference", abs(tf1_bad - keras_loss)) > g.above
+    torch_good = torch.nn.functional.mse_loss(torch.from_numpy(pred),
+                                              torch.from_numpy(y.reshape(-1, 1))).item()
+    assert measured(g, "after the fix",
+                    all_agree({"keras": keras_loss, "torch": torch_good, "tf1": tf1_good})) < g.below
+
+
+# ================================================================ gotchas: dropout
+
+def _mlps():
+    import keras_models.mlp as km
+    import tf1_compat.mlp as tm
+    import torch_models.mlp as pm
+
+    spec = ModelSpec("mlp", 8, 3, hidden=(16, 8), dropout=0.5)
+    init = init_weights(spec, seed=4)
+    X = np.random.default_rng(5).normal(size=(32, 8)).astype(np.float32)
+    return spec, init, X, km.build(spec, init), tm.build(spec, init), pm.build(spec, init)
+
+
+def test_gotcha_dropout_streams() -> None:
+    g = gotcha("dropout_streams")
+    spec, init, X, kmodel, gmodel, tmodel = _mlps()
+    keras.utils.set_random_seed(0)
+    torch.manual_seed(0)
+    k_native = kmodel(X, training=True).numpy()
+    with torch.no_grad():
+        t_native = tmodel(torch.from_numpy(X)).numpy()  # train mode: dropout on
+    assert measured(g, "difference", maxdiff(k_native, t_native)) > g.above
+    masks = dropout_masks(spec, len(X), seed=0, epoch=0, step=0)
+    k_shared = kmodel((X, *masks)).numpy()
+    with torch.no_grad():
+        t_shared = tmodel(torch.from_numpy(X), masks=[torch.from_numpy(m) for m in masks]).numpy()
+    feed = {gmodel.x: X, gmodel.shared_rate: spec.dropout, **dict(zip(gmodel.masks, masks, strict=True))}
+    g_shared = gmodel.session.run(gmodel.logits, feed_dict=feed)
+    gmodel.close()
+    assert measured(g, "after the fix",
+                    all_agree({"keras": k_shared, "torch": t_shared, "tf1": g_shared})) < g.below
+    assert measured(g, "difference",
+                    maxdiff(k_shared, kmodel(X).numpy())) > g.above  # the masks did drop units
+
+
+def test_gotcha_dropout_flags() -> None:
+    g = gotcha("dropout_flags")
+    spec, init, X, kmodel, gmodel, tmodel = _mlps()
+    assert tmodel.training  # a new module is in train mode
+    with torch.no_grad():  # ... and no_grad does not turn dropout off
+        a = tmodel(torch.from_numpy(X)).numpy()
+        b = tmodel(torch.from_numpy(X)).numpy()
+    keras_out = kmodel(X).numpy()  # a direct Keras call: inference, no dropout
+    assert measured(g, "difference", maxdiff(a, b)) > g.above
+    assert measured(g, "difference", maxdiff(a, keras_out)) > g.above
+    tmodel.eval()
+    with torch.no_grad():
+        t_eval = tmodel(torch.from_numpy(X)).numpy()
+    tf1_out = gmodel.session.run(gmodel.logits, feed_dict={gmodel.x: X})  # default: off
+    gmodel.close()
+    assert measured(g, "after the fix",
+                    all_agree({"keras": keras_out, "torch": t_eval, "tf1": tf1_out})) < g.below
+
+
+# ================================================================ gotchas: API
+
+def test_gotcha_keras_minimize() -> None:
+    g = gotcha("keras_minimize")
+    w = tf.Variable(0.0)
+    opt = tf.optimizers.SGD(learning_rate=0.01)
+    assert type(opt) is keras.optimizers.SGD
+    with pytest.raises(AttributeError) as err:
+        opt.minimize(lambda: w**2 + 10 * w + 25, var_list=[w])
+    assert f"{err.type.__name__}: {err.value}" == g.raises
+    with tf.GradientTape() as tape:
+        cost = w**2 + 10 * w + 25
+    opt.apply_gradients([(tape.gradient(cost, w), w)])
+    with tf.Graph().as_default():
+        v = tf1.get_variable("w", initializer=tf.constant(0.0))
+        train = tf1.train.GradientDescentOptimizer(0.01).minimize(v**2 + 10 * v + 25)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(train)
+            w_tf1 = sess.run(v)
+    p = torch.tensor(0.0, requires_grad=True)
+    topt = torch.optim.SGD([p], lr=0.01)
+    (p**2 + 10 * p + 25).backward()
+    topt.step()
+    assert measured(g, "after the fix",
+                    all_agree({"keras": w.numpy(), "tf1": w_tf1, "torch": p.item()})) < g.below
+    assert w.numpy() != 0.0
+
+
+@pytest.fixture(scope="module")
+def softmax_runs() -> dict[str, dict[str, np.ndarray]]:
+    """One epoch of softmax regression, 100 samples in batches of 32 (last batch 4), SGD
+    lr 0.5, from the same initial weights: TF1 (a Session in its own graph), then Keras
+    `fit` in the same process, and torch with mean and with sum reduction."""
+    import keras_models.softmax as ks
+    import torch_models.softmax as ps
+    from tf1_compat.train import train as tf1_train
+
+    spec, init, X, y = softmax_setup(n=100, f=4, c=3, seed=6)
+    lr, bs = 0.5, 32
+    out = {"tf1": tf1_train(spec, TrainSpec(OptimizerSpec("sgd", lr=lr), batch_size=bs,
+                                            shuffle=False), X, y, init).weights}
+
+    def keras_fit(**kw):
+        model = ks.build(spec, init)
+        model.compile(loss=ks.make_loss(), optimizer=keras.optimizers.SGD(lr))
+        model.fit(X, y, batch_size=bs, epochs=1, verbose=0, **kw)
+        return ks.get_weights(model)
+
+    out["keras"] = keras_fit(shuffle=False)
+    keras.utils.set_random_seed(0)
+    out["keras_shuffled"] = keras_fit()
+
+    def torch_run(reduction: str, step_lr: float):
+        model = ps.build(spec, init)
+        opt = torch.optim.SGD(model.parameters(), lr=step_lr)
+        loss_fn = nn.CrossEntropyLoss(reduction=reduction)
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        for idx in batch_order(len(X), bs, seed=0, epoch=0, shuffle=False):
+            opt.zero_grad()
+            loss_fn(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+        return ps.get_weights(model)
+
+    out["torch"] = torch_run("mean", lr)
+    out["torch_sum"] = torch_run("sum", lr / bs)
+    return out
+
+
+def _wdiff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    return max(maxdiff(a[k], b[k]) for k in a)
+
+
+def test_gotcha_loss_reduction(softmax_runs) -> None:
+    g = gotcha("loss_reduction")
+    assert [len(i) for i in batch_order(100, 32, 0, 0, shuffle=False)] == [32, 32, 32, 4]
+    assert measured(g, "difference",
+                    _wdiff(softmax_runs["torch_sum"], softmax_runs["keras"])) > g.above
+    assert measured(g, "after the fix",
+                    _wdiff(softmax_runs["torch"], softmax_runs["keras"])) < g.below
+    assert measured(g, "after the fix",
+                    _wdiff(softmax_runs["tf1"], softmax_runs["keras"])) < g.below
+
+
+def test_gotcha_fit_shuffle(softmax_runs) -> None:
+    g = gotcha("fit_shuffle")
+    assert measured(g, "difference",
+                    _wdiff(softmax_runs["keras_shuffled"], softmax_runs["torch"])) > g.above
+    assert measured(g, "after the fix",
+                    _wdiff(softmax_runs["keras"], softmax_runs["torch"])) < g.below
+
+
+def test_gotcha_disable_eager(background, softmax_runs) -> None:
+    g = gotcha("disable_eager")
+    proc = background["disable_eager"]
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == g.raises
+    # fix: this process built a TF1 graph (tf.Graph().as_default()) and then ran Keras's fit,
+    # and the two agree
+    assert tf.executing_eagerly()
+    assert measured(g, "after the fix",
+                    _wdiff(softmax_runs["tf1"], softmax_runs["keras"])) < g.below
+
+
+# ================================================================ the document's blocks
+
+def test_zz_doc_blocks_execute(background) -> None:
+    """Every ```python block of docs/porting.md ran without error (started by `background`
+    at the beginning of this file's tests, so it overlapped with them)."""
+    proc = background["doc"]
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    n_sources = sum(len(items) for _, _, parts in SECTIONS for _, items in parts)
+    assert re.fullmatch(rf"executed {len(EXAMPLES)} examples and {n_sources} source blocks",
+                        out.strip().splitlines()[-1]), out

@@ -1,0 +1,468 @@
+"""The porting reference (docs/porting.md): its data and its generator.
+
+Everything the document says comes from here or from the project's own files:
+- `ROWS`: the TF1.x | TF2 / Keras 3 | PyTorch mapping table; each row names the test that runs
+  all three sides and asserts that their numbers are equal.
+- `GOTCHAS`: the differences that break equality; each names its test, which asserts the
+  difference (`> above`, or the exception `raises`) and then that the fix removes it
+  (`< below`). The tests read `above` and `below` from here, so the numbers in the document
+  are the bounds the tests assert.
+- `EXAMPLES`: the seeds' snippets, kept as runnable files in docs/examples/ and copied into
+  the document verbatim.
+- `SECTIONS`: the side-by-side code of the quadratic demo and of every model, cut out of the
+  framework packages' source with `ast` (so nothing is copied by hand and no framework is
+  imported to generate the document).
+
+`render(root)` returns the document; `scripts/gen_porting.py` writes it or (with --check)
+fails when docs/porting.md differs, and tests/test_porting.py checks the same and executes
+every ```python block of the document. Framework-free: nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["EXAMPLES", "GOTCHAS", "ROWS", "SECTIONS", "Gotcha", "Row", "gotcha",
+           "render", "source_of"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = "docs/porting.md"
+#: the marker written before every block cut out of a module: the document tests execute
+#: such a block in a copy of that module's namespace
+SOURCE_MARK = "<!-- source: "
+
+
+@dataclass(frozen=True)
+class Row:
+    topic: str
+    tf1: str
+    tf2: str
+    torch: str
+    watch: str
+    test: str
+
+
+@dataclass(frozen=True)
+class Gotcha:
+    key: str
+    title: str
+    difference: str
+    fix: str
+    test: str
+    #: the test asserts the difference is larger than this (None: it asserts `raises`)
+    above: float | None
+    #: the test asserts that after the fix the difference is smaller than this
+    below: float
+    raises: str | None = None
+
+
+_P = "tests/test_porting.py::"
+
+ROWS: tuple[Row, ...] = (
+    Row("inputs",
+        "`x = tf.compat.v1.placeholder(tf.float32, (None, F))`; values go in through "
+        "`session.run(t, feed_dict={x: X})`",
+        "no placeholders: call the model, `model(X)`, or pass tensors as `tf.function` "
+        "arguments",
+        "no placeholders: `model(torch.from_numpy(X))`",
+        "a placeholder casts a float64 feed to its dtype; Keras casts silently to float32; "
+        "`nn.Linear` on float64 raises (`X.astype(np.float32)`)",
+        _P + "test_row_placeholder_feed_dict"),
+    Row("running",
+        "`session.run(train)`, `session.run(w)`: nothing runs outside a Session",
+        "eager: every line runs; read values with `.numpy()`",
+        "eager: `loss.backward(); opt.step()`; read with `.item()` / `.numpy()`",
+        "a TF1 graph needs `with tf.Graph().as_default():` and `Session(graph=g)` under TF2; "
+        "never `disable_eager_execution()` (gotcha below)",
+        _P + "test_row_session_run"),
+    Row("initialising",
+        "`session.run(tf.compat.v1.global_variables_initializer())` after the optimizer "
+        "exists (its slots are variables too)",
+        "variables hold their value from creation",
+        "parameters hold their value from creation",
+        "reading a TF1 variable before the initializer raises `FailedPreconditionError`; an "
+        "initializer built before `minimize` misses the optimizer's slots (the train op then "
+        "fails with `InternalError: Invalid variable reference`)",
+        _P + "test_row_global_variables_initializer"),
+    Row("variables and initialisers",
+        "`tf.compat.v1.get_variable(name, initializer=tf.constant(W))`; without an "
+        "initializer: glorot_uniform for every float variable, biases and scalars included",
+        "`Dense`: glorot_uniform kernel, zero bias; load with `model.set_weights` / "
+        "`kernel.assign`",
+        "`nn.Linear`: kaiming_uniform(a=sqrt(5)) weight U(+-1/sqrt(in)) and a random bias; "
+        "load with `weight.copy_(W.T)`",
+        "never rely on a default: draw the initial weights once in numpy "
+        "(`zoo.specs.init_weights`) and load them everywhere",
+        _P + "test_row_get_variable"),
+    Row("optimizers",
+        "`tf.compat.v1.train.GradientDescentOptimizer(lr)` (`MomentumOptimizer`, "
+        "`RMSPropOptimizer`, `AdamOptimizer`, `AdagradOptimizer`) and "
+        "`.minimize(loss, var_list=...)`",
+        "`keras.optimizers.SGD(learning_rate=lr)` (`RMSprop`, `Adam`, `Adagrad`): no "
+        "`minimize`; `GradientTape` + `apply_gradients(zip(grads, vars))`",
+        "`torch.optim.SGD(params, lr=lr)` (`RMSprop`, `Adam`, `Adagrad`): `zero_grad(); "
+        "loss.backward(); step()`",
+        "defaults differ (lr, epsilon, rho/alpha, betas, initial accumulator): pass every "
+        "hyperparameter, translated by `zoo.optimizers` (gotchas below)",
+        "tests/test_quadratic.py::test_optimizer_frameworks_agree_every_step"),
+    Row("cross-entropy",
+        "`tf.nn.softmax_cross_entropy_with_logits_v2(labels=onehot, logits=z)` (per sample: "
+        "add `tf.reduce_mean`) or the `sparse_` version with integer labels",
+        "`keras.losses.CategoricalCrossentropy(from_logits=True)` (one-hot) or "
+        "`SparseCategoricalCrossentropy(from_logits=True)` (labels); mean over the batch",
+        "`nn.CrossEntropyLoss()`: logits and int64 class indices; mean over the batch",
+        "give logits, never probabilities (Keras clips them at 1e-7); TF1 returns per-sample "
+        "losses",
+        _P + "test_row_cross_entropy"),
+    Row("saving",
+        "`tf.compat.v1.train.Saver().save(sess, path)` / `.restore`",
+        "`tf.train.Checkpoint(...).write` / `.read`, or `model.save('m.keras')` / "
+        "`keras.models.load_model`",
+        "`torch.save(model.state_dict(), p)` / `load_state_dict(torch.load(p, "
+        "weights_only=True))`",
+        "names and layouts differ: a torch `weight` is the transposed kernel "
+        "(`zoo convert` translates between the three formats)",
+        _P + "test_row_checkpoints"),
+    Row("dense layer",
+        "`tf.compat.v1.layers.dense(x, units)` raises \"`dense` is not available with "
+        "Keras 3\": use `get_variable` + `tf.matmul(x, kernel) + bias`",
+        "`keras.layers.Dense(units)`: kernel (in, out)",
+        "`nn.Linear(in, out)`: weight (out, in)",
+        "copy `kernel.T` into `weight`; a square layer accepts the untransposed kernel "
+        "silently (gotcha below)",
+        _P + "test_row_dense_layer"),
+    Row("dropout",
+        "`tf.compat.v1.nn.dropout(x, keep_prob=0.75)` (always on; TF2 spelling "
+        "`rate=0.25`)",
+        "`keras.layers.Dropout(rate=0.25)`: on only when `training=True` (`fit`)",
+        "`nn.Dropout(p=0.25)`: on in train mode (`model.train()`, the default)",
+        "keep_prob = 1 - rate = 1 - p; all three scale kept units by 1/keep_prob",
+        _P + "test_row_dropout"),
+    Row("one-hot",
+        "`tf.one_hot(labels, C)` (float32)",
+        "`keras.utils.to_categorical(labels, C)` (float64 numpy) or `tf.one_hot`",
+        "`F.one_hot(labels, C)` (int64: `.float()` before a loss)",
+        "the dtypes differ; `nn.CrossEntropyLoss` and the `Sparse` Keras losses take the "
+        "labels themselves",
+        _P + "test_row_one_hot"),
+)
+
+GOTCHAS: tuple[Gotcha, ...] = (
+    Gotcha("adam_epsilon", "Adam epsilon: placement and default",
+           "Keras and TF1 add epsilon to sqrt(v) before bias correction (\"epsilon hat\"), "
+           "torch after it; defaults Keras 1e-7, TF1 and torch 1e-8. Measured on a flat "
+           "quadratic (gradients ~1e-5), 300 steps, Keras vs torch",
+           "epsilon=1e-20 in all three (`OptimizerSpec`'s default; 0 gives NaN for a gradient "
+           "that is always zero)",
+           _P + "test_gotcha_adam_epsilon", above=1e-2, below=1e-6),
+    Gotcha("rmsprop_epsilon", "RMSprop epsilon: placement and default",
+           "Keras (1e-7) and TF1 (1e-10) add epsilon inside the square root, torch (1e-8) "
+           "outside. Same rho/alpha, flat quadratic, 300 steps, Keras vs torch",
+           "epsilon=1e-20 in all three", _P + "test_gotcha_rmsprop_epsilon",
+           above=1.0, below=1e-6),
+    Gotcha("adam_betas", "Keras's Adam betas rounded to float32",
+           "Keras computes 1 - beta in float64 but beta**t in float32: with beta_2 = 0.999 "
+           "its first step is 0.9999933*lr. Seed quadratic, 1000 steps, epsilon 1e-20, "
+           "Keras vs torch",
+           "float32-exact betas in all three: `float(np.float32(0.9))`, "
+           "`float(np.float32(0.999))` (`zoo.optimizers.BETA_1`, `BETA_2`)",
+           _P + "test_gotcha_adam_betas", above=5e-6, below=1e-6),
+    Gotcha("rmsprop_rho_alpha", "RMSprop rho against alpha",
+           "Keras `rho` (default 0.9) is torch's `alpha` (default 0.99) and TF1's `decay`. "
+           "Seed quadratic, 300 steps, Keras rho 0.9 vs torch's default alpha",
+           "`alpha=rho` (and `decay=rho`)", _P + "test_gotcha_rmsprop_rho_alpha",
+           above=0.1, below=1e-6),
+    Gotcha("rmsprop_tf1_ones", "TF1's RMSprop accumulator starts at one",
+           "`RMSPropOptimizer` creates its 'rms' slot with a ones initializer (Keras and "
+           "torch start at zero). Seed quadratic, 300 steps, TF1 vs Keras",
+           "after the variable initializer, zero the slot: "
+           "`sess.run(opt.get_slot(w, 'rms').assign(tf.zeros_like(w)))` "
+           "(`tf1_compat.optimizers.after_init`)",
+           _P + "test_gotcha_rmsprop_tf1_ones", above=1e-3, below=1e-6),
+    Gotcha("adagrad_accumulator", "Adagrad's initial accumulator",
+           "Keras and TF1 start the accumulator at 0.1, torch at 0 (its first step is "
+           "lr*sign(g)). Flat quadratic, 300 steps, torch default vs Keras",
+           "torch `initial_accumulator_value=0.1`", _P + "test_gotcha_adagrad_accumulator",
+           above=0.1, below=1e-6),
+    Gotcha("momentum_lr_change", "Momentum under a learning-rate change",
+           "Keras keeps lr inside the velocity (m = mu*m - lr*g; w += m), TF1 and torch "
+           "outside (b = mu*b + g; w -= lr*b): equal while lr is constant. lr 0.1 -> 0.01 at "
+           "step 20 of 60, Keras vs torch (TF1 equals torch)",
+           "keep lr constant, or at the change multiply Keras's `opt.momentums` by "
+           "lr_new / lr_old", _P + "test_gotcha_momentum_lr_change", above=0.1, below=1e-6),
+    Gotcha("weight_decay", "Decoupled weight decay against L2",
+           "Keras's `weight_decay` (any optimizer) is decoupled, w -= lr*wd*w before the "
+           "update; torch's `Adam(weight_decay=)` adds wd*w to the gradient (L2); TF1 has "
+           "neither. Adam lr 0.1, wd 0.1, 100 steps (|w| up to 2.7), Keras "
+           "`Adam(weight_decay=0.1)` vs torch `Adam(weight_decay=0.1)`",
+           "torch `AdamW(weight_decay=wd)`; for an L2 penalty write it into the loss in all "
+           "three", _P + "test_gotcha_weight_decay", above=0.1, below=5e-6),
+    Gotcha("default_initialisers", "Default initialisers",
+           "Keras: glorot_uniform kernel, zero bias; torch: U(+-1/sqrt(in)) weight and a "
+           "random bias; TF1 `get_variable`: glorot_uniform for the bias too. A 64 -> 64 "
+           "layer built with each default: the largest |bias| of torch and of TF1",
+           "draw the weights once in numpy (`zoo.specs.init_weights`) and load them: the "
+           "three then hold the same weights (difference 0)",
+           _P + "test_gotcha_default_initialisers", above=0.05, below=1e-12),
+    Gotcha("square_layout", "Dense against Linear layout",
+           "a Keras kernel is (in, out), a torch weight (out, in). A 64 -> 32 kernel put in "
+           "as is (`lin.weight = nn.Parameter(kernel)`) makes the forward pass raise; a "
+           "square 64 -> 64 one copied as is is accepted silently and the outputs differ",
+           "`lin.weight.copy_(torch.from_numpy(kernel.T))`", _P + "test_gotcha_square_layout",
+           above=1.0, below=1e-5),
+    Gotcha("probability_clipping", "Probability clipping at 1e-7",
+           "Keras's cross-entropy on probabilities (`from_logits=False`) clips them to "
+           "[1e-7, 1 - 1e-7]: logits [20, 0, -5] with class 1 give 16.118 instead of 20.0 "
+           "(and zero gradient)",
+           "output logits; `from_logits=True` / `nn.CrossEntropyLoss` / "
+           "`softmax_cross_entropy_with_logits_v2`", _P + "test_gotcha_probability_clipping",
+           above=3.8, below=1e-5),
+    Gotcha("logits_shortcut", "The TF backend's hidden logits shortcut",
+           "on the TensorFlow backend a Keras loss given the output of a `softmax` "
+           "activation silently uses the logits behind it (20.0 above), while the same "
+           "probabilities as a plain tensor are clipped (16.118): two equal inputs, two "
+           "losses",
+           "never give probabilities to a loss: a linear output and `from_logits=True`",
+           _P + "test_gotcha_logits_shortcut", above=3.8, below=1e-5),
+    Gotcha("loss_reduction", "Loss reduction and the partial last batch",
+           "100 samples in batches of 32 leave a last batch of 4. A port that sums the loss "
+           "and divides lr by 32 matches the mean on full batches only. Softmax regression, "
+           "1 epoch, torch sum with lr/32 vs Keras `fit`",
+           "the mean everywhere (`tf.reduce_mean`, Keras's default, `nn.CrossEntropyLoss()`)",
+           _P + "test_gotcha_loss_reduction", above=0.1, below=1e-6),
+    Gotcha("regression_target", "The (N,) against (N, 1) regression target",
+           "Keras's MSE reshapes y (N,) to the prediction's (N, 1); torch `mse_loss` and "
+           "TF1 `reduce_mean(square(y - p))` broadcast to N x N (torch only warns). Loss "
+           "value, 6 samples",
+           "targets of shape (N, 1) everywhere (`y.reshape(-1, 1)`)",
+           _P + "test_gotcha_regression_target", above=0.1, below=1e-6),
+    Gotcha("dropout_streams", "Dropout random streams",
+           "the frameworks draw different masks even from \"the same\" seed "
+           "(`keras.utils.set_random_seed(0)`, `torch.manual_seed(0)`): an MLP 8 -> 16 -> 8 -> 3 "
+           "with rate 0.5, logits of 32 samples in training mode, Keras vs torch",
+           "precomputed masks (`zoo.specs.dropout_masks`) applied as h * mask / (1 - rate) "
+           "in all three (`model((x, *masks))`, `model(x, masks=...)`, the TF1 mask "
+           "placeholders)", _P + "test_gotcha_dropout_streams", above=1.0, below=1e-6),
+    Gotcha("dropout_flags", "Dropout train/eval flags",
+           "a torch module starts in train mode and `torch.no_grad()` does not stop dropout; "
+           "a Keras model called directly is in inference mode. The MLP's logits, torch "
+           "right after `build` vs Keras `model(x)`",
+           "`model.eval()` in torch (and `training=True` only where Keras's `fit` sets it)",
+           _P + "test_gotcha_dropout_flags", above=1.0, below=1e-6),
+    Gotcha("keras_minimize", "Keras 3 optimizers have no `minimize`",
+           "seed 004's `tf.optimizers.SGD(0.01).minimize(cost, var_list=[w])` raises (since "
+           "TF 2.16 `tf.optimizers` is Keras 3)",
+           "`GradientTape` + `apply_gradients`; one step then equals TF1's `minimize` and "
+           "torch's `step()`", _P + "test_gotcha_keras_minimize", above=None, below=1e-7,
+           raises="AttributeError: 'SGD' object has no attribute 'minimize'"),
+    Gotcha("disable_eager", "`disable_eager_execution()` breaks Keras",
+           "after `tf.compat.v1.disable_eager_execution()` the process's next Keras `fit` "
+           "fails",
+           "never call it: build TF1 graphs inside `with tf.Graph().as_default():` and "
+           "`Session(graph=g)`; TF1 and Keras `fit` then run in one process and agree",
+           _P + "test_gotcha_disable_eager", above=None, below=1e-6,
+           raises="RuntimeError: `tf.data.Dataset` only supports Python-style iteration in "
+                  "eager mode or within tf.function."),
+    Gotcha("fit_shuffle", "`fit` shuffles by default",
+           "`fit(X, y)` reorders the samples every epoch (`shuffle=True`). Softmax "
+           "regression, 1 epoch, Keras default `fit` vs torch in order",
+           "`fit(..., shuffle=False)` and one shared batch order "
+           "(`zoo.data.batch_order`)", _P + "test_gotcha_fit_shuffle", above=0.1,
+           below=1e-6),
+)
+
+_BY_KEY = {g.key: g for g in GOTCHAS}
+
+
+def gotcha(key: str) -> Gotcha:
+    """The gotcha named `key` (the tests take their bounds from it)."""
+    return _BY_KEY[key]
+
+
+@dataclass(frozen=True)
+class Example:
+    title: str
+    path: str
+    intro: str
+
+
+EXAMPLES: tuple[Example, ...] = (
+    Example("Seed 000: the TF1 session code", "docs/examples/seed_000_tf1.py",
+            "The course's first TensorFlow program: minimise w² − 10w + 25 with a Session."),
+    Example("Seed 004: the TF2 code as written fails on Keras 3",
+            "docs/examples/seed_004_tf2_fails.py",
+            "The seed's TF2 version of the same demo (with +10w, so the minimum is at −5)."),
+    Example("Seed 004: the TF2 code ported", "docs/examples/seed_004_tf2_ported.py",
+            "`minimize` replaced by a tape and `apply_gradients`: the seed's printed number."),
+    Example("Seed 004: the PyTorch MLP", "docs/examples/seed_004_torch_mlp.py",
+            "The seed's model and training step, then the zoo's three MLPs on its weights."),
+    Example("Seed 002: the Keras Sequential code", "docs/examples/seed_002_keras.py",
+            "The ice-cream regression of seed 002, then the zoo's three linear models."),
+)
+
+#: (section title, note, [(framework label, [(file, qualified name), ...])])
+Part = tuple[str, list[tuple[str, str]]]
+SECTIONS: tuple[tuple[str, str, tuple[Part, ...]], ...] = (
+    ("Quadratic demo (seeds 000 and 004)",
+     "Minimise J(w) = a·w² + b·w + c by gradient descent; all three agree within 1e-6 per step "
+     "over 1000 steps "
+     "(`tests/test_quadratic.py::test_seed_setting_frameworks_agree_every_step`).",
+     (("TF1", [("tf1_compat/quadratic.py", "QuadraticGraph")]),
+      ("TF2 / Keras 3", [("keras_models/quadratic.py", "_quadratic_loss"),
+                         ("keras_models/quadratic.py", "_descend")]),
+      ("PyTorch", [("torch_models/quadratic.py", "_descend"),
+                   ("torch_models/quadratic.py", "minimize")]))),
+    ("The dense stack every model shares",
+     "TF1 builds each model's graph with one function; Keras and torch share a one-layer "
+     "builder for softmax, svm, linear and logistic, and the layout edge that loads canonical "
+     "(in, out) kernels.",
+     (("TF1", [("tf1_compat/train.py", "build_graph")]),
+      ("TF2 / Keras 3", [("keras_models/softmax.py", "single_dense"),
+                         ("keras_models/softmax.py", "set_weights")]),
+      ("PyTorch", [("torch_models/softmax.py", "SingleLinear"),
+                   ("torch_models/softmax.py", "set_weights")]))),
+    ("softmax: softmax regression",
+     "One dense layer of C units, logits out, mean cross-entropy from logits.",
+     (("TF1", [("tf1_compat/softmax.py", "loss"), ("tf1_compat/softmax.py", "build")]),
+      ("TF2 / Keras 3", [("keras_models/softmax.py", "make_loss"),
+                         ("keras_models/softmax.py", "build")]),
+      ("PyTorch", [("torch_models/softmax.py", "make_loss"),
+                   ("torch_models/softmax.py", "build")]))),
+    ("svm: multiclass hinge loss (CS231n)",
+     "One dense layer, the multiclass hinge loss averaged over the batch.",
+     (("TF1", [("tf1_compat/svm.py", "loss"), ("tf1_compat/svm.py", "build")]),
+      ("TF2 / Keras 3", [("keras_models/svm.py", "MulticlassHinge"),
+                         ("keras_models/svm.py", "build")]),
+      ("PyTorch", [("torch_models/svm.py", "MulticlassHingeLoss"),
+                   ("torch_models/svm.py", "build")]))),
+    ("linear: linear regression (seed 002)",
+     "`Dense(1)` and the mean squared error with (N, 1) targets.",
+     (("TF1", [("tf1_compat/linear.py", "loss"), ("tf1_compat/linear.py", "build")]),
+      ("TF2 / Keras 3", [("keras_models/linear.py", "make_loss"),
+                         ("keras_models/linear.py", "build")]),
+      ("PyTorch", [("torch_models/linear.py", "make_loss"),
+                   ("torch_models/linear.py", "build")]))),
+    ("logistic: logistic regression (seed 002)",
+     "One unit, binary cross-entropy from logits.",
+     (("TF1", [("tf1_compat/logistic.py", "loss"), ("tf1_compat/logistic.py", "build")]),
+      ("TF2 / Keras 3", [("keras_models/logistic.py", "make_loss"),
+                         ("keras_models/logistic.py", "build")]),
+      ("PyTorch", [("torch_models/logistic.py", "make_loss"),
+                   ("torch_models/logistic.py", "build")]))),
+    ("mlp: the MLP of seed 004",
+     "in → 64 → Dropout → ReLU → 32 → Dropout → ReLU → C, with native dropout or shared masks.",
+     (("TF1", [("tf1_compat/mlp.py", "loss"), ("tf1_compat/mlp.py", "build")]),
+      ("TF2 / Keras 3", [("keras_models/mlp.py", "MLP"), ("keras_models/mlp.py", "build")]),
+      ("PyTorch", [("torch_models/mlp.py", "MLP"), ("torch_models/mlp.py", "build")]))),
+)
+
+
+def source_of(path: str, qualname: str, root: Path = ROOT) -> str:
+    """The exact source text of the top-level function or class `qualname` in `path`
+    (decorators included), read with `ast` (nothing is imported)."""
+    text = (root / path).read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                and node.name == qualname:
+            lines = text.splitlines()
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "\n".join(lines[first - 1:node.end_lineno])
+    raise KeyError(f"{path} has no top-level function or class {qualname!r}")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _test_ref(test: str) -> str:
+    return f"`{test}`"
+
+
+def _num(x: float) -> str:
+    """1e-06 -> 1e-6, 0.01 -> 0.01, 3.8 -> 3.8."""
+    if x >= 1e-3:
+        return f"{x:g}"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+_HEADER = """\
+# Porting between TF1, TF2 / Keras 3 and PyTorch
+
+<!-- Generated by scripts/gen_porting.py from zoo/porting.py, docs/examples/ and the
+framework packages' source. Do not edit by hand: tests/test_porting.py fails when this file
+differs from a fresh generation, and it executes every python block below. -->
+
+Versions: TensorFlow 2.21 (Keras 3.15), PyTorch 2.13, NumPy 2.4. Every statement below is
+backed by a test that runs the frameworks: a table row names the test that asserts that
+the three sides give equal numbers; a gotcha names the test that first measures the
+difference (it asserts the difference exceeds the bound given here) and then asserts that
+the fix brings it below the second bound. The bounds in this document are the ones the
+tests assert (they read them from `zoo/porting.py`).
+
+Contents: [mapping table](#mapping-table) · [gotchas](#gotchas) ·
+[the seeds' snippets, executed](#the-seeds-snippets-executed) ·
+[the zoo's code side by side](#the-zoos-code-side-by-side)
+"""
+
+
+def _table() -> list[str]:
+    out = ["## Mapping table", "",
+           "| | TF1.x (`tf.compat.v1`) | TF2 / Keras 3 | PyTorch | what to watch | test (all "
+           "sides, equal numbers) |",
+           "|---|---|---|---|---|---|"]
+    for r in ROWS:
+        out.append("| " + " | ".join(_cell(c) for c in (
+            f"**{r.topic}**", r.tf1, r.tf2, r.torch, r.watch, _test_ref(r.test))) + " |")
+    return out + [""]
+
+
+def _gotchas() -> list[str]:
+    out = ["## Gotchas", "",
+           "Each difference breaks equality between the frameworks. *Measured* is what the "
+           "test asserts about the difference before the fix; *after the fix* is the bound it "
+           "asserts once the fix is applied (largest absolute difference of weights, "
+           "trajectories, logits or losses, float32).", "",
+           "| difference | measured (test asserts) | fix | after the fix | test |",
+           "|---|---|---|---|---|"]
+    for g in GOTCHAS:
+        measured = f"raises `` {g.raises} ``" if g.raises else f"> {_num(g.above)}"
+        out.append("| " + " | ".join(_cell(c) for c in (
+            f"**{g.title}**: {g.difference}", measured, g.fix, f"< {_num(g.below)}",
+            _test_ref(g.test))) + " |")
+    return out + [""]
+
+
+def _examples(root: Path) -> list[str]:
+    out = ["## The seeds' snippets, executed", "",
+           "Each block is a file in `docs/examples/`, copied here by the generator and "
+           "executed by `tests/test_porting.py` (its `assert`s are the checks).", ""]
+    for ex in EXAMPLES:
+        code = (root / ex.path).read_text(encoding="utf-8").rstrip("\n")
+        out += [f"### {ex.title}", "", f"{ex.intro} (`{ex.path}`)", "", "```python", code,
+                "```", ""]
+    return out
+
+
+def _sections(root: Path) -> list[str]:
+    out = ["## The zoo's code side by side", "",
+           "Cut out of the framework packages by the generator, so they cannot drift from the "
+           "code that the parity tests run. Each block is executed by `tests/test_porting.py` "
+           "in a copy of its module's namespace, which redefines the function or class.", ""]
+    for title, note, parts in SECTIONS:
+        out += [f"### {title}", "", note, ""]
+        for label, items in parts:
+            out += [f"#### {label}", ""]
+            for path, name in items:
+                out += [f"{SOURCE_MARK}{path}::{name} -->", "```python",
+                        source_of(path, name, root), "```", ""]
+    return out
+
+
+def render(root: Path = ROOT) -> str:
+    """The whole of docs/porting.md."""
+    lines = [_HEADER, *_table(), *_gotchas(), *_examples(root), *_sections(root)]
+    return "\n".join(lines).rstrip("\n") + "\n"
