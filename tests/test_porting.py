@@ -113,6 +113,15 @@ def test_doc_drifts_when_the_code_changes(tmp_path: Path) -> None:
     assert render(tmp_path) != render(ROOT)
 
 
+def test_generator_imports_no_framework() -> None:
+    code = ("import sys, zoo.porting; zoo.porting.render(); "
+            "print(sorted(m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
 def test_gen_porting_check_mode(tmp_path: Path) -> None:
     script = ROOT / "scripts" / "gen_porting.py"
     ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
