@@ -25,7 +25,8 @@ What keeps it equal to one process (docs/distributed.md, "How gradients are aver
   single-process batch loss exactly, for unequal shards of a partial last batch too, and
   Keras's own rescaling never applies (the inner loss uses reduction "sum").
 - the recorded loss of a step is written into an on-read, sum-aggregated variable: every
-  replica writes its part, reading sums them.
+  replica writes its part, reading sums them. A non-finite loss stops the run after that step
+  (Keras has applied its update by then) and the weights the step started from are returned.
 MultiWorkerMirroredStrategy (several processes or machines with TF_CONFIG) is not wired in:
 see docs/distributed.md for why.
 """
@@ -100,6 +101,22 @@ def _fault_callback(fault: dict | None):
     return Fault()
 
 
+def _start_weights(get_weights):
+    """A callback that keeps the weights every step starts from (the last finite weights when
+    the run stops at a non-finite loss)."""
+    import keras
+
+    class StartWeights(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weights = None
+
+        def on_train_batch_begin(self, batch, logs=None) -> None:
+            self.weights = get_weights(self.model)
+
+    return StartWeights()
+
+
 def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
                    init: dict[str, np.ndarray] | None, strategy, *,
                    record_weights: bool = False, fault: dict | None = None) -> History:
@@ -167,7 +184,8 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=1)
         tracker = _Progress(loss, mod.get_weights if record_weights else None, None,
                             per_step=True)
-        callbacks = [tracker] + ([_fault_callback(fault)] if fault else [])
+        keeper = _start_weights(mod.get_weights)
+        callbacks = [keeper, tracker] + ([_fault_callback(fault)] if fault else [])
         # Before training, Keras's TF trainer builds the optimizer and metrics from a first
         # batch it gets by MEAN-reducing the replicas' first shards
         # (`_maybe_symbolic_build`), which fails when the shards differ in size (12 and 11
@@ -190,6 +208,9 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
     stopped_at = int(bad[0]) if len(bad) else None
     if stopped_at is not None:
         losses = losses[:stopped_at + 1]
+        # Keras applied the non-finite step's update before the run stopped: return the
+        # weights that step started from, as keras_models.train, torch and TF1 do.
+        weights = keeper.weights
     return History(framework=FRAMEWORK, losses=losses, weights=weights,
                    epoch_seconds=tracker.epoch_seconds,
                    step_weights=tracker.snapshots[:len(losses)] if record_weights else None,

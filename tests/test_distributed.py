@@ -218,3 +218,55 @@ def test_keras_hanging_run_is_stopped_at_its_deadline():
         distributed.train(ms, ts, ds.X_train, ds.y_train, init, workers=2, timeout=12.0,
                           fault={"step": 1, "kind": "hang"})
     assert time.monotonic() - t0 < 12.0 + 5.0
+
+
+# ------------------------------------------------------------------ divergence and the CLI
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_diverging_run_stops_where_one_process_stops_with_the_last_finite_weights(framework):
+    """tests/test_divergence.py's run (linear regression on the ice-cream data, SGD lr 10):
+    the data-parallel run stops at the same step with the same last finite weights."""
+    import importlib
+
+    from zoo.specs import model_spec_for
+
+    ds = load("icecream")
+    ms = model_spec_for("linear", ds.n_features, 1)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=10.0), epochs=5, batch_size=32)
+    init = init_weights(ms)
+    pkg = {"torch": "torch_models", "keras": "keras_models"}[framework]
+    one = importlib.import_module(f"{pkg}.train").train(ms, ts, ds.X_train, ds.y_train, init)
+    two = importlib.import_module(f"{pkg}.distributed").train(
+        ms, ts, ds.X_train, ds.y_train, init, workers=2, timeout=TIMEOUT)
+    assert one.stopped_at is not None and two.stopped_at == one.stopped_at
+    assert len(two.losses) == len(one.losses) == one.stopped_at + 1
+    assert all(np.isfinite(v).all() for v in two.weights.values())
+    assert max_diff(two.weights, one.weights) <= TOL["float32"] * max(
+        1.0, max(float(np.abs(v).max()) for v in one.weights.values()))
+
+
+@pytest.mark.slow
+def test_zoo_train_and_compare_with_two_workers_print_the_one_process_results(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def zoo(*args):
+        proc = subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True,
+                              text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    common = ["softmax", "--dataset", "iris", "--epochs", "2", "--batch-size", str(BATCH)]
+    for fw in ("torch", "keras"):
+        one = zoo("train", *common, "--framework", fw)
+        two = zoo("train", *common, "--framework", fw, "--workers", "2")
+        assert two == one and "12 steps, final training loss" in one
+    zoo("compare", *common, "--frameworks", "numpy,torch,keras", "--workers", "2",
+        "--json", str(tmp_path / "c.json"))
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert "data-parallel on 2 workers: torch, keras; the other frameworks trained in one " \
+           "process." in report["notes"]
+    for fw in ("torch", "keras"):
+        assert report["frameworks"][fw]["first_divergent_step"] is None
+        assert report["frameworks"][fw]["max_weight_diff"] <= TOL["float32"]
