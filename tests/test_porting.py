@@ -520,7 +520,7 @@ SCALE = np.array([1.0, 0.5, 0.2], np.float32)
 
 
 def _keras_steps(opt, steps: int, lr_change: tuple[int, float] | None = None,
-                 rescale: bool = False) -> np.ndarray:
+                 rescale: bool = False, l2: float = 0.0) -> np.ndarray:
     v = tf.Variable(np.zeros(3, np.float32))
     out = []
     for k in range(steps):
@@ -531,7 +531,7 @@ def _keras_steps(opt, steps: int, lr_change: tuple[int, float] | None = None,
                 for m in opt.momentums:
                     m.assign(m * (lr_change[1] / old))
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(SCALE * (v - TARGET) ** 2)
+            loss = tf.reduce_sum(SCALE * (v - TARGET) ** 2) + 0.5 * l2 * tf.reduce_sum(v**2)
         opt.apply_gradients([(tape.gradient(loss, v), v)])
         out.append(v.numpy().copy())
     return np.array(out)
@@ -594,6 +594,13 @@ def test_gotcha_weight_decay() -> None:
     assert measured(g, "difference", maxdiff(k, t_l2)) > g.above
     t_w = _torch_steps(lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1, **tkw), 100)
     assert measured(g, "after the fix", maxdiff(k, t_w)) < g.below
+    # SGD with momentum: Keras's decoupled decay against torch's L2, then L2 in Keras's loss
+    t_sgd = _torch_steps(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1),
+                         100)
+    k_sgd = _keras_steps(keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.1), 100)
+    assert measured(g, "difference", maxdiff(k_sgd, t_sgd)) > g.above
+    k_l2 = _keras_steps(keras.optimizers.SGD(0.1, momentum=0.9), 100, l2=0.1)
+    assert measured(g, "after the fix", maxdiff(k_l2, t_sgd)) < g.below
 
 
 # ================================================================ gotchas: layers and losses

@@ -195,10 +195,11 @@ GOTCHAS: tuple[Gotcha, ...] = (
     Gotcha("weight_decay", "Decoupled weight decay against L2",
            "Keras's `weight_decay` (any optimizer) is decoupled, w -= lr*wd*w before the "
            "update; torch's `Adam(weight_decay=)` adds wd*w to the gradient (L2); TF1 has "
-           "neither. Adam lr 0.1, wd 0.1, 100 steps (|w| up to 2.7), Keras "
-           "`Adam(weight_decay=0.1)` vs torch `Adam(weight_decay=0.1)`",
-           "torch `AdamW(weight_decay=wd)`; for an L2 penalty write it into the loss in all "
-           "three", _P + "test_gotcha_weight_decay", above=0.1, below=5e-6),
+           "neither. lr 0.1, wd 0.1, 100 steps (|w| up to 2.7): Keras "
+           "`Adam(weight_decay=0.1)` vs torch `Adam(weight_decay=0.1)`, and the same for "
+           "`SGD(momentum=0.9, weight_decay=0.1)`",
+           "torch `AdamW(weight_decay=wd)`; for torch's L2 (e.g. `SGD(momentum=0.9, "
+           "weight_decay=wd)`) write 0.5*wd*sum(w**2) into the Keras loss", _P + "test_gotcha_weight_decay", above=0.1, below=5e-6),
     Gotcha("default_initialisers", "Default initialisers",
            "Keras: glorot_uniform kernel, zero bias; torch: U(+-1/sqrt(in)) weight and a "
            "random bias; TF1 `get_variable`: glorot_uniform for the bias too. A 64 -> 64 "
