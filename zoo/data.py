@@ -403,7 +403,7 @@ def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, n
         raise DataError(f"{path}: not a readable .npz archive ({kind}); save the arrays with "
                         f"np.savez(path, {', '.join(f'{k}=...' for k in keys)}).")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # fh: closed on errors
             missing = [k for k in keys if k not in z.files]
             if missing:
                 raise DataError(f"{path}: the archive has no array named {', '.join(map(repr, missing))} "
@@ -457,6 +457,24 @@ def read_csv(path: str | os.PathLike, target: str | None) -> tuple[np.ndarray, n
     X = np.delete(values, t, axis=1)
     names = tuple(h for k, h in enumerate(header) if k != t)
     return X, values[:, t], names
+
+
+def not_labels_reason(y: np.ndarray) -> str | None:
+    """Why targets cannot be class labels 0..C-1 (None if they can): what `_infer_task` saw
+    when it called a user's file a regression task."""
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if not len(y):
+        return None
+    if not np.isfinite(y).all():
+        return "non-finite values"
+    frac = y[y != np.round(y)]
+    if len(frac):
+        return f"non-integer values such as {float(frac[0]):g}"
+    if y.min() < 0:
+        return f"negative values such as {int(y.min())}"
+    if len(np.unique(y)) > 100 or y.max() >= 1000:
+        return f"{len(np.unique(y))} distinct values up to {int(y.max())}"
+    return None
 
 
 def _infer_task(y: np.ndarray) -> str:

@@ -39,6 +39,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_specs(args: argparse.Namespace):
     """(dataset, model spec, train spec) from parsed arguments, with clear errors."""
+    import numpy as np
+
     from zoo.optimizers import OptimizerSpec
     from zoo.specs import TrainSpec, model_spec_for
 
@@ -58,8 +60,13 @@ def build_specs(args: argparse.Namespace):
         raise ConfigError(f"model {args.model!r} is a regression model but dataset {ds.name!r} "
                           f"is a {ds.task} task; use softmax, svm, mlp or logistic.")
     if task != "regression" and ds.task == "regression":
+        from zoo.data import not_labels_reason
+
+        reason = not_labels_reason(np.concatenate([ds.y_train.ravel(), ds.y_test.ravel()]))
+        why = f" (its targets hold {reason}, not class labels 0..C-1)" if reason else ""
         raise ConfigError(f"model {args.model!r} is a classifier but dataset {ds.name!r} is a "
-                          "regression task; use the linear model.")
+                          f"regression task{why}; use the linear model, or encode the classes "
+                          "as integers 0..C-1.")
     if task == "binary" and ds.task != "binary":
         raise ConfigError(f"model 'logistic' needs a binary task but dataset {ds.name!r} has "
                           f"{ds.n_classes} classes; use softmax (C classes) or a binary dataset "

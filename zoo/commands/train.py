@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
                               "and use `zoo convert` for other formats.")
         interchange.check_target(fmt, args.save, args.force)  # fail before training
     ds, model_spec, train_spec = build_specs(args)
+    if train_spec.batch_size > len(ds.X_train):
+        print(f"batch size {train_spec.batch_size} > {len(ds.X_train)} training samples: one "
+              "full batch per epoch (full-batch gradient descent)")
     pkg = importlib.import_module(f"{FRAMEWORKS[args.framework]}.train")
     from zoo.distributed import data_parallel  # --workers N: docs/distributed.md
 
