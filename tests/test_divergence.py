@@ -4,7 +4,8 @@ last finite weights, the ones that step started from (TF1 and Keras have applied
 update by then; they return the copy kept before it). `zoo train` then ends with one line on
 stderr naming the step and suggesting a smaller learning rate, and exit code 1 (exit code 2 is
 for input rejected before training); the weights it saves with --save are those last finite
-ones. `zoo compare` keeps exit code 0 and puts the same advice in its report's notes."""
+ones. `zoo compare` keeps exit code 0 (the comparison itself succeeded) and puts the step and
+the same advice in its table's and report's notes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import importlib
 
 import numpy as np
 import pytest
-from cli_run import one_error_line, zoo
+from cli_run import one_error_line, zoo, zoo_lines
 from helpers import load
 
 from zoo import interchange
@@ -91,3 +92,34 @@ def test_cli_lr_1e6_diverges_at_once():
     r = zoo("train", "linear", "--framework", "torch", "--dataset", "icecream", "--lr", "1e6")
     line = one_error_line(r, code=1)
     assert "non-finite at step 3 (epoch 1, batch 4)" in line and "learning rate 1e+06 is too large" in line and line.endswith("--lr 100000.")
+
+
+def test_keras_keeps_the_last_finite_weights_with_several_steps_per_execution():
+    """With steps_per_execution > 1 `fit` cannot stop between the steps of one execution; the
+    frozen copy still holds the weights the first non-finite step started from."""
+    from keras_models.train import train
+
+    ds = load("icecream")
+    spec = model_spec_for("linear", ds.n_features, 1)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=LR), epochs=5, batch_size=40)  # 10 steps per epoch
+    one = train(spec, ts, ds.X_train, ds.y_train, init_weights(spec))
+    five = train(spec, ts, ds.X_train, ds.y_train, init_weights(spec), steps_per_execution=5)
+    assert one.stopped_at is not None and five.stopped_at == one.stopped_at
+    assert np.array_equal(five.losses, one.losses)
+    for name, value in one.weights.items():
+        assert np.all(np.isfinite(value)) and np.array_equal(five.weights[name], value), name
+
+
+def test_compare_reports_the_step_and_the_advice(tmp_path):
+    import json
+
+    out = tmp_path / "report.json"
+    r = zoo("compare", "linear", "--dataset", "icecream", "--lr", "10", "--epochs", "3",
+            "--frameworks", "torch,tf1", "--json", out)
+    assert r.returncode == 0, r.stderr
+    assert [line for line in zoo_lines(r.stderr) if "Warning" in line] == []
+    notes = json.loads(out.read_text())["notes"]
+    for fw in ("torch", "tf1"):
+        assert (f"{fw}: the loss became non-finite at step 13; training stopped there and kept "
+                "the last finite weights (the learning rate 10 is too large: try a smaller one, "
+                "e.g. --lr 1).") in notes

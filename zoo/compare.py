@@ -137,7 +137,8 @@ def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -
     atol, rtol = tolerance
     n = min(len(h.losses), len(ref.losses))
     la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
-    bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
+    with np.errstate(invalid="ignore"):  # inf - inf after a divergence
+        bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
     first = int(np.argmax(bad_loss)) if bad_loss.any() else None
     if h.step_weights and ref.step_weights:
         m = min(len(h.step_weights), len(ref.step_weights))
@@ -161,7 +162,9 @@ def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[
     for r in results.values():
         h = r.history
         n = min(len(h.losses), len(ref.losses))
-        r.loss_diff = np.abs(np.asarray(h.losses[:n], np.float64) - np.asarray(ref.losses[:n], np.float64))
+        with np.errstate(invalid="ignore"):  # inf - inf after a divergence
+            r.loss_diff = np.abs(np.asarray(h.losses[:n], np.float64)
+                                 - np.asarray(ref.losses[:n], np.float64))
         r.max_loss_diff = float(np.max(r.loss_diff)) if n else 0.0
         r.max_weight_diff = _max_abs_diff(h.weights, ref.weights)
         if h.step_weights and ref.step_weights:
@@ -321,8 +324,11 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
         comp.notes.append("dropout uses the same precomputed masks in every framework.")
     for fw, r in results.items():
         if r.history.stopped_at is not None:
+            lr = train_spec.optimizer.lr
             comp.notes.append(f"{fw}: the loss became non-finite at step {r.history.stopped_at}; "
-                              "training stopped there (try a smaller learning rate).")
+                              "training stopped there and kept the last finite weights (the "
+                              f"learning rate {lr:g} is too large: try a smaller one, e.g. "
+                              f"--lr {lr / 10:g}).")
     return comp
 
 
