@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +101,14 @@ def test_checkpoint_rules(tmp_path):
     with pytest.raises(DataError, match=r"torch.ckpt.npz' is truncated or corrupt .*; delete "
                        r"it or start over with --force\."):
         train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
+    class Touch:  # a pickle that would create a file if anything unpickled it
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "unpickled",))
+
+    checkpoint_path(tmp_path, "torch").write_bytes(pickle.dumps(Touch()))
+    with pytest.raises(DataError, match=r"torch.ckpt.npz' is truncated or corrupt \(.*pickled"):
+        train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
+    assert not (tmp_path / "unpickled").exists()
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match=r"checkpoint directory .* is a file"):
         train(spec, ts, X, y, init, checkpoint_dir=tmp_path / "file")
