@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import os
 import tempfile
 import time
@@ -216,10 +217,13 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         check_workers(world, train_spec.batch_size)
         _init_group(rank, world, timeout)
         try:
-            return train_rank(model_spec, train_spec, X, y, init,
+            hist = train_rank(model_spec, train_spec, X, y, init,
                               record_weights=record_weights, progress=progress, fault=fault)
+            dist.barrier()
         finally:
+            gc.collect()  # DDP's reducer holds the group: free it before the group goes
             dist.destroy_process_group()
+        return hist
 
     world = check_workers(2 if workers is None else workers, train_spec.batch_size)
     payload = {"model_spec": model_spec, "train_spec": train_spec, "X": np.asarray(X),
