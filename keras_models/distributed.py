@@ -27,8 +27,9 @@ What keeps it equal to one process (docs/distributed.md, "How gradients are aver
 - the recorded loss of a step is written into an on-read, sum-aggregated variable: every
   replica writes its part, reading sums them. A non-finite loss stops the run after that step
   (Keras has applied its update by then) and the weights the step started from are returned.
-MultiWorkerMirroredStrategy (several processes or machines with TF_CONFIG) is not wired in:
-see docs/distributed.md for why.
+MultiWorkerMirroredStrategy (several processes or machines with TF_CONFIG) is not wired in
+(measured here: Keras 3.15 `fit` fails under it, and its gRPC servers listen on every
+interface; docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -150,10 +151,14 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         x_spec = (x_spec, *[tf.TensorSpec((None, h), dtype) for h in model_spec.hidden])
     signature = (x_spec, tf.TensorSpec((None, *yd.shape[1:]), tf.as_dtype(yd.dtype)),
                  tf.TensorSpec((None,), dtype))
-    dataset = tf.data.Dataset.from_generator(
-        lambda: shard_elements(model_spec, train_spec, Xd, yd, world, masks=use_masks),
-        output_signature=signature)
-    distributed = strategy.distribute_datasets_from_function(lambda ctx: dataset)
+
+    def make_dataset(ctx: tf.distribute.InputContext | None = None):
+        # MirroredStrategy: one input pipeline (this process) feeding all its replicas.
+        return tf.data.Dataset.from_generator(
+            lambda: shard_elements(model_spec, train_spec, Xd, yd, world, masks=use_masks),
+            output_signature=signature)
+
+    distributed = strategy.distribute_datasets_from_function(make_dataset)
 
     class ShardLoss(keras.losses.Loss):
         """sum(per-sample loss * sample_weight) + 0.5 * l2 * sum(kernel**2) / W per replica
@@ -191,7 +196,7 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         # (`_maybe_symbolic_build`), which fails when the shards differ in size (12 and 11
         # rows). Build from replica 0's first shard instead: only its structure and dtypes
         # matter there; the iterator is reset before training either way.
-        first = next(iter(dataset.take(1)))
+        first = next(iter(make_dataset().take(1)))
 
         def symbolic_build(iterator=None, data_batch=None):
             with strategy.scope():
