@@ -120,9 +120,11 @@ def _start_weights(get_weights):
 
 def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
                    init: dict[str, np.ndarray] | None, strategy, *,
-                   record_weights: bool = False, fault: dict | None = None) -> History:
+                   record_weights: bool = False, progress=None,
+                   fault: dict | None = None) -> History:
     """Train under `strategy` (a MirroredStrategy, already created) with the shards of
-    `shard_elements`; returns the History of the whole run (global-batch losses)."""
+    `shard_elements`; returns the History of the whole run (global-batch losses).
+    `progress(epoch, step, loss)` is called after every step."""
     import dataclasses
 
     import keras
@@ -187,7 +189,7 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         optimizer = make_optimizer(train_spec.optimizer, dtype)
         loss = ShardLoss(mod.make_loss(), _kernels(model), optimizer.iterations)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=1)
-        tracker = _Progress(loss, mod.get_weights if record_weights else None, None,
+        tracker = _Progress(loss, mod.get_weights if record_weights else None, progress,
                             per_step=True)
         keeper = _start_weights(mod.get_weights)
         callbacks = [keeper, tracker] + ([_fault_callback(fault)] if fault else [])
@@ -227,8 +229,9 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
           record_weights: bool = False, progress=None, timeout: float = DEFAULT_TIMEOUT,
           fault: dict | None = None) -> History:
     """Train like `keras_models.train.train` on `workers` mirrored replicas (logical CPU
-    devices of one process, started here as a subprocess). `progress` is not called (the
-    training runs in the subprocess). `fault` is a test hook (see `_fault_callback`).
+    devices of one process, started here as a subprocess). `progress(epoch, step, loss)` is
+    called for every step the subprocess reports on its stdout (from a reader thread).
+    `fault` is a test hook (see `_fault_callback`).
     Imports no TensorFlow in this process."""
     check_inputs(model_spec, X, y, what="keras_models")
     world = check_workers(workers, train_spec.batch_size)
@@ -238,12 +241,22 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         np.savez(d / "init.npz", **(init or {}))
         job = {"model": model_spec.to_dict(), "train": train_spec.to_dict(), "workers": world,
                "data": str(d / "data.npz"), "init": str(d / "init.npz") if init else None,
-               "out": str(d / "out.npz"), "record_weights": record_weights, "fault": fault}
-        run_module("keras_models.distributed", job, d / "job.json", timeout)
+               "out": str(d / "out.npz"), "record_weights": record_weights, "fault": fault,
+               "progress": progress is not None}
+        on_event = None
+        if progress is not None:
+            def on_event(ev: dict) -> None:
+                progress(ev["epoch"], ev["step"], ev["loss"])
+        run_module("keras_models.distributed", job, d / "job.json", timeout, on_event)
         with np.load(d / "out.npz", allow_pickle=False) as z:
             hist = History.from_npz_dict(FRAMEWORK, {k: z[k] for k in z.files})
     hist.extra["workers"] = world
     return hist
+
+
+def _print_progress(epoch: int, step: int, loss: float) -> None:
+    sys.stdout.write(json.dumps({"epoch": epoch, "step": step, "loss": float(loss)}) + "\n")
+    sys.stdout.flush()
 
 
 def _main(job_path: str) -> int:
@@ -267,7 +280,9 @@ def _main(job_path: str) -> int:
                 init = {k: z[k] for k in z.files}
         hist = train_mirrored(ModelSpec.from_dict(job["model"]),
                               TrainSpec.from_dict(job["train"]), X, y, init, strategy,
-                              record_weights=job["record_weights"], fault=job["fault"])
+                              record_weights=job["record_weights"],
+                              progress=_print_progress if job.get("progress") else None,
+                              fault=job["fault"])
         np.savez(job["out"], **hist.to_npz_dict())
     except Exception as exc:  # one line for the parent; the traceback goes to stderr
         import traceback

@@ -76,6 +76,19 @@ def test_bad_worker_counts_are_refused_with_the_fix():
         data_parallel(object(), "tf1", 2)
 
 
+def test_data_parallel_is_the_plain_module_for_one_worker_and_refuses_checkpoints():
+    from torch_models import train
+
+    assert data_parallel(train, "torch", 1) is train
+    wrapped = data_parallel(train, "torch", 2)
+    assert wrapped.evaluate is train.evaluate
+    ds, ms, ts, init = _setup()
+    with pytest.raises(ConfigError, match=r"--workers does not combine with checkpoint_dir, "
+                                          r"force, resume yet"):
+        wrapped.train(ms, ts, ds.X_train, ds.y_train, init, checkpoint_dir="ckpt",
+                      resume=False, force=False)
+
+
 # ------------------------------------------------------------------------------- PyTorch DDP
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_torch_ddp_two_ranks_equal_one_process(optimizer):
@@ -288,3 +301,19 @@ def test_zoo_train_and_compare_with_two_workers_print_the_one_process_results(tm
     for fw in ("torch", "keras"):
         assert report["frameworks"][fw]["first_divergent_step"] is None
         assert report["frameworks"][fw]["max_weight_diff"] <= TOL["float32"]
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_progress_reports_every_step_with_the_recorded_loss(framework):
+    """The spawned ranks (torch: rank 0, through a queue) and the Keras subprocess (its
+    stdout) report (epoch, step, loss) for every step, in order, with the History's losses."""
+    import importlib
+
+    ds, ms, ts, init = _setup(epochs=2)
+    pkg = {"torch": "torch_models", "keras": "keras_models"}[framework]
+    events: list[tuple] = []
+    hist = importlib.import_module(f"{pkg}.distributed").train(
+        ms, ts, ds.X_train, ds.y_train, init, workers=2, timeout=TIMEOUT,
+        progress=lambda *ev: events.append(ev))
+    assert [(e, s) for e, s, _ in events] == [(e, s) for e in range(2) for s in range(6)]
+    np.testing.assert_array_equal(np.array([v for _, _, v in events]), hist.losses)

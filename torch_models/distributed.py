@@ -183,8 +183,10 @@ def _spawned_rank(rank: int, world: int, port: int, payload: dict, out_dir: str,
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)  # tiny matmuls; the ranks share the cores
     _init_group(rank, world, timeout, port)
+    queue = payload["progress"] if rank == 0 else None
     hist = train_rank(payload["model_spec"], payload["train_spec"], payload["X"], payload["y"],
                       payload["init"], record_weights=payload["record_weights"] and rank == 0,
+                      progress=None if queue is None else lambda *event: queue.put(event),
                       fault=payload["fault"])
     np.savez(Path(out_dir) / f"rank{rank}.npz", **hist.to_npz_dict())
     dist.barrier()  # every rank has written its result
@@ -203,7 +205,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
 
     Under `torchrun` this process is one rank (workers must be None or the world size) and
     `progress` is called on every rank. Otherwise `workers` ranks are spawned on 127.0.0.1
-    (`progress` is not called: the ranks are other processes). `fault` is a test hook (see
+    and `progress` gets rank 0's steps through a queue, in this process. `fault` is a test
+    hook (see
     `_fault_here`). Returns rank 0's History; `History.extra["workers"]` is the world size."""
     from torch_models.train import _check
 
@@ -226,10 +229,16 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         return hist
 
     world = check_workers(2 if workers is None else workers, train_spec.batch_size)
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue() if progress is not None else None
     payload = {"model_spec": model_spec, "train_spec": train_spec, "X": np.asarray(X),
                "y": np.asarray(y), "init": init, "record_weights": record_weights,
-               "fault": fault}
-    import torch.multiprocessing as mp
+               "fault": fault, "progress": queue}
+
+    def report() -> None:  # rank 0's (epoch, step, loss) events so far
+        while queue is not None and not queue.empty():
+            progress(*queue.get())
 
     with tempfile.TemporaryDirectory(prefix="zoo-ddp-") as tmp:
         store, port = _loopback_store(timeout)
@@ -237,8 +246,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                                  nprocs=world, join=False, start_method="spawn")
         end = time.monotonic() + timeout
         try:
-            while not ctx.join(timeout=max(0.0, min(1.0, end - time.monotonic())),
+            slice_ = 1.0 if queue is None else 0.2
+            while not ctx.join(timeout=max(0.0, min(slice_, end - time.monotonic())),
                                grace_period=2.0):
+                report()
                 if time.monotonic() >= end:
                     raise DistributedError(
                         f"torch DDP: the {world} ranks did not finish within {timeout:.0f} s "
@@ -257,6 +268,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     p.kill()
                     p.join()
             del store
+        report()
         hists = []
         for r in range(world):
             with np.load(Path(tmp) / f"rank{r}.npz", allow_pickle=False) as d:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +94,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_module(module: str, job: dict, job_path: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Run `python -m module JOB.json` and wait at most `timeout` seconds.
+def run_module(module: str, job: dict, job_path: Path, timeout: float = DEFAULT_TIMEOUT,
+               on_event: Callable[[dict], None] | None = None) -> None:
+    """Run `python -m module JOB.json` and wait at most `timeout` seconds; each JSON object
+    the job prints on a line of stdout goes to `on_event` (from a reader thread).
 
     Raises DistributedError naming what happened (the job's own error line when it wrote one,
     the exit code or signal and the end of its stderr otherwise, or the timeout, after which
@@ -102,11 +105,13 @@ def run_module(module: str, job: dict, job_path: Path, timeout: float = DEFAULT_
     job_path.write_text(json.dumps(job))
     err_path = job_path.with_suffix(".error")
     with subprocess.Popen([sys.executable, "-m", module, str(job_path)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          env=_env()) as proc:
+                          stdout=subprocess.PIPE if on_event else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=_env()) as proc:
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
         reader.start()
+        if on_event is not None:
+            threading.Thread(target=_events, args=(proc.stdout, on_event), daemon=True).start()
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -122,6 +127,16 @@ def run_module(module: str, job: dict, job_path: Path, timeout: float = DEFAULT_
         how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
         tail = " | ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or "no output"
         raise DistributedError(f"{module}: the distributed run died ({how}): {tail}")
+
+
+def _events(stream, on_event: Callable[[dict], None]) -> None:
+    for line in stream:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a framework printing to stdout
+        if isinstance(event, dict):
+            on_event(event)
 
 
 def write_error(job_path: str | os.PathLike, exc: BaseException) -> None:
