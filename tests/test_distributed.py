@@ -7,7 +7,7 @@ rows (shards 3 and 2), so every step has unequal shards. Every run is bounded by
 rank that raises, exits or hangs ends the run with a DistributedError, never a hang; every
 listening socket of a run is on 127.0.0.1.
 
-The default run (~50 s: each run starts processes that import torch or TensorFlow) keeps one
+The default run (~45 s: each run starts processes that import torch or TensorFlow) keeps one
 failure test per framework; `-m slow` adds the others (torch rank raising, Keras subprocess
 exiting and hanging).
 """
@@ -317,3 +317,19 @@ def test_progress_reports_every_step_with_the_recorded_loss(framework):
         progress=lambda *ev: events.append(ev))
     assert [(e, s) for e, s, _ in events] == [(e, s) for e in range(2) for s in range(6)]
     np.testing.assert_array_equal(np.array([v for _, _, v in events]), hist.losses)
+
+
+def test_distributed_modules_import_only_their_own_framework():
+    """zoo.distributed and keras_models.distributed import no framework (the Keras run lives
+    in its subprocess); torch_models.distributed imports torch and nothing of TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zoo.distributed, keras_models.distributed; "
+            "bad = [m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules]; "
+            "import torch_models.distributed; "
+            "bad += [m for m in ('tensorflow', 'keras', 'tf1_compat') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
