@@ -5,8 +5,12 @@ module level, so `zoo --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import re
 import sys
+import threading
 
 from zoo import __version__
 from zoo.errors import ZooError
@@ -48,12 +52,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: TensorFlow's native (absl) log lines, which no environment variable silences in TF 2.21
+#: ("WARNING: All log messages before absl::InitializeLog() ...", "I0000 ... port.cc:153] ...").
+NATIVE_LOG = re.compile(rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ \S+:\d+\]|WARNING: All log "
+                        rb"messages before absl::InitializeLog\(\) is called|To enable the "
+                        rb"following instructions: .* rebuild TensorFlow)")
+
+
+@contextlib.contextmanager
+def native_log_filter():
+    """Drop TensorFlow's native log lines from stderr for the duration of a command.
+
+    Native code writes to file descriptor 2; it is pointed at a pipe whose reader thread drops
+    the absl-format lines (and their indented continuations) and forwards everything else.
+    Python's own `sys.stderr` keeps the original descriptor, so the zoo's one-line errors and
+    rich's progress display (which needs a terminal) are untouched."""
+    try:
+        saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
+    except OSError:  # no usable stderr: nothing to filter
+        yield
+        return
+
+    def pump() -> None:
+        skipping = False
+        with os.fdopen(read_fd, "rb", buffering=0) as src:
+            buf = b""
+            while chunk := src.read(65536):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if NATIVE_LOG.match(line):
+                        skipping = True
+                    elif not (skipping and line.startswith((b"\t", b" "))):
+                        skipping = False
+                        os.write(saved, line + b"\n")
+            if buf:
+                os.write(saved, buf)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    sys.stderr.flush()
+    old_stderr = sys.stderr
+    sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=old_stderr.encoding or "utf-8",
+                      errors="backslashreplace")
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
+        thread.join(timeout=5)
+        sys.stderr.close()
+        sys.stderr = old_stderr
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    with native_log_filter():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args._module.run(args) or 0)
     except ZooError as exc:
