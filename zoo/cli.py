@@ -94,8 +94,13 @@ def native_log_filter():
     thread.start()
     sys.stderr.flush()
     old_stderr = sys.stderr
-    sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=old_stderr.encoding or "utf-8",
-                      errors="backslashreplace")
+    try:
+        on_fd2 = old_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # replaced, e.g. by a test's capture
+        on_fd2 = False
+    if on_fd2:
+        sys.stderr = open(os.dup(saved), "w", buffering=1,
+                          encoding=old_stderr.encoding or "utf-8", errors="backslashreplace")
     os.dup2(write_fd, 2)
     os.close(write_fd)
     try:
@@ -104,8 +109,9 @@ def native_log_filter():
         sys.stderr.flush()
         os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
         thread.join(timeout=5)
-        sys.stderr.close()
-        sys.stderr = old_stderr
+        if on_fd2:
+            sys.stderr.close()
+            sys.stderr = old_stderr
         os.close(saved)
 
 
