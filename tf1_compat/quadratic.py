@@ -59,7 +59,11 @@ class QuadraticGraph:
             self.fix_init = (not defaults) if fix_init is None else fix_init
             self.optimizer = (make_default_optimizer(optimizer.name, optimizer.lr, dtype)
                               if defaults else make_optimizer(optimizer, dtype))
-            self.train = self.optimizer.minimize(self.cost, var_list=[self.w])
+            # One Session.run per step fetches w, J and the update together: the control
+            # dependency makes the update wait until w and J have been read.
+            self.w_now = tf.identity(self.w)
+            with tf.control_dependencies([self.w_now, self.cost]):
+                self.train = self.optimizer.minimize(self.cost, var_list=[self.w])
             self.init = tf1.global_variables_initializer()
         self.session = tf1.Session(graph=self.graph)
 
@@ -73,13 +77,12 @@ class QuadraticGraph:
         if self.fix_init:
             after_init(sess, self.optimizer, [self.w])
         ws, costs = [], []
-        for _ in range(steps + 1):
-            w, c = sess.run([self.w, self.cost], feed_dict=feed)
+        for _ in range(steps):
+            w, c, _ = sess.run([self.w_now, self.cost, self.train], feed_dict=feed)
             ws.append(w)
             costs.append(c)
-            if len(ws) <= steps:
-                sess.run(self.train, feed_dict=feed)
-        return {"w": np.asarray(ws), "cost": np.asarray(costs)}
+        w, c = sess.run([self.w_now, self.cost], feed_dict=feed)
+        return {"w": np.asarray([*ws, w]), "cost": np.asarray([*costs, c])}
 
     def close(self) -> None:
         self.session.close()

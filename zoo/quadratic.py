@@ -224,14 +224,19 @@ def run_frameworks(frameworks: str | Iterable[str] = tuple(FRAMEWORKS),
                    coefficients: Iterable[float] = SEED_COEFFICIENTS, w0: float = 0.0,
                    optimizer: OptimizerSpec = SEED_OPTIMIZER,
                    steps: int = 1000, dtype: str = "float32") -> dict[str, dict[str, np.ndarray]]:
-    """{framework: {"w": ..., "cost": ...}} for each requested framework, in the order given."""
+    """{framework: {"w": ..., "cost": ...}} for each requested framework, in the order given.
+
+    Keras runs its fast path, the whole loop inside one `tf.function` (the same numbers as the
+    eager loop, which is ~10x slower: docs/benchmarks.md)."""
     names = parse_frameworks(frameworks)
     coefficients = check_coefficients(coefficients)
     check_steps(steps)
     check_dtype(dtype)
     mods = _import_in_safe_order(names)
     return {n: mods[n].minimize(coefficients=coefficients, w0=w0, optimizer=optimizer,
-                                steps=steps, dtype=dtype) for n in names}
+                                steps=steps, dtype=dtype,
+                                **({"compiled": True} if n == "keras" else {}))
+            for n in names}
 
 
 def run_saddle_frameworks(frameworks: str | Iterable[str], optimizers: Iterable[OptimizerSpec],
