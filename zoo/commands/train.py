@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_dir:
         ckpt_args = {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
                      "force": args.force}
+    if args.framework == "keras" and (args.workers or 1) == 1:
+        # Keras's fast path: a whole epoch per tf.function call (bit-identical results,
+        # tests/test_keras_models.py; ~4x faster at batch 32, docs/benchmarks.md).
+        ckpt_args["steps_per_execution"] = -(-len(ds.X_train) // train_spec.batch_size)
     hist = pkg.train(model_spec, train_spec, ds.X_train, ds.y_train, init, **ckpt_args)
     metrics = pkg.evaluate(model_spec, hist.weights, ds.X_test, ds.y_test)
     final = float(hist.losses[-1]) if len(hist.losses) else float("nan")
