@@ -177,6 +177,9 @@ CLI: dict[str, tuple[list[str], str]] = {
     "unknown-dataset": ([*TRAIN, "--dataset", "irs"],
                         "zoo train: error: unknown dataset 'irs'. Did you mean 'iris'? Known "
                         "datasets: breast_cancer, digits, icecream, iris, mnist, mnist10k."),
+    "no-fixed-split": (["data", "iris", "--split", "fixed"],
+                       "zoo data: error: dataset 'iris' has no fixed split (only mnist, mnist10k "
+                       "have one); use the seeded split."),
     "csv-missing-target": ([*TRAIN, "--csv", "{ok.csv}", "--target", "y"],
                            "zoo train: error: {ok.csv}: no column named 'y'; the columns are a, b, "
                            "label. Pass one of them as --target."),

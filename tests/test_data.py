@@ -111,6 +111,8 @@ def test_real_t10k_checksums_and_shape(shared_mnist):
     assert labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first t10k labels
     ds = data.load("mnist10k", data_dir=shared_mnist)
     assert (len(ds.X_train), len(ds.X_test), ds.n_features, ds.n_classes) == (8000, 2000, 784, 10)
+    np.testing.assert_array_equal(ds.y_test, labels[8000:])  # the fixed split: file order
+    np.testing.assert_array_equal(ds.X_test, (images[8000:].reshape(2000, -1) / 255.0).astype(np.float32))
     assert ds.image_shape == (28, 28) and 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
 
 
@@ -125,6 +127,61 @@ def test_mnist_from_keras_style_npz(tmp_path):
     np.savez(tmp_path / "mnist.npz", x_test=x, y_test=y)
     with pytest.raises(ChecksumError, match="mnist.npz: SHA-256"):
         data.load("mnist10k", data_dir=tmp_path)
+
+
+def _fake_mnist(monkeypatch, n_train: int, n_test: int) -> None:
+    """Stand-in MNIST arrays (each image filled with its own index mod 256) behind the finder."""
+    def fake(data_dir, parts, download):
+        out = {}
+        for p, n in (("train", n_train), ("test", n_test)):
+            if p in parts:
+                out[f"x_{p}"] = np.broadcast_to((np.arange(n) % 256).astype(np.uint8)[:, None, None],
+                                                (n, 28, 28))
+                out[f"y_{p}"] = (np.arange(n) * 7) % 10
+        return out, "fake"
+    monkeypatch.setattr(data, "_find_mnist", fake)
+
+
+def test_mnist10k_fixed_split_is_the_last_2000_in_file_order(monkeypatch):
+    _fake_mnist(monkeypatch, 0, 2600)
+    ds = data.load("mnist10k", seed=5)  # the seed does not move a fixed split
+    assert (len(ds.X_train), len(ds.X_test)) == (600, 2000)
+    np.testing.assert_array_equal(ds.X_train[:, 0] * 255, np.arange(600) % 256)
+    np.testing.assert_array_equal(ds.X_test[:, 0] * 255, np.arange(600, 2600) % 256)
+    np.testing.assert_array_equal(ds.y_test, (np.arange(600, 2600) * 7) % 10)
+    assert ds.summary()["split"] == "the test set's first 8,000 images / its last 2,000, in file order"
+
+
+def test_mnist_fixed_split_is_the_official_one(monkeypatch):
+    _fake_mnist(monkeypatch, 300, 10_000)
+    ds = data.load("mnist")
+    assert (len(ds.X_train), len(ds.X_test)) == (300, 10_000)
+    np.testing.assert_array_equal(ds.X_test[:, 0] * 255, np.arange(10_000) % 256)
+
+
+def test_mnist10k_seeded_split_on_request(monkeypatch):
+    _fake_mnist(monkeypatch, 0, 2600)
+    a = data.load("mnist10k", split="seeded", seed=0)
+    b = data.load("mnist10k", split="seeded", seed=1, test_size=0.5)
+    assert (len(a.X_test), len(b.X_test)) == (520, 1300)
+    assert np.bincount(a.y_test).tolist() == [52] * 10  # stratified
+    assert a.summary()["split"] == "seeded (seed 0, 0.2 held out, stratified by class)"
+    assert not np.array_equal(a.X_test[:, 0], data.load("mnist10k", split="seeded", seed=1).X_test[:, 0])
+
+
+def test_fixed_split_errors(monkeypatch):
+    _fake_mnist(monkeypatch, 0, 1500)
+    with pytest.raises(DataError, match=r"^fake: 1500 samples, but the fixed split of mnist10k "
+                       r"takes the last 2,000 as its test set; load the complete files\.$"):
+        data.load("mnist10k")
+    with pytest.raises(ConfigError, match=r"^test_size applies to the seeded split, but mnist10k "
+                       r"uses its fixed split; pass split='seeded' to choose the test share\.$"):
+        data.load("mnist10k", test_size=0.3)
+    with pytest.raises(ConfigError, match=r"^split must be 'fixed' or 'seeded', got 'random'\.$"):
+        data.load("iris", split="random")
+    with pytest.raises(ConfigError, match=r"^dataset 'iris' has no fixed split \(only mnist, "
+                       r"mnist10k have one\); use the seeded split\.$"):
+        data.load("iris", split="fixed")
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -263,7 +320,7 @@ def test_one_hot_round_trip(labels):
 def test_split_sizes_and_classes(n, classes, seed):
     y = np.arange(n) % classes
     X = np.arange(n, dtype=float)[:, None]
-    Xtr, Xte, ytr, yte = data.split(X, y, seed=seed)
+    Xtr, Xte, ytr, yte = data.split_arrays(X, y, seed=seed)
     assert len(Xte) == int(np.ceil(0.2 * n)) and len(Xtr) + len(Xte) == n
     assert sorted(np.concatenate([Xtr, Xte])[:, 0].tolist()) == list(range(n))
     if len(yte) >= classes:  # stratified: every class in both parts

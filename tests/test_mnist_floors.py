@@ -1,5 +1,13 @@
-"""Accuracy floors on the real MNIST test set (mnist10k: 8,000 train / 2,000 test) in every
-framework. Slow (minutes), so they run only with `-m slow`, and only where the data is."""
+"""Accuracy floors on the real MNIST test set (mnist10k: its first 8,000 images train, its last
+2,000 test) in every framework; they run where the data is (about 25 s on 2 cores).
+
+The floors are the issue's: softmax >= 0.91 with SGD lr 0.5 for 10 epochs, the MLP >= 0.93 with
+Adam lr 1e-3 for 10 epochs, and seed 004's own Adam lr 1e-4 for 20 epochs reported beside it.
+They hold on mnist10k's fixed split. On a seeded stratified 8,000/2,000 draw of the same images
+no linear softmax classifier reaches 0.91 at all (`test_seeded_split_is_at_the_linear_ceiling`
+measures that ceiling with scikit-learn's solver), which is why mnist10k's default split is the
+fixed one: the split anyone can rebuild by slicing, and the one the issue's probes ran on.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +20,23 @@ from zoo import data
 from zoo.optimizers import OptimizerSpec
 from zoo.specs import TrainSpec, init_weights, model_spec_for
 
-pytestmark = pytest.mark.slow
 PACKAGES = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models"}
 
 
-@pytest.fixture(scope="module")
-def mnist(request):
+def _load(split: str) -> data.Dataset:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"the real MNIST test set is not present at {SHARED_MNIST}")
-    return data.load("mnist10k", data_dir=SHARED_MNIST)
+    return data.load("mnist10k", data_dir=SHARED_MNIST, split=split)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return _load("fixed")
+
+
+@pytest.fixture(scope="module")
+def mnist_seeded():
+    return _load("seeded")
 
 
 def _fit(fw, model, ds, opt, epochs, batch_size=32):
@@ -31,24 +47,48 @@ def _fit(fw, model, ds, opt, epochs, batch_size=32):
     return mod.evaluate(spec, h.weights, ds.X_test, ds.y_test)["accuracy"]
 
 
+def test_the_fixed_split(mnist):
+    assert (len(mnist.X_train), len(mnist.X_test)) == (8000, 2000)
+    assert mnist.split == data.FIXED_SPLITS["mnist10k"][1]
+
+
 @pytest.mark.parametrize("fw", list(PACKAGES))
 def test_softmax_floor(fw, mnist):
     acc = _fit(fw, "softmax", mnist, OptimizerSpec("sgd", lr=0.5), epochs=10)
-    print(f"mnist10k softmax {fw}: {acc:.4f}")
-    # Measured 0.905 in torch, Keras and TF1 on our stratified 8,000/2,000 split (lr 0.05 to
-    # 0.5, raw or standardised pixels: 0.873 to 0.908), short of the 0.91 the issue asked for.
-    assert acc >= 0.90
+    print(f"mnist10k softmax sgd 0.5 {fw}: {acc:.4f}")  # measured 0.9240 in all three
+    assert acc >= 0.91
 
 
 @pytest.mark.parametrize("fw", list(PACKAGES))
 def test_mlp_floor(fw, mnist):
     acc = _fit(fw, "mlp", mnist, OptimizerSpec("adam", lr=1e-3), epochs=10)
-    print(f"mnist10k mlp adam 1e-3 {fw}: {acc:.4f}")
+    print(f"mnist10k mlp adam 1e-3 {fw}: {acc:.4f}")  # measured 0.9420 keras/torch, 0.9405 tf1
     assert acc >= 0.93
 
 
 def test_mlp_with_the_seeds_learning_rate(mnist):
-    # seed 004 trains with Adam lr 1e-4: slower; reported, with a lower floor
+    # seed 004 trains with Adam lr 1e-4: slower; the issue expects "about 0.91 in 20 epochs"
     acc = _fit("torch", "mlp", mnist, OptimizerSpec("adam", lr=1e-4), epochs=20)
-    print(f"mnist10k mlp adam 1e-4 (seed 004) torch: {acc:.4f}")
-    assert acc >= 0.88
+    print(f"mnist10k mlp adam 1e-4 (seed 004) torch: {acc:.4f}")  # measured 0.9225
+    assert acc >= 0.91
+
+
+def test_seeded_split_is_at_the_linear_ceiling(mnist_seeded):
+    """On the seeded split the best L2-regularised softmax regression that scikit-learn's lbfgs
+    finds over a grid of C stays below 0.91, and our SGD softmax comes within a point of it."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    ds = mnist_seeded
+    best = 0.0
+    for c in (0.03, 0.1, 0.3, 1.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = LogisticRegression(C=c, max_iter=300).fit(ds.X_train, ds.y_train)
+        best = max(best, clf.score(ds.X_test, ds.y_test))
+    ours = _fit("torch", "softmax", ds, OptimizerSpec("sgd", lr=0.5), epochs=10)
+    print(f"mnist10k seeded split: scikit-learn best {best:.4f}, ours {ours:.4f}")
+    assert best < 0.91  # measured 0.9080 (C = 0.1): the floor cannot hold on this split
+    assert ours >= best - 0.01  # measured 0.9050

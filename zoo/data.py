@@ -1,6 +1,7 @@
 """The one place every framework gets its data from (numpy only).
 
-Datasets, a deterministic stratified split, standardisation fitted on the train split,
+Datasets, a deterministic split (a dataset's own fixed split where it has one, MNIST's; else
+stratified by seed), standardisation fitted on the train split,
 `one_hot` with Keras `to_categorical` semantics, the shared batch order, IDX/NPZ/CSV readers
 with checksum verification, and the validation that turns bad input into one clear error.
 
@@ -28,6 +29,8 @@ from zoo.errors import ChecksumError, ConfigError, DataError, DataNotFoundError,
 
 __all__ = [
     "DATASETS",
+    "FIXED_SPLITS",
+    "SPLITS",
     "Dataset",
     "batch_order",
     "check_batch_size",
@@ -35,7 +38,7 @@ __all__ = [
     "one_hot",
     "read_idx",
     "sha256sum",
-    "split",
+    "split_arrays",
     "standardize",
     "validate_arrays",
 ]
@@ -87,6 +90,8 @@ class Dataset:
     source: str
     image_shape: tuple[int, ...] | None = None
     feature_names: tuple[str, ...] = field(default=())
+    #: how train and test were drawn (a fixed split or the seeded one), for reports
+    split: str = ""
 
     @property
     def n_features(self) -> int:
@@ -111,6 +116,7 @@ class Dataset:
             "features": self.n_features,
             "dtype": str(self.dtype),
             "source": self.source,
+            "split": self.split,
         }
         if self.image_shape:
             out["image_shape"] = list(self.image_shape)
@@ -230,7 +236,7 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int, *, shuffle: bool
 
 
 # ----------------------------------------------------------------------------- split and scale
-def split(X: np.ndarray, y: np.ndarray, *, test_size: float = 0.2, seed: int = 0,
+def split_arrays(X: np.ndarray, y: np.ndarray, *, test_size: float = 0.2, seed: int = 0,
           stratify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A deterministic train/test split by seed, stratified by class when `stratify`."""
     from sklearn.model_selection import train_test_split
@@ -528,24 +534,39 @@ def _mnist(parts: tuple[str, ...]):
     return loader
 
 
+#: Datasets that come with a fixed split: name -> (size of the test set, what it is). The test
+#: set is the last N samples in file order, so anyone can rebuild the split by slicing, in any
+#: framework, with no random generator involved. `load(..., split="seeded")` draws the
+#: stratified seeded split instead.
+FIXED_SPLITS: dict[str, tuple[int, str]] = {
+    "mnist": (10_000, "the official split: the 60,000 training images / the 10,000 test images"),
+    "mnist10k": (2_000, "the test set's first 8,000 images / its last 2,000, in file order"),
+}
+SPLITS = ("fixed", "seeded")
+
 #: name -> (loader, task, default preprocessing, description)
 DATASETS: dict[str, tuple] = {
     "iris": (_sklearn("iris"), "classification", "standard", "150 iris flowers, 4 features, 3 classes (scikit-learn)"),
     "digits": (_sklearn("digits"), "classification", "standard", "1,797 8x8 digits, 64 features, 10 classes (scikit-learn)"),
     "breast_cancer": (_sklearn("breast_cancer"), "binary", "standard", "569 tumours, 30 features, binary (scikit-learn): the logistic-regression task"),
     "icecream": (_icecream, "regression", "standard", "500 days of ice-cream sales from temperature, humidity, discount (seed 002)"),
-    "mnist": (_mnist(("train", "test")), "classification", "unit", "70,000 28x28 handwritten digits (IDX files or mnist.npz)"),
-    "mnist10k": (_mnist(("test",)), "classification", "unit", "the official 10,000-image MNIST test set, split 8,000/2,000"),
+    "mnist": (_mnist(("train", "test")), "classification", "unit", "70,000 28x28 handwritten digits, the official 60,000/10,000 split (IDX files or mnist.npz)"),
+    "mnist10k": (_mnist(("test",)), "classification", "unit", "the official 10,000-image MNIST test set alone, its first 8,000 / last 2,000 (offline work)"),
 }
 
 
 def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
          csv: str | os.PathLike | None = None, target: str | None = None,
-         npz: str | os.PathLike | None = None, seed: int = 0, test_size: float = 0.2,
+         npz: str | os.PathLike | None = None, seed: int = 0, test_size: float | None = None,
          preprocess: str | None = None, dtype: str = "float32", task: str | None = None,
-         download: bool = True) -> Dataset:
+         download: bool = True, split: str | None = None) -> Dataset:
     """Load a dataset by name (see `DATASETS`), or the user's own CSV (`csv` + `target`) or NPZ
     (arrays `X` and `y`), split it deterministically and preprocess it.
+
+    `split` is "fixed" (the dataset's own split, see `FIXED_SPLITS`: the default for `mnist`
+    and `mnist10k`) or "seeded" (a `test_size` share, 0.2 unless given, drawn by `seed` and
+    stratified by class for classification: the default everywhere else). `seed` draws only
+    the seeded split; the batch order takes its own seed.
 
     `preprocess` is "standard" (standardisation fitted on the train split only), "unit"
     (divide by 255, for images) or "none"; each dataset has a sensible default. `dtype` is
@@ -553,6 +574,18 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
     """
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+    if split is not None and split not in SPLITS:
+        raise ConfigError(f"split must be 'fixed' or 'seeded', got {split!r}.")
+    own_file = csv is not None or npz is not None
+    fixed = FIXED_SPLITS.get(name) if not own_file else None
+    if split == "fixed" and fixed is None:
+        raise ConfigError(f"{'your own data' if own_file else f'dataset {name!r}'} has no fixed "
+                          f"split (only {', '.join(FIXED_SPLITS)} have one); use the seeded split.")
+    split = split or ("fixed" if fixed else "seeded")
+    if split == "fixed" and test_size is not None:
+        raise ConfigError(f"test_size applies to the seeded split, but {name} uses its fixed "
+                          "split; pass split='seeded' to choose the test share.")
+    test_size = 0.2 if test_size is None else test_size
     image_shape = None
     feats: tuple[str, ...] = ()
     if csv is not None or npz is not None:
@@ -589,7 +622,18 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
     else:
         y = y.ravel().astype(np.int64)
         n_classes = 2 if task == "binary" else int(y.max()) + 1
-    Xtr, Xte, ytr, yte = split(X, y, test_size=test_size, seed=seed, stratify=task != "regression")
+    if split == "fixed":
+        n_test = fixed[0]
+        if len(X) <= n_test:
+            raise DataError(f"{source}: {len(X)} samples, but the fixed split of {name} takes "
+                            f"the last {n_test:,} as its test set; load the complete files.")
+        Xtr, Xte, ytr, yte = X[:-n_test], X[-n_test:], y[:-n_test], y[-n_test:]
+        how = fixed[1]
+    else:
+        Xtr, Xte, ytr, yte = split_arrays(X, y, test_size=test_size, seed=seed,
+                                          stratify=task != "regression")
+        how = (f"seeded (seed {seed}, {test_size:g} held out"
+               f"{', stratified by class' if task != 'regression' else ''})")
     prep = preprocess or default_prep
     if prep == "standard":
         Xtr, Xte = standardize(Xtr, Xte)
@@ -601,4 +645,4 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
     return Dataset(name=label, X_train=Xtr.astype(dtype), y_train=ytr.astype(ydt),
                    X_test=Xte.astype(dtype), y_test=yte.astype(ydt), task=task,
                    n_classes=n_classes, source=source, image_shape=image_shape,
-                   feature_names=feats)
+                   feature_names=feats, split=how)

@@ -17,13 +17,17 @@ def add_data_arguments(p: argparse.ArgumentParser, *, name_required: bool = Fals
     p.add_argument("--target", metavar="COLUMN", help="the CSV's label column")
     p.add_argument("--npz", metavar="PATH", help="your own .npz file with arrays X and y")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and batch order (default 0)")
+    p.add_argument("--split", choices=data.SPLITS,
+                   help="'fixed': the dataset's own split (the default for "
+                        f"{' and '.join(data.FIXED_SPLITS)}); 'seeded': a stratified 80/20 split "
+                        "drawn by --seed (the default for the others)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="floating-point type (default float32)")
 
 
 def load_from_args(args: argparse.Namespace, name: str | None) -> data.Dataset:
     return data.load(name, data_dir=args.data_dir, csv=args.csv, target=args.target,
-                     npz=args.npz, seed=args.seed, dtype=args.dtype)
+                     npz=args.npz, seed=args.seed, dtype=args.dtype, split=args.split)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     t.add_row("source", s["source"])
     shape = f" ({'x'.join(map(str, s['image_shape']))} images)" if "image_shape" in s else ""
     t.add_row("samples", f"{s['train_samples']:,} train / {s['test_samples']:,} test")
+    t.add_row("split", s["split"])
     t.add_row("features", f"{s['features']}{shape}")
     t.add_row("dtype", s["dtype"])
     if ds.task == "regression":
