@@ -31,7 +31,6 @@ What keeps it equal to one process (docs/distributed.md, "How gradients are aver
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import gc
 import os
@@ -45,7 +44,6 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from zoo.data import batch_order
 from zoo.distributed import (
     DEFAULT_TIMEOUT,
     LOOPBACK,
@@ -54,7 +52,7 @@ from zoo.distributed import (
     shard,
     torchrun_world,
 )
-from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
+from zoo.specs import History, ModelSpec, TrainSpec
 
 __all__ = ["train", "train_rank"]
 
@@ -81,69 +79,37 @@ def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: n
     """This rank's part of a data-parallel run, in an initialised gloo process group.
 
     Returns the History of the whole run (global-batch losses, identical on every rank)."""
-    from torch_models.train import _features, _l2_penalty, _targets, model_module
+    from torch_models.train import _l2_penalty, run_loop
 
     rank, world = dist.get_rank(), dist.get_world_size()
-    dtype = train_spec.dtype
-    mod = model_module(model_spec)
-    built_spec = model_spec
-    if train_spec.dropout_mode == "off" and model_spec.dropout:
-        built_spec = dataclasses.replace(model_spec, dropout=0.0)
-    model = mod.build(built_spec, init, dtype)
-    ddp = DistributedDataParallel(model)  # CPU: no device_ids; broadcasts rank 0's weights
-    loss_fn = mod.make_loss()
-    from torch_models.optimizers import make_optimizer
 
-    optimizer = make_optimizer(train_spec.optimizer, ddp.parameters())
-    use_masks = train_spec.dropout_mode == "shared" and bool(model_spec.hidden) \
-        and model_spec.dropout > 0
-    Xt, yt = _features(X, dtype), _targets(model_spec, y, dtype)
+    def shard_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
+        _fault_here(fault, rank, global_step)
+        n = len(idx)
+        mine, lo, hi = shard(idx, rank, world)
+        index = torch.from_numpy(mine)
+        # the global batch's masks, this rank's rows
+        tmasks = [torch.from_numpy(m[lo:hi]) for m in masks] if masks is not None else None
+        out = net(Xt[index], masks=tmasks)
+        if len(mine):
+            part = loss_fn(out, yt[index]) * (len(mine) / n)  # this shard's sum / n
+        else:
+            part = out.sum() * 0.0  # zero gradients for every parameter
+        penalty = _l2_penalty(model, l2)
+        (part * world + penalty).backward()  # DDP averages over the ranks
+        total = part.detach().clone()
+        dist.all_reduce(total)  # sum over ranks: the global batch's mean data loss
+        return float(total.item()) + float(penalty), _done
 
-    losses: list[float] = []
-    snapshots: list[dict[str, np.ndarray]] = []
-    epoch_seconds: list[float] = []
-    stopped_at: int | None = None
-    ddp.train()
-    for epoch in range(train_spec.epochs):
-        start = time.perf_counter()
-        batches = batch_order(len(Xt), train_spec.batch_size, train_spec.seed, epoch,
-                              shuffle=train_spec.shuffle)
-        for step, idx in enumerate(batches):
-            _fault_here(fault, rank, len(losses))
-            n = len(idx)
-            mine, lo, hi = shard(idx, rank, world)
-            index = torch.from_numpy(mine)
-            masks = None
-            if use_masks:  # the global batch's masks, this rank's rows
-                masks = [torch.from_numpy(m[lo:hi]) for m in dropout_masks(
-                    model_spec, n, train_spec.seed, epoch, step, dtype)]
-            optimizer.zero_grad()
-            out = ddp(Xt[index], masks=masks)
-            if len(mine):
-                part = loss_fn(out, yt[index]) * (len(mine) / n)  # this shard's sum / n
-            else:
-                part = out.sum() * 0.0  # zero gradients for every parameter
-            penalty = _l2_penalty(model, train_spec.l2)
-            (part * world + penalty).backward()  # DDP averages over the ranks
-            total = part.detach().clone()
-            dist.all_reduce(total)  # sum over ranks: the global batch's mean data loss
-            value = float(total.item()) + float(penalty)
-            losses.append(value)
-            if not np.isfinite(value):
-                stopped_at = len(losses) - 1
-                break
-            optimizer.step()
-            if record_weights:
-                snapshots.append(mod.get_weights(model))
-            if progress is not None:
-                progress(epoch, step, value)
-        epoch_seconds.append(time.perf_counter() - start)
-        if stopped_at is not None:
-            break
-    return History(framework=FRAMEWORK, losses=np.asarray(losses, dtype=np.float64),
-                   weights=mod.get_weights(model), epoch_seconds=epoch_seconds,
-                   step_weights=snapshots if record_weights else None, stopped_at=stopped_at,
-                   extra={"workers": world})
+    # DDP on CPU: no device_ids; it broadcasts rank 0's weights
+    return run_loop(model_spec, train_spec, X, y, init, record_weights=record_weights,
+                    progress=progress, wrap=DistributedDataParallel, batch_loss=shard_loss,
+                    extra={"workers": world})
+
+
+def _done() -> None:
+    """The backward pass of a shard's loss, already run (DDP's gradient all-reduce must run on
+    every rank, before the step's loss is known to be finite)."""
 
 
 def _init_group(rank: int, world: int, timeout: float, port: int | None = None) -> None:

@@ -89,8 +89,6 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     `force`); `resume` continues from it (the returned History covers the whole run;
     `record_weights` then records the resumed steps only).
     """
-    from torch_models.optimizers import make_optimizer
-
     _check(model_spec, X, y)
     ckpt = state = None
     if checkpoint_dir is not None:
@@ -100,14 +98,55 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                                       resume=resume, force=force)
         if state is not None:
             init = state.weights
+    save = None
+    if ckpt is not None:
+        from torch_models import checkpoint
+
+        def save(epochs_done, model, optimizer, get_weights, losses, epoch_seconds):
+            checkpoint.save(ckpt, epochs_done, model, optimizer, get_weights, losses,
+                            epoch_seconds)
+    return run_loop(model_spec, train_spec, X, y, init, record_weights=record_weights,
+                    progress=progress, state=state, save=save)
+
+
+#: One step's forward pass and loss in a training loop:
+#: (net, model, loss_fn, Xt, yt, idx, masks, l2, global_step) -> (loss value, backward).
+#: `masks` are the step's shared dropout masks (numpy, whole batch) or None.
+BatchLoss = Callable[..., tuple[float, Callable[[], None]]]
+
+
+def _local_batch_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
+    index = torch.from_numpy(idx)
+    tmasks = [torch.from_numpy(m) for m in masks] if masks is not None else None
+    loss = loss_fn(net(Xt[index], masks=tmasks), yt[index]) + _l2_penalty(model, l2)
+    return float(loss.item()), loss.backward
+
+
+def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+             init: dict[str, np.ndarray] | None, *, record_weights: bool = False,
+             progress: Callable[[int, int, float], None] | None = None,
+             wrap: Callable[[nn.Module], nn.Module] | None = None,
+             batch_loss: BatchLoss = _local_batch_loss, state=None,
+             save: Callable | None = None, extra: dict | None = None) -> History:
+    """The loop every torch training path runs: one process (`train`), and each rank of a
+    data-parallel run (`torch_models.distributed`, which wraps the model in
+    DistributedDataParallel with `wrap` and shards each batch in its `batch_loss`).
+
+    Builds the model and optimizer (restoring a checkpoint's `state`), walks the shared batch
+    order with the shared dropout masks, stops at the first non-finite loss, and calls
+    `save(epochs_done, model, optimizer, get_weights, losses, epoch_seconds)` after every epoch.
+    """
+    from torch_models.optimizers import make_optimizer
+
     dtype = train_spec.dtype
     mod = model_module(model_spec)
     built_spec = model_spec
     if train_spec.dropout_mode == "off" and model_spec.dropout:
         built_spec = dataclasses.replace(model_spec, dropout=0.0)
     model = mod.build(built_spec, init, dtype)
+    net = wrap(model) if wrap is not None else model
     loss_fn = mod.make_loss()
-    optimizer = make_optimizer(train_spec.optimizer, model.parameters())
+    optimizer = make_optimizer(train_spec.optimizer, net.parameters())
     if state is not None:
         from torch_models import checkpoint
 
@@ -122,26 +161,22 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     stopped_at: int | None = None
     if state is not None:
         losses, epoch_seconds = list(state.losses), list(state.epoch_seconds)
-    model.train()  # dropout on (native mode); the shared masks ignore the mode
+    net.train()  # dropout on (native mode); the shared masks ignore the mode
     for epoch in range(state.epoch if state is not None else 0, train_spec.epochs):
         start = time.perf_counter()
         batches = batch_order(len(Xt), train_spec.batch_size, train_spec.seed, epoch,
                               shuffle=train_spec.shuffle)
         for step, idx in enumerate(batches):
-            index = torch.from_numpy(idx)
-            masks = None
-            if use_masks:
-                masks = [torch.from_numpy(m) for m in dropout_masks(
-                    model_spec, len(idx), train_spec.seed, epoch, step, dtype)]
+            masks = dropout_masks(model_spec, len(idx), train_spec.seed, epoch, step,
+                                  dtype) if use_masks else None
             optimizer.zero_grad()
-            loss = loss_fn(model(Xt[index], masks=masks), yt[index])
-            loss = loss + _l2_penalty(model, train_spec.l2)
-            value = float(loss.item())
+            value, backward = batch_loss(net, model, loss_fn, Xt, yt, idx, masks,
+                                         train_spec.l2, len(losses))
             losses.append(value)
             if not np.isfinite(value):
                 stopped_at = len(losses) - 1
                 break
-            loss.backward()
+            backward()
             optimizer.step()
             if record_weights:
                 snapshots.append(mod.get_weights(model))
@@ -150,14 +185,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break
-        if ckpt is not None:
-            from torch_models import checkpoint
-
-            checkpoint.save(ckpt, epoch + 1, model, optimizer, mod.get_weights, losses,
-                            epoch_seconds)
+        if save is not None:
+            save(epoch + 1, model, optimizer, mod.get_weights, losses, epoch_seconds)
     return History(framework=FRAMEWORK, losses=np.asarray(losses, dtype=np.float64),
                    weights=mod.get_weights(model), epoch_seconds=epoch_seconds,
-                   step_weights=snapshots if record_weights else None, stopped_at=stopped_at)
+                   step_weights=snapshots if record_weights else None, stopped_at=stopped_at,
+                   extra=extra if extra is not None else {})
 
 
 def _eval_model(model_spec: ModelSpec, weights: dict[str, np.ndarray]) -> tuple[nn.Module, str]:
