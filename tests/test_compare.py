@@ -88,6 +88,34 @@ def test_reports_written_and_never_overwritten(tmp_path):
         report.write_all(comp, tmp_path)
     assert (tmp_path / "summary.md").read_text() == before
     report.write_all(comp, tmp_path, force=True)
+    # readable like any file the user writes (mkstemp alone would leave them 0600)
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o644}
+
+
+def test_difference_plot_marks_equal_steps_and_the_first_divergence():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = {"dense_0/kernel": np.zeros((2, 2)), "dense_0/bias": np.zeros(2)}
+    steps = [{k: v + i for k, v in w.items()} for i in range(5)]
+    bad = [{k: v.copy() for k, v in s.items()} for s in steps]
+    bad[3]["dense_0/bias"][1] += 1e-3
+    res = {"a": _result("a", [1, 2, 3, 4, 5], steps[-1], steps),
+           "b": _result("b", [1, 2, 3, 4, 5 + 1e-8], bad[-1], bad)}
+    cmp.align(res, "a", (1e-6, 0.0))
+    comp = cmp.Comparison(model_spec_for("softmax", 2, 2), TrainSpec(OptimizerSpec("sgd", lr=0.1)),
+                          "toy", "a", (1e-6, 0.0), res)
+    fig = report._diff_figure(comp, plt)
+    loss_ax, weight_ax = fig.axes
+    (loss_line,) = [ln for ln in loss_ax.get_lines() if ln.get_label() == "b"]
+    floor = loss_line.get_ydata()[0]  # equal losses sit on the floor, below every difference
+    assert floor < 1e-8 / 10 and list(loss_line.get_ydata()) == [floor] * 4 + [pytest.approx(1e-8)]
+    vlines = [ln for ln in weight_ax.get_lines() if list(ln.get_xdata()) == [3, 3]]
+    assert len(vlines) == 1  # the first divergent step, 3
+    assert [t.get_text() for t in loss_ax.texts] == [" 0 (equal)"]
+    plt.close(fig)
 
 
 def zoo(*args: str) -> subprocess.CompletedProcess:

@@ -318,6 +318,7 @@ def _download(url: str, dest: Path, sha256: str) -> Path:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             shutil.copyfileobj(resp, out)
         verify_sha256(tmp, sha256)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the shared cache from other users
         os.replace(tmp, dest)
     except ChecksumError:
         Path(tmp).unlink(missing_ok=True)

@@ -96,6 +96,7 @@ def _atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the report private to its writer
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -134,25 +135,49 @@ def plot(comp: Comparison, curves_path: Path, diff_path: Path) -> None:
     _atomic_write(curves_path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
-    atol, rtol = comp.tolerance
-    fig, ax = plt.subplots(figsize=(7, 4))
-    floor = 1e-18
-    for name, r in comp.results.items():
-        if name == comp.reference:
-            continue
-        if r.loss_diff is not None:
-            ax.semilogy(np.maximum(r.loss_diff, floor), linestyle="-", label=f"{name}: |loss diff|")
-        if r.weight_diff is not None:
-            ax.semilogy(np.maximum(r.weight_diff, floor), linestyle="--",
-                        label=f"{name}: max |weight diff|")
-    ax.axhline(atol, color="red", linewidth=0.8, label=f"tolerance {atol:g}")
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"absolute difference vs {comp.reference} (floor {floor:g})")
-    ax.set_title("per-step difference against the reference")
-    ax.legend(fontsize=8)
+    _atomic_write(diff_path, lambda tmp: _diff_figure(comp, plt).savefig(tmp, dpi=110,
+                                                                          format="png"))
+    plt.close("all")
+
+
+def _diff_figure(comp: Comparison, plt):
+    """Two panels against the reference, one colour per framework: |loss difference| per step
+    and the largest |weight difference| after each step, on log axes. Exactly equal values sit
+    on a grey line marked "0"; a dotted vertical line marks a framework's first divergent step."""
+    atol, _ = comp.tolerance
+    others = [(n, r) for n, r in comp.results.items() if n != comp.reference]
+    values = [d for _, r in others for d in (r.loss_diff, r.weight_diff) if d is not None and len(d)]
+    positive = np.concatenate([d[d > 0] for d in values]) if values else np.zeros(0)
+    top = max(atol, float(positive.max()) if len(positive) else atol)
+    low = float(positive.min()) if len(positive) else atol * 1e-3
+    floor = 10.0 ** (np.floor(np.log10(min(low, atol * 1e-3))) - 1)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    panels = (("loss_diff", "|loss difference|"), ("weight_diff", "max |weight difference|"))
+    for ax, (attr, label) in zip(axes, panels):
+        for i, (name, r) in enumerate(others):
+            d = getattr(r, attr)
+            if d is None or not len(d):
+                continue
+            color = colors[i % len(colors)]
+            ax.semilogy(np.arange(len(d)), np.maximum(d, floor), color=color, linewidth=0.7,
+                        alpha=0.8, marker=".", markersize=3, label=name)
+            if r.first_divergent_step is not None:
+                ax.axvline(r.first_divergent_step, color=color, linestyle=":", linewidth=1.2)
+        ax.axhline(atol, color="red", linewidth=0.8, label=f"tolerance {atol:g}")
+        ax.axhline(floor, color="grey", linewidth=0.6)
+        ax.text(0.0, floor, " 0 (equal)", transform=ax.get_yaxis_transform(), fontsize=7,
+                color="grey", va="bottom")
+        ax.set_ylim(floor / 3, top * 30)
+        ax.set_ylabel(label)
+    axes[-1].set_xlabel("step")
+    axes[0].set_title(f"{comp.model.name} on {comp.dataset}: differences against "
+                      f"{comp.reference} per step")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if others:
+        axes[0].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    _atomic_write(diff_path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    return fig
 
 
 def write_all(comp: Comparison, out_dir: Path, force: bool = False) -> list[Path]:
