@@ -154,7 +154,7 @@ def _diff_figure(comp: Comparison, plt):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     panels = (("loss_diff", "|loss difference|"), ("weight_diff", "max |weight difference|"))
-    for ax, (attr, label) in zip(axes, panels):
+    for ax, (attr, label) in zip(axes, panels, strict=True):
         for i, (name, r) in enumerate(others):
             d = getattr(r, attr)
             if d is None or not len(d):
