@@ -6,10 +6,13 @@ Idiom: the model from its model file, `compile(loss=..., optimizer=...)` with th
 gradient and update.
 
 What makes it agree with TF1, torch and the float64 reference step by step:
-- batches: `ZooBatches`, a `PyDataset` serving exactly the index arrays of
-  `zoo.data.batch_order(...)` of every epoch, in order (`fit`'s own `shuffle`, on by default
-  for arrays, is ignored for a PyDataset; porting-facts row 18). The partial last batch is kept
-  and its loss is the mean over its own size, as in the other frameworks.
+- batches: exactly the index arrays of `zoo.data.batch_order(...)` of every epoch, in order,
+  served by `order_dataset`, a `tf.data.Dataset` that gathers them from the arrays held as
+  tensors (on the TensorFlow backend, without shared dropout masks), or else by `ZooBatches`,
+  a `PyDataset` (`fit`'s own `shuffle`, on by default for arrays, is ignored for both;
+  porting-facts row 18). The same batches either way (a test checks it); the tf.data pipeline
+  runs inside TensorFlow and halves an epoch at batch 256 (docs/benchmarks.md). The partial
+  last batch is kept and its loss is the mean over its own size, as in the other frameworks.
 - losses from logits (`from_logits=True`), mean reduction, targets int labels (N,) for
   cross-entropy and hinge, float (N, 1) for binary cross-entropy and MSE;
 - the L2 penalty 0.5 * l2 * sum(kernel**2) is added to the compiled loss (biases are not
@@ -47,8 +50,8 @@ from zoo.data import batch_order
 from zoo.errors import ConfigError
 from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks
 
-__all__ = ["RecordedLoss", "ZooBatches", "evaluate", "floatx", "model_module", "predict",
-           "train"]
+__all__ = ["RecordedLoss", "ZooBatches", "evaluate", "floatx", "model_module", "order_dataset",
+           "predict", "train"]
 
 FRAMEWORK = "keras"
 #: Batch size of `predict` and `evaluate` (any size gives the same mean; this bounds memory).
@@ -129,6 +132,26 @@ class ZooBatches(keras.utils.PyDataset):
             x = (x, *dropout_masks(self.model_spec, len(idx), self.train_spec.seed, epoch, step,
                                    self.train_spec.dtype))
         return x, self.y[idx]
+
+
+def order_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epoch: int = 0):
+    """The shared batches of epochs `start_epoch`..`epochs - 1` as a `tf.data.Dataset` of
+    `(X[idx], y[idx])`, for `fit(..., steps_per_epoch=...)` (TensorFlow backend only).
+
+    Each epoch's `batch_order` arrays are consecutive chunks of one permutation, so the epoch
+    is that permutation `.batch(batch_size)`-ed (the partial last batch kept); `flat_map`
+    keeps the epochs apart. The index arrays are computed here, up front (epochs x N int64),
+    and the gathers run in TensorFlow, with no Python call per batch."""
+    import tensorflow as tf
+
+    n, bs = len(X), train_spec.batch_size
+    orders = [np.concatenate(batch_order(n, bs, train_spec.seed, e, shuffle=train_spec.shuffle))
+              for e in range(start_epoch, train_spec.epochs)]
+    orders_t = tf.constant(np.stack(orders) if orders else np.zeros((0, n), np.int64))
+    Xt, yt = tf.constant(X), tf.constant(y)
+    epochs = tf.data.Dataset.from_tensor_slices(orders_t)
+    batches = epochs.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
+    return batches.map(lambda idx: (tf.gather(Xt, idx), tf.gather(yt, idx))).prefetch(2)
 
 
 class RecordedLoss(keras.losses.Loss):
@@ -264,16 +287,21 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         built_spec = dataclasses.replace(model_spec, dropout=0.0)  # Dropout(0.0): identity
     use_masks = (train_spec.dropout_mode == "shared" and bool(model_spec.hidden)
                  and model_spec.dropout > 0)
-    data = ZooBatches(model_spec, train_spec, np.asarray(X, dtype=np.dtype(dtype)),
-                      _targets(model_spec, y, dtype), masks=use_masks, start_epoch=start_epoch)
-    n_steps = data.steps_per_epoch * train_spec.epochs
+    Xd, yd = np.asarray(X, dtype=np.dtype(dtype)), _targets(model_spec, y, dtype)
+    steps_per_epoch = math.ceil(len(Xd) / train_spec.batch_size)
+    n_steps = steps_per_epoch * train_spec.epochs
+    n_items = steps_per_epoch * (train_spec.epochs - start_epoch)
+    if use_masks or keras.backend.backend() != "tensorflow":
+        data = ZooBatches(model_spec, train_spec, Xd, yd, masks=use_masks, start_epoch=start_epoch)
+    else:
+        data = order_dataset(train_spec, Xd, yd, start_epoch)
 
     with floatx(dtype):
         model = mod.build(built_spec, init, dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype)
         loss = RecordedLoss(mod.make_loss(), _kernels(model), train_spec.l2, n_steps,
                             optimizer.iterations, dtype, guard=_weight_variables(model))
-        spe = _divisor_at_most(data.steps_per_epoch, steps_per_execution)
+        spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
         tracker = _Progress(loss, mod.get_weights if record_weights else None, progress,
                             per_step=spe == 1)
@@ -284,11 +312,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             if state is not None:
                 checkpoint.restore(state, model, optimizer, loss.batch_losses)
                 tracker.epoch_seconds = list(state.epoch_seconds)
-                tracker.global_step = start_epoch * data.steps_per_epoch
+                tracker.global_step = start_epoch * steps_per_epoch
             callbacks.append(checkpoint.CheckpointCallback(
                 ckpt, mod.get_weights, loss.batch_losses, tracker.epoch_seconds))
-        if len(data):
-            model.fit(data, epochs=train_spec.epochs, steps_per_epoch=data.steps_per_epoch,
+        if n_items:
+            model.fit(data, epochs=train_spec.epochs, steps_per_epoch=steps_per_epoch,
                       shuffle=False, verbose=0, callbacks=callbacks, initial_epoch=start_epoch)
         done = int(ops.convert_to_numpy(optimizer.iterations))
         losses = np.asarray(ops.convert_to_numpy(loss.batch_losses), dtype=np.float64)[:done]

@@ -296,6 +296,22 @@ def test_batches_are_the_shared_batch_order() -> None:
             assert np.array_equal(m, want)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_tf_data_batches_equal_the_pydataset(shuffle) -> None:
+    ds = load("iris")  # 120 rows, batch 32: three full batches and one of 24 per epoch
+    ts = TrainSpec(OptimizerSpec(), epochs=4, batch_size=32, seed=9, shuffle=shuffle)
+    spec = spec_for("softmax", ds)
+    for start in (0, 2):  # a resumed run starts at its epoch
+        served = [(x.numpy(), y.numpy()) for x, y in K.order_dataset(ts, ds.X_train, ds.y_train, start)]
+        want = K.ZooBatches(spec, ts, ds.X_train, ds.y_train, masks=False, start_epoch=start)
+        assert len(served) == len(want) == 4 * (4 - start)
+        assert [len(y) for _, y in served[:4]] == [32, 32, 32, 24]
+        for (x, y), k in zip(served, range(len(want)), strict=True):
+            wx, wy = want[k]
+            assert np.array_equal(x, wx) and np.array_equal(y, wy)
+    assert len(list(K.order_dataset(ts, ds.X_train, ds.y_train, start_epoch=4))) == 0  # finished
+
+
 def test_plain_fit_shuffles_and_logs_a_running_mean() -> None:
     """Why train.py uses a PyDataset and records losses itself: `fit(X, y)` shuffles by
     default, and `logs["loss"]` is the epoch's batch-size-weighted running mean."""

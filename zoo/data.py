@@ -237,7 +237,7 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int, *, shuffle: bool
 
 # ----------------------------------------------------------------------------- split and scale
 def split_arrays(X: np.ndarray, y: np.ndarray, *, test_size: float = 0.2, seed: int = 0,
-          stratify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 stratify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A deterministic train/test split by seed, stratified by class when `stratify`."""
     from sklearn.model_selection import train_test_split
 
