@@ -82,6 +82,9 @@ def test_reports_written_and_never_overwritten(tmp_path):
                 "max_weight_diff", "first_divergent_step"):
         assert key in f
     assert d["reference"] == "numpy" and d["tolerance"] == 1e-6 and len(f["losses"]) == 8
+    assert d["split"] == "seeded (seed 0, 0.2 held out, stratified by class)"
+    assert "Split: seeded (seed 0, 0.2 held out, stratified by class)." in \
+        (tmp_path / "summary.md").read_text()
     assert (tmp_path / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     before = (tmp_path / "summary.md").read_text()
     with pytest.raises(ConfigError, match="already exist.*pass --force"):

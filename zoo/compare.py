@@ -74,13 +74,15 @@ class Comparison:
     wall_seconds: float = 0.0
     init: dict[str, np.ndarray] | None = None
     diagnoses: dict[str, Any] = field(default_factory=dict)
+    #: how the dataset was split into train and test (`zoo.data.Dataset.split`)
+    split: str = ""
 
     def to_json(self, curves: bool = True) -> dict[str, Any]:
         atol, rtol = self.tolerance
         out: dict[str, Any] = {
             "model": self.model.to_dict(), "train": self.train.to_dict(), "dataset": self.dataset,
-            "reference": self.reference, "tolerance": atol, "rtol": rtol, "notes": self.notes,
-            "wall_seconds": self.wall_seconds, "frameworks": {},
+            "split": self.split, "reference": self.reference, "tolerance": atol, "rtol": rtol,
+            "notes": self.notes, "wall_seconds": self.wall_seconds, "frameworks": {},
         }
         if self.diagnoses:
             out["diagnoses"] = {fw: d.to_json() for fw, d in self.diagnoses.items()}
@@ -312,7 +314,8 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     tol = TOLERANCES[train_spec.dtype]
     align(results, reference, tol)
     comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
-                      wall_seconds=time.perf_counter() - t0, init=init)
+                      wall_seconds=time.perf_counter() - t0, init=init,
+                      split=getattr(dataset, "split", ""))
     if workers > 1:
         parallel = [fw for fw in frameworks if fw in DATA_PARALLEL]
         comp.notes.append(f"data-parallel on {workers} workers: {', '.join(parallel) or 'none'}"

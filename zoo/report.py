@@ -74,7 +74,7 @@ def markdown(comp: Comparison) -> str:
              f"Optimizer {comp.train.optimizer.name} (lr {comp.train.optimizer.lr:g}), "
              f"{comp.train.epochs} epochs of batch {comp.train.batch_size}, {comp.train.dtype}, "
              f"seed {comp.train.seed}. Reference: **{comp.reference}**; tolerance "
-             f"{atol:g} + {rtol:g}·|ref|.", "",
+             f"{atol:g} + {rtol:g}·|ref|." + (f" Split: {comp.split}." if comp.split else ""), "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(comp)]
     diverged = [n for n, r in comp.results.items() if r.first_divergent_step is not None]
