@@ -51,7 +51,14 @@ from zoo.distributed import (
     shard,
     write_error,
 )
-from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks
+from zoo.specs import (
+    History,
+    ModelSpec,
+    TrainSpec,
+    check_inputs,
+    dropout_masks,
+    record_every,
+)
 
 __all__ = ["shard_elements", "train", "train_mirrored"]
 
@@ -120,7 +127,7 @@ def _start_weights(get_weights):
 
 def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
                    init: dict[str, np.ndarray] | None, strategy, *,
-                   record_weights: bool = False, progress=None,
+                   record_weights: bool | int = False, progress=None,
                    fault: dict | None = None) -> History:
     """Train under `strategy` (a MirroredStrategy, already created) with the shards of
     `shard_elements`; returns the History of the whole run (global-batch losses).
@@ -189,8 +196,9 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         optimizer = make_optimizer(train_spec.optimizer, dtype)
         loss = ShardLoss(mod.make_loss(), _kernels(model), optimizer.iterations)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=1)
-        tracker = _Progress(loss, mod.get_weights if record_weights else None, progress,
-                            per_step=True)
+        every = record_every(record_weights)
+        tracker = _Progress(loss, mod.get_weights if every else None, progress,
+                            per_step=True, every=every)
         keeper = _start_weights(mod.get_weights)
         callbacks = [keeper, tracker] + ([_fault_callback(fault)] if fault else [])
         # Before training, Keras's TF trainer builds the optimizer and metrics from a first
@@ -220,13 +228,13 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         weights = keeper.weights
     return History(framework=FRAMEWORK, losses=losses, weights=weights,
                    epoch_seconds=tracker.epoch_seconds,
-                   step_weights=tracker.snapshots[:len(losses)] if record_weights else None,
-                   stopped_at=stopped_at, extra={"workers": world})
+                   step_weights=tracker.snapshots[:len(losses) // every] if every else None,
+                   stopped_at=stopped_at, extra={"workers": world}, weights_every=every or 1)
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
           init: dict[str, np.ndarray] | None = None, *, workers: int = 2,
-          record_weights: bool = False, progress=None, timeout: float = DEFAULT_TIMEOUT,
+          record_weights: bool | int = False, progress=None, timeout: float = DEFAULT_TIMEOUT,
           fault: dict | None = None) -> History:
     """Train like `keras_models.train.train` on `workers` mirrored replicas (logical CPU
     devices of one process, started here as a subprocess). `progress(epoch, step, loss)` is

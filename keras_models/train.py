@@ -48,7 +48,15 @@ from keras import ops
 
 from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks
+from zoo.specs import (
+    History,
+    ModelSpec,
+    TrainSpec,
+    check_inputs,
+    dropout_masks,
+    record_every,
+    records,
+)
 
 __all__ = ["RecordedLoss", "ZooBatches", "evaluate", "floatx", "model_module", "order_dataset",
            "predict", "train"]
@@ -202,9 +210,11 @@ class _Progress(keras.callbacks.Callback):
     the first non-finite loss."""
 
     def __init__(self, recorder: RecordedLoss, get_weights: Callable | None,
-                 progress: Callable[[int, int, float], None] | None, per_step: bool) -> None:
+                 progress: Callable[[int, int, float], None] | None, per_step: bool,
+                 every: int = 1) -> None:
         super().__init__()
         self.recorder, self.get_weights, self.progress = recorder, get_weights, progress
+        self.every = every  # snapshot stride (`zoo.specs.record_every`)
         self.per_step = per_step
         self.epoch = 0
         self.global_step = 0
@@ -228,7 +238,7 @@ class _Progress(keras.callbacks.Callback):
         # first non-finite batch loss, which is all it is used for here.
         if logs is not None and "loss" in logs and not np.isfinite(float(logs["loss"])):
             self.model.stop_training = True
-        if self.get_weights is not None:
+        if self.get_weights is not None and records(self.every, k):
             self.snapshots.append(self.get_weights(self.model))
         if self.progress is not None:
             self.progress(self.epoch, batch, float(ops.convert_to_numpy(
@@ -240,7 +250,7 @@ class _Progress(keras.callbacks.Callback):
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-          init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
+          init: dict[str, np.ndarray] | None = None, *, record_weights: bool | int = False,
           progress: Callable[[int, int, float], None] | None = None,
           steps_per_execution: int = 1, checkpoint_dir: str | None = None,
           resume: bool = False, force: bool = False) -> History:
@@ -266,6 +276,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     from keras_models.optimizers import make_optimizer
 
     _check(model_spec, X, y)
+    every = record_every(record_weights)
     ckpt = state = None
     if checkpoint_dir is not None:
         from zoo.checkpoint import open_checkpoint
@@ -303,8 +314,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                             optimizer.iterations, dtype, guard=_weight_variables(model))
         spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
-        tracker = _Progress(loss, mod.get_weights if record_weights else None, progress,
-                            per_step=spe == 1)
+        tracker = _Progress(loss, mod.get_weights if every else None, progress,
+                            per_step=spe == 1, every=every)
         callbacks: list[keras.callbacks.Callback] = [tracker]
         if ckpt is not None:
             from keras_models import checkpoint
@@ -328,10 +339,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     stopped_at = int(bad[0]) if len(bad) else None
     if stopped_at is not None:
         losses = losses[:stopped_at + 1]
-    snapshots = tracker.snapshots[:len(losses)] if record_weights else None
+    snapshots = tracker.snapshots[:len(losses) // every] if every else None
     return History(framework=FRAMEWORK, losses=losses, weights=weights,
                    epoch_seconds=tracker.epoch_seconds, step_weights=snapshots,
-                   stopped_at=stopped_at)
+                   stopped_at=stopped_at, weights_every=every or 1)
 
 
 def _divisor_at_most(steps_per_epoch: int, requested: int) -> int:

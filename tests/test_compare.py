@@ -137,13 +137,90 @@ def zoo(*args: str) -> subprocess.CompletedProcess:
     (["compare", "linear", "--dataset", "iris"], "model 'linear' is a regression model"),
     (["compare", "logistic", "--dataset", "iris"], "model 'logistic' needs a binary task"),
     (["compare", "softmax"], "name a dataset with --dataset NAME"),
-], ids=["model", "framework", "optimizer", "lr", "lr-nan", "epochs", "batch", "task", "binary", "no-data"])
+    (["compare", "softmax", "--dataset", "iris", "--record-every", "0"],
+     "zoo compare: error: --record-every must be 'auto' or an integer >= 1, got '0'."),
+    (["compare", "softmax", "--dataset", "iris", "--record-every", "4", "--diagnose"],
+     "zoo compare: error: --diagnose needs the weights after every step, not every 4th; drop "
+     "--record-every or pass --record-every 1."),
+], ids=["model", "framework", "optimizer", "lr", "lr-nan", "epochs", "batch", "task", "binary",
+        "no-data", "record-every", "diagnose-stride"])
 def test_compare_cli_errors(args, message):
     r = zoo(*args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- weight records
+TRAINERS = {"numpy": "zoo.reference", "keras": "keras_models.train", "tf1": "tf1_compat.train",
+            "torch": "torch_models.train"}
+
+
+@pytest.mark.parametrize("fw", list(TRAINERS))
+def test_weights_recorded_at_a_stride(fw):
+    """record_weights=k keeps the snapshots after global steps k-1, 2k-1, ...: exactly the
+    every-step snapshots at those steps."""
+    import importlib
+
+    mod = importlib.import_module(TRAINERS[fw])
+    ds = data.load("iris")
+    ms = model_spec_for("softmax", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2)  # 8 steps
+    from zoo.specs import init_weights
+
+    init = init_weights(ms, 0)
+    every = mod.train(ms, ts, ds.X_train, ds.y_train, init, record_weights=True)
+    third = mod.train(ms, ts, ds.X_train, ds.y_train, init, record_weights=3)
+    assert (every.weights_every, third.weights_every) == (1, 3)
+    assert third.recorded_steps().tolist() == [2, 5] and len(every.step_weights) == 8
+    for got, want in zip(third.step_weights, every.step_weights[2::3], strict=True):
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    back = History.from_npz_dict(fw, third.to_npz_dict())
+    assert back.weights_every == 3 and len(back.step_weights) == 2
+
+
+def test_record_plan_keeps_the_weights_within_the_budget():
+    ds = data.load("digits")
+    ms = model_spec_for("mlp", ds.n_features, ds.n_outputs)  # 6,570 parameters
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.1), epochs=20)  # 45 steps an epoch: 900
+    plan = cmp.record_plan(ms, ts, len(ds.X_train), ["keras", "tf1", "torch", "numpy"])
+    assert plan.every == 1 and plan.steps == 900  # 900 * 6,570 * (4+4+4+8) bytes = 113 MB
+    assert plan.full_mb == pytest.approx(900 * 6570 * 20 / 2**20)
+    small = cmp.record_plan(ms, ts, len(ds.X_train), ["keras", "tf1", "torch", "numpy"],
+                            budget_mb=10.0)
+    assert small.every == 12 and "within 12 steps" in small.note()
+    assert cmp.record_plan(ms, ts, len(ds.X_train), ["keras"], record_weights=5).every == 5
+    assert cmp.record_plan(ms, ts, len(ds.X_train), ["keras"], record_weights=False).every == 0
+
+
+def test_compare_over_budget_records_at_a_stride_and_says_so():
+    ds = data.load("iris")
+    ms = model_spec_for("softmax", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.5), epochs=5)  # 20 steps of 15 weights
+    budget = 20 * 15 * (4 + 8) / 2**20 / 3.5  # all steps need 3.5 budgets: every 4th step
+    comp = cmp.compare(ms, ts, ds, frameworks=["numpy", "torch"], record_budget_mb=budget)
+    r = comp.results["torch"]
+    assert r.history.weights_every == 4 and r.weight_steps.tolist() == [3, 7, 11, 15, 19]
+    assert len(r.weight_diff) == 5 and r.max_weight_diff < 1e-6
+    assert any(n.startswith("weights recorded after every 4th step") for n in comp.notes)
+    assert comp.to_json()["frameworks"]["torch"]["weights_every"] == 4
+    from zoo.diagnose import diagnose
+
+    with pytest.raises(ConfigError, match=r"^the diagnosis needs the weights after every step, "
+                       r"but they were recorded after every 4th"):
+        diagnose(ms, ts, ds.X_train, ds.y_train, comp.init, comp.results["numpy"].history,
+                 _shifted(r.history), None, None)
+
+
+def _shifted(h: History) -> History:
+    """A copy of `h` whose last loss is off, so a diagnosis has a divergence to look at."""
+    import dataclasses
+
+    losses = np.array(h.losses, copy=True)
+    losses[-1] += 1.0
+    return dataclasses.replace(h, losses=losses)
 
 
 def test_compare_cli_refuses_to_overwrite_before_training(tmp_path):

@@ -28,7 +28,16 @@ import tensorflow as tf
 from tf1_compat.optimizers import after_init, make_optimizer
 from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks, layer_sizes
+from zoo.specs import (
+    History,
+    ModelSpec,
+    TrainSpec,
+    check_inputs,
+    dropout_masks,
+    layer_sizes,
+    record_every,
+    records,
+)
 
 __all__ = ["GraphModel", "build_graph", "evaluate", "predict", "targets", "train"]
 
@@ -238,7 +247,7 @@ def _weights_dtype(weights: dict[str, np.ndarray]) -> str:
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-          init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
+          init: dict[str, np.ndarray] | None = None, *, record_weights: bool | int = False,
           progress: Callable[[int, int, float], None] | None = None,
           checkpoint_dir: str | None = None, resume: bool = False,
           force: bool = False) -> History:
@@ -258,6 +267,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     (TF's op seeds advance per run and cannot be restored).
     """
     check_inputs(model_spec, X, y, what="tf1_compat")
+    every = record_every(record_weights)
     ckpt = state = None
     if checkpoint_dir is not None:
         from zoo.checkpoint import open_checkpoint
@@ -314,7 +324,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     feed[model.native_rate] = model_spec.dropout
                 loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))
-                if record_weights:
+                if records(every, len(losses) - 1):
                     snaps.append(model.get_weights())
                 if progress is not None:
                     progress(epoch, step, float(loss))
@@ -333,8 +343,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     finally:
         model.close()
     return History(framework="tf1", losses=np.asarray(losses), weights=weights,
-                   epoch_seconds=seconds, step_weights=snaps if record_weights else None,
-                   stopped_at=stopped)
+                   epoch_seconds=seconds, step_weights=snaps if every else None,
+                   stopped_at=stopped, weights_every=every or 1)
 
 
 def _with_l2(model: GraphModel, l2: float, tf_dtype: tf.DType) -> tf.Tensor:

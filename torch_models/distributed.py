@@ -73,7 +73,7 @@ def _fault_here(fault: dict | None, rank: int, step: int) -> None:
 
 
 def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-               init: dict[str, np.ndarray] | None, *, record_weights: bool = False,
+               init: dict[str, np.ndarray] | None, *, record_weights: bool | int = False,
                progress: Callable[[int, int, float], None] | None = None,
                fault: dict | None = None) -> History:
     """This rank's part of a data-parallel run, in an initialised gloo process group.
@@ -151,7 +151,7 @@ def _spawned_rank(rank: int, world: int, port: int, payload: dict, out_dir: str,
     _init_group(rank, world, timeout, port)
     queue = payload["progress"] if rank == 0 else None
     hist = train_rank(payload["model_spec"], payload["train_spec"], payload["X"], payload["y"],
-                      payload["init"], record_weights=payload["record_weights"] and rank == 0,
+                      payload["init"], record_weights=payload["record_weights"] if rank == 0 else False,
                       progress=None if queue is None else lambda *event: queue.put(event),
                       fault=payload["fault"])
     np.savez(Path(out_dir) / f"rank{rank}.npz", **hist.to_npz_dict())
@@ -164,7 +164,7 @@ def _spawned_rank(rank: int, world: int, port: int, payload: dict, out_dir: str,
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
           init: dict[str, np.ndarray] | None = None, *, workers: int | None = 2,
-          record_weights: bool = False,
+          record_weights: bool | int = False,
           progress: Callable[[int, int, float], None] | None = None,
           timeout: float = DEFAULT_TIMEOUT, fault: dict | None = None) -> History:
     """Train like `torch_models.train.train` with `workers` data-parallel ranks.

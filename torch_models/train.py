@@ -34,7 +34,15 @@ import torch
 from torch import nn
 
 from zoo.data import batch_order
-from zoo.specs import History, ModelSpec, TrainSpec, check_inputs, dropout_masks
+from zoo.specs import (
+    History,
+    ModelSpec,
+    TrainSpec,
+    check_inputs,
+    dropout_masks,
+    record_every,
+    records,
+)
 
 __all__ = ["evaluate", "model_module", "predict", "train"]
 
@@ -73,7 +81,7 @@ def _l2_penalty(model: nn.Module, l2: float) -> torch.Tensor | float:
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-          init: dict[str, np.ndarray] | None = None, *, record_weights: bool = False,
+          init: dict[str, np.ndarray] | None = None, *, record_weights: bool | int = False,
           progress: Callable[[int, int, float], None] | None = None,
           checkpoint_dir: str | None = None, resume: bool = False,
           force: bool = False) -> History:
@@ -123,7 +131,7 @@ def _local_batch_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
 
 
 def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
-             init: dict[str, np.ndarray] | None, *, record_weights: bool = False,
+             init: dict[str, np.ndarray] | None, *, record_weights: bool | int = False,
              progress: Callable[[int, int, float], None] | None = None,
              wrap: Callable[[nn.Module], nn.Module] | None = None,
              batch_loss: BatchLoss = _local_batch_loss, state=None,
@@ -138,6 +146,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
     """
     from torch_models.optimizers import make_optimizer
 
+    every = record_every(record_weights)
     dtype = train_spec.dtype
     mod = model_module(model_spec)
     built_spec = model_spec
@@ -178,7 +187,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
                 break
             backward()
             optimizer.step()
-            if record_weights:
+            if records(every, len(losses) - 1):
                 snapshots.append(mod.get_weights(model))
             if progress is not None:
                 progress(epoch, step, value)
@@ -189,8 +198,8 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
             save(epoch + 1, model, optimizer, mod.get_weights, losses, epoch_seconds)
     return History(framework=FRAMEWORK, losses=np.asarray(losses, dtype=np.float64),
                    weights=mod.get_weights(model), epoch_seconds=epoch_seconds,
-                   step_weights=snapshots if record_weights else None, stopped_at=stopped_at,
-                   extra=extra if extra is not None else {})
+                   step_weights=snapshots if every else None, stopped_at=stopped_at,
+                   extra=extra if extra is not None else {}, weights_every=every or 1)
 
 
 def _eval_model(model_spec: ModelSpec, weights: dict[str, np.ndarray]) -> tuple[nn.Module, str]:

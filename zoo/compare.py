@@ -11,6 +11,7 @@ reference, and the first step at which they exceed the tolerance.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -48,6 +49,7 @@ class FrameworkResult:
     # filled in by `align`
     loss_diff: np.ndarray | None = None
     weight_diff: np.ndarray | None = None
+    weight_steps: np.ndarray | None = None  # the global step of each weight_diff entry
     max_loss_diff: float = 0.0
     max_weight_diff: float = 0.0
     first_divergent_step: int | None = None
@@ -105,6 +107,7 @@ class Comparison:
                     d["loss_diff"] = [float(x) for x in r.loss_diff]
                 if r.weight_diff is not None:
                     d["weight_diff"] = [float(x) for x in r.weight_diff]
+                    d["weights_every"] = int(r.history.weights_every)
             out["frameworks"][name] = d
         return out
 
@@ -133,10 +136,20 @@ def _exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
     return bool(np.any(np.abs(a - b) > atol + rtol * np.abs(b)))
 
 
+def _same_stride(h: History, ref: History) -> None:
+    if h.step_weights and ref.step_weights and h.weights_every != ref.weights_every:
+        raise ConfigError(f"{h.framework} recorded its weights every {h.weights_every} steps "
+                          f"but {ref.framework} every {ref.weights_every}; record both at the "
+                          "same stride.")
+
+
 def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -> int | None:
     """The first global step at which `h`'s loss or weights leave `ref`'s by more than
-    `tolerance` (atol, rtol), or None when they agree throughout."""
+    `tolerance` (atol, rtol), or None when they agree throughout. With weights recorded every
+    k > 1 steps (`History.weights_every`), a divergence seen in the weights only is reported
+    at the first recorded step that shows it (the true step is at most k - 1 earlier)."""
     atol, rtol = tolerance
+    _same_stride(h, ref)
     n = min(len(h.losses), len(ref.losses))
     la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
     with np.errstate(invalid="ignore"):  # inf - inf after a divergence
@@ -144,11 +157,13 @@ def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -
     first = int(np.argmax(bad_loss)) if bad_loss.any() else None
     if h.step_weights and ref.step_weights:
         m = min(len(h.step_weights), len(ref.step_weights))
-        for i in range(m if first is None else min(m, first)):
+        for i, at in enumerate(ref.recorded_steps()[:m]):
+            if first is not None and at >= first:
+                break
             if any(_exceeds(np.asarray(h.step_weights[i][k], np.float64),
                             np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
                    for k in h.weights):
-                return i
+                return int(at)
     elif first is None and any(
             _exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
                      atol, rtol) for k in h.weights):
@@ -170,9 +185,11 @@ def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[
         r.max_loss_diff = float(np.max(r.loss_diff)) if n else 0.0
         r.max_weight_diff = _max_abs_diff(h.weights, ref.weights)
         if h.step_weights and ref.step_weights:
+            _same_stride(h, ref)
             m = min(len(h.step_weights), len(ref.step_weights))
             r.weight_diff = np.array([_max_abs_diff(h.step_weights[i], ref.step_weights[i])
                                       for i in range(m)])
+            r.weight_steps = ref.recorded_steps()[:m]
         r.first_divergent_step = first_divergence(h, ref, tolerance)
 
 
@@ -273,16 +290,67 @@ def worker_details(fw: str, model_spec: ModelSpec):
     return details
 
 
+#: Memory for the per-step weights of one comparison, all frameworks together (MB): the
+#: parent process holds them all while it aligns the histories.
+RECORD_BUDGET_MB = 2048.0
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """Which weights a comparison records: after every `every`-th step (0: none)."""
+
+    every: int
+    steps: int
+    #: MB that recording after every step would take, all frameworks together
+    full_mb: float
+    budget_mb: float
+
+    def note(self) -> str | None:
+        if self.every <= 1:
+            return None
+        return (f"weights recorded after every {self.every}th step, not every step: all "
+                f"{self.steps:,} steps would take {self.full_mb:,.0f} MB (budget "
+                f"{self.budget_mb:,.0f} MB). Losses are compared at every step; a divergence "
+                f"seen only in the weights is located to within {self.every} steps. "
+                "--record-every 1 records every step.")
+
+
+def record_plan(model_spec: ModelSpec, train_spec: TrainSpec, n_train: int,
+                frameworks: list[str] | tuple[str, ...], record_weights: bool | int = True,
+                budget_mb: float = RECORD_BUDGET_MB) -> RecordPlan:
+    """The snapshot stride of a comparison: `record_weights` True picks 1 when every step's
+    weights fit in `budget_mb` (all frameworks together; the numpy reference and float64
+    runs count 8 bytes a number), else the smallest stride that fits; an int is taken as
+    it is; False records none."""
+    from zoo.specs import layer_sizes, record_every
+
+    n_params = sum(i * o + o for i, o in layer_sizes(model_spec))
+    steps = -(-n_train // train_spec.batch_size) * train_spec.epochs
+    itemsizes = sum(8 if fw == "numpy" or train_spec.dtype == "float64" else 4
+                    for fw in frameworks)
+    full_mb = steps * n_params * itemsizes / 2**20
+    if isinstance(record_weights, (bool, np.bool_)) and record_weights:
+        every = max(1, math.ceil(full_mb / budget_mb))
+    else:
+        every = record_every(record_weights)
+    return RecordPlan(every, steps, full_mb, budget_mb)
+
+
 def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
             frameworks: list[str] | tuple[str, ...] = DEFAULT_FRAMEWORKS,
             reference: str | None = None, init: dict[str, np.ndarray] | None = None,
-            record_weights: bool = True,
+            record_weights: bool | int = True,
             on_event: Callable[[str, dict], None] | None = None,
-            workers: int = 1) -> Comparison:
+            workers: int = 1, record_budget_mb: float = RECORD_BUDGET_MB) -> Comparison:
     """Train `model_spec` in every framework on `dataset` (a `zoo.data.Dataset`) and align
     the histories against `reference` (default: the first framework). workers > 1 trains
     keras and torch data-parallel on that many workers (`zoo.distributed`); the others
-    train in one process as always."""
+    train in one process as always.
+
+    record_weights: True records the weights after every step when they fit in
+    `record_budget_mb` (all frameworks together), else after every k-th step for the
+    smallest k that fits (`record_plan`; the report notes it); an int k records after
+    every k-th step; False records only the final weights."""
     import time
 
     from zoo.distributed import DATA_PARALLEL, check_workers
@@ -297,6 +365,8 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
         raise ConfigError(f"the model expects {model_spec.n_features} features but the dataset "
                           f"{dataset.name!r} has {dataset.n_features}.")
     init = init if init is not None else init_weights(model_spec, train_spec.seed, train_spec.dtype)
+    plan = record_plan(model_spec, train_spec, len(dataset.X_train), frameworks, record_weights,
+                       record_budget_mb)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zoo-compare-") as tmp:
         job_dir = Path(tmp)
@@ -307,7 +377,7 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
                      "data": str(job_dir / "data.npz"), "init": str(job_dir / "init.npz"),
                      "out": str(job_dir / f"result_{fw}.npz"),
                      "metrics": str(job_dir / f"result_{fw}.json"),
-                     "record_weights": record_weights, "workers": workers,
+                     "record_weights": plan.every, "workers": workers,
                      "threads": 1 if len(frameworks) > 1 else None}
                 for fw in frameworks}
         results = run_workers(frameworks, job_dir, jobs, on_event)
@@ -316,6 +386,8 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
                       wall_seconds=time.perf_counter() - t0, init=init,
                       split=getattr(dataset, "split", ""))
+    if plan.note():
+        comp.notes.append(plan.note())
     if workers > 1:
         parallel = [fw for fw in frameworks if fw in DATA_PARALLEL]
         comp.notes.append(f"data-parallel on {workers} workers: {', '.join(parallel) or 'none'}"

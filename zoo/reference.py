@@ -237,11 +237,13 @@ class NumpyOptimizer:
 
 
 def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
-          init: dict[str, np.ndarray], *, record_weights: bool = False, progress=None):
+          init: dict[str, np.ndarray], *, record_weights: bool | int = False, progress=None):
     """The float64 reference training loop: the shared batch order, the shared dropout masks,
     the batch loss before each update, and `NumpyOptimizer`. Returns a `zoo.specs.History`."""
     from zoo.data import batch_order
-    from zoo.specs import History, dropout_masks
+    from zoo.specs import History, dropout_masks, record_every, records
+
+    every = record_every(record_weights)
 
     params = {k: np.array(v, dtype=np.float64) for k, v in init.items()}
     opt = NumpyOptimizer(train_spec.optimizer)
@@ -260,11 +262,12 @@ def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
             opt.step(params, grads)
             if progress is not None:
                 progress(epoch, step, loss)
-            if record_weights:
+            if records(every, len(losses) - 1):
                 snaps.append({k: v.copy() for k, v in params.items()})
         epoch_seconds.append(time.perf_counter() - start)
     return History(framework="numpy", losses=np.asarray(losses), weights=params,
-                   epoch_seconds=epoch_seconds, step_weights=snaps if record_weights else None)
+                   epoch_seconds=epoch_seconds, step_weights=snaps if every else None,
+                   weights_every=every or 1)
 
 
 def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,

@@ -160,7 +160,9 @@ def _diff_figure(comp: Comparison, plt):
             if d is None or not len(d):
                 continue
             color = colors[i % len(colors)]
-            ax.semilogy(np.arange(len(d)), np.maximum(d, floor), color=color, linewidth=0.7,
+            steps = r.weight_steps if attr == "weight_diff" and r.weight_steps is not None \
+                else np.arange(len(d))
+            ax.semilogy(steps, np.maximum(d, floor), color=color, linewidth=0.7,
                         alpha=0.8, marker=".", markersize=3, label=name)
             if r.first_divergent_step is not None:
                 ax.axvline(r.first_divergent_step, color=color, linestyle=":", linewidth=1.2)

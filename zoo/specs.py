@@ -31,6 +31,8 @@ __all__ = [
     "init_weights",
     "layer_sizes",
     "model_spec_for",
+    "record_every",
+    "records",
 ]
 
 #: name -> (task, loss, description). Every model exists in keras_models, tf1_compat and
@@ -167,12 +169,29 @@ class TrainSpec:
         return cls(**{**d, "optimizer": OptimizerSpec.from_dict(d["optimizer"])})
 
 
+def record_every(record_weights: bool | int) -> int:
+    """The stride of a `record_weights` argument: 0 (record nothing), 1 (True: after every
+    step) or k (after every k-th step: global steps k-1, 2k-1, ...)."""
+    if isinstance(record_weights, (bool, np.bool_)):
+        return int(bool(record_weights))
+    if not isinstance(record_weights, (int, np.integer)) or record_weights < 0:
+        raise ConfigError(f"record_weights must be True, False or a stride >= 1, got "
+                          f"{record_weights!r}.")
+    return int(record_weights)
+
+
+def records(every: int, global_step: int) -> bool:
+    """Whether the weights after `global_step` are recorded at stride `every`."""
+    return every > 0 and (global_step + 1) % every == 0
+
+
 @dataclass
 class History:
     """What a framework's `train` returns: per-step losses and the weights, canonical layout.
 
     `losses[k]` is the mini-batch loss (mean over the batch, before the update) at global
-    step k; `step_weights`, when recorded, holds the weights after each step.
+    step k; `step_weights`, when recorded, holds the weights after every `weights_every`-th
+    step: entry j is the weights after global step (j + 1) * weights_every - 1.
     """
 
     framework: str
@@ -182,11 +201,18 @@ class History:
     step_weights: list[dict[str, np.ndarray]] | None = None
     stopped_at: int | None = None  # global step at which the loss became non-finite
     extra: dict[str, Any] = field(default_factory=dict)
+    weights_every: int = 1
+
+    def recorded_steps(self) -> np.ndarray:
+        """The global step after which each entry of `step_weights` was taken."""
+        n = len(self.step_weights or ())
+        return (np.arange(n) + 1) * self.weights_every - 1
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         """Flatten for `np.savez` (no pickles): losses, epoch_seconds and w:<name> arrays."""
         out = {"losses": np.asarray(self.losses), "epoch_seconds": np.asarray(self.epoch_seconds),
-               "stopped_at": np.asarray(-1 if self.stopped_at is None else self.stopped_at)}
+               "stopped_at": np.asarray(-1 if self.stopped_at is None else self.stopped_at),
+               "weights_every": np.asarray(self.weights_every)}
         for k, v in self.weights.items():
             out[f"w:{k}"] = v
         if self.step_weights:
@@ -205,7 +231,8 @@ class History:
         stopped = int(d["stopped_at"]) if "stopped_at" in d else -1
         return cls(framework=framework, losses=np.asarray(d["losses"]), weights=weights,
                    epoch_seconds=[float(x) for x in np.asarray(d["epoch_seconds"]).ravel()],
-                   step_weights=step_weights, stopped_at=None if stopped < 0 else stopped)
+                   step_weights=step_weights, stopped_at=None if stopped < 0 else stopped,
+                   weights_every=int(d["weights_every"]) if "weights_every" in d else 1)
 
 
 def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,

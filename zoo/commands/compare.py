@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from zoo.commands.data import add_data_arguments, load_from_args
+from zoo.compare import RECORD_BUDGET_MB
 from zoo.errors import ConfigError
 from zoo.optimizers import OPTIMIZERS
 from zoo.specs import MODELS
@@ -75,6 +76,19 @@ def build_specs(args: argparse.Namespace):
     return ds, model_spec_for(args.model, ds.n_features, n_out), train
 
 
+def _record_every_arg(text: str) -> bool | int:
+    """--record-every: "auto" (True: every step within the budget) or an integer >= 1."""
+    if text == "auto":
+        return True
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--record-every must be 'auto' or an integer >= 1, got {text!r}.")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p)
     p.add_argument("--frameworks", default="keras,tf1,torch",
@@ -88,6 +102,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "runs/MODEL-DATASET-YYYYmmdd-HHMMSS)")
     p.add_argument("--json", metavar="PATH", default=None, help="write the JSON report alone here")
     p.add_argument("--force", action="store_true", help="overwrite existing report files")
+    p.add_argument("--record-every", metavar="N", default="auto",
+                   help="record the weights after every N-th step (default auto: every step "
+                        "while all frameworks' records fit in "
+                        f"{int(RECORD_BUDGET_MB):,} MB, else the smallest N that fits)")
     p.add_argument("--diagnose", action="store_true",
                    help="for every framework that leaves the reference: the first step and the "
                         "first quantity that differs (logits, loss, gradients, batch, update) "
@@ -102,7 +120,18 @@ def run(args: argparse.Namespace) -> int:
     from zoo import report
 
     frameworks = cmp.parse_frameworks(args.frameworks)
+    record = _record_every_arg(args.record_every)
     ds, model_spec, train_spec = build_specs(args)
+    plan = cmp.record_plan(model_spec, train_spec, len(ds.X_train), frameworks, record)
+    if args.diagnose and plan.every > 1 and record is not True:
+        raise ConfigError(f"--diagnose needs the weights after every step, not every "
+                          f"{plan.every}th; drop --record-every or pass --record-every 1.")
+    if args.diagnose and plan.every > 1:  # fail before training, not after
+        raise ConfigError(
+            f"--diagnose needs the weights after every step, and all {plan.steps:,} steps of "
+            f"this run would take {plan.full_mb:,.0f} MB (budget {plan.budget_mb:,.0f} MB); "
+            "train fewer steps (--epochs, --batch-size) or pass --record-every 1 to record "
+            "them anyway.")
     targets: list[Path] = []
     if args.out is None and args.json is None:  # --json alone writes the JSON alone
         import time
@@ -129,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
         comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks,
                            reference=args.reference, on_event=on_event,
-                           workers=args.workers)
+                           workers=args.workers, record_weights=record)
     if args.diagnose:
         cmp.diagnose_comparison(comp, ds)
     out = Console()
