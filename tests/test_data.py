@@ -95,6 +95,59 @@ def test_mnist_missing_says_where_it_looked(tmp_path):
     assert str(tmp_path) in msg and "mnist.npz" in msg and "--data-dir" in msg
 
 
+def _offline_mirror(monkeypatch, tmp_path, n=2100):
+    """A file:// stand-in for Keras's mnist.npz mirror, an empty Keras cache and no shared copy."""
+    rng = np.random.default_rng(0)
+    served = tmp_path / "mirror" / "mnist.npz"
+    served.parent.mkdir()
+    np.savez(served, x_test=rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+             y_test=np.arange(n) % 10)
+    monkeypatch.setattr(data, "MNIST_NPZ_URL", served.as_uri())
+    monkeypatch.setitem(data.MNIST_SHA256, "mnist.npz", data.sha256sum(served))
+    monkeypatch.setattr(data, "_repo_shared_mnist", lambda: tmp_path / "no-shared")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    return served
+
+
+def test_mnist_download_is_verified_and_kept(monkeypatch, tmp_path):
+    served = _offline_mirror(monkeypatch, tmp_path)
+    ds = data.load("mnist10k")
+    kept = tmp_path / "keras" / "datasets" / "mnist.npz"
+    assert ds.source == str(kept) and (len(ds.X_train), len(ds.X_test)) == (100, 2000)
+    assert kept.read_bytes() == served.read_bytes() and kept.stat().st_mode & 0o777 == 0o644
+    served.unlink()  # the second load reads the kept copy
+    assert data.load("mnist10k").source == str(kept)
+
+
+def test_mnist_download_with_a_wrong_checksum_keeps_nothing(monkeypatch, tmp_path):
+    served = _offline_mirror(monkeypatch, tmp_path)
+    monkeypatch.setitem(data.MNIST_SHA256, "mnist.npz", "0" * 64)
+    with pytest.raises(ChecksumError) as err:
+        data.load("mnist10k")
+    got = data.sha256sum(served)
+    assert str(err.value) == (
+        f"the download of {served.as_uri()} has SHA-256 {got}, not the published {'0' * 64}, "
+        f"so it was not kept; try again, or put a copy you trust in {tmp_path / 'keras' / 'datasets'}.")
+    assert list((tmp_path / "keras" / "datasets").iterdir()) == []
+
+
+def test_mnist_download_failure_says_what_to_do(monkeypatch, tmp_path):
+    served = _offline_mirror(monkeypatch, tmp_path)
+    served.unlink()  # the mirror is unreachable
+    with pytest.raises(DataNotFoundError, match=r"^MNIST files not found \(looked in .*\) and "
+                       r"could not download file://.*mnist\.npz \(.*\)\. Pass --data-dir"):
+        data.load("mnist10k")
+    assert list((tmp_path / "keras" / "datasets").iterdir()) == []
+
+
+def test_mnist_without_a_copy_or_download_says_where_it_looked(monkeypatch, tmp_path):
+    _offline_mirror(monkeypatch, tmp_path)
+    with pytest.raises(DataNotFoundError, match=r"MNIST files not found; looked in .*no-shared.*"
+                       r"Pass --data-dir \(or set ZOO_DATA_DIR\)"):
+        data.load("mnist10k", download=False)
+
+
 def test_mnist_data_dir_does_not_exist(tmp_path):
     with pytest.raises(DataNotFoundError, match="does not exist"):
         data.load("mnist10k", data_dir=tmp_path / "nowhere")

@@ -310,14 +310,36 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
+def _copy_with_progress(src, dst, total: int, label: str) -> None:
+    """Copy a stream, with a progress bar on stderr when it is a terminal."""
+    import sys
+
+    if not sys.stderr.isatty():
+        shutil.copyfileobj(src, dst)
+        return
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total or None)
+        for chunk in iter(lambda: src.read(1 << 16), b""):
+            dst.write(chunk)
+            bar.advance(task, len(chunk))
+
+
 def _download(url: str, dest: Path, sha256: str) -> Path:
     """Download `url` to `dest`, keeping it only if its SHA-256 matches (written atomically)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            shutil.copyfileobj(resp, out)
-        verify_sha256(tmp, sha256)
+            _copy_with_progress(resp, out, int(resp.headers.get("Content-Length") or 0),
+                                f"downloading {dest.name}")
+        got = sha256sum(tmp)
+        if got != sha256:
+            raise ChecksumError(f"the download of {url} has SHA-256 {got}, not the published "
+                                f"{sha256}, so it was not kept; try again, or put a copy "
+                                f"you trust in {dest.parent}.")
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the shared cache from other users
         os.replace(tmp, dest)
     except ChecksumError:
