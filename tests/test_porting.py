@@ -476,6 +476,33 @@ def test_gotcha_adam_betas() -> None:
                     all_agree({fw: quad(fw, exact, steps=1000) for fw in FW})) < g.below
 
 
+def test_gotcha_tf1_adam_beta_powers(monkeypatch) -> None:
+    import keras_models.train as K
+    import tf1_compat.optimizers as tf1_optimizers
+    import tf1_compat.train as T1
+    import torch_models.train as PT
+    from zoo import reference
+    from zoo.data import load
+    from zoo.specs import model_spec_for
+
+    g = gotcha("tf1_adam_beta_powers")
+    ds = load("digits")
+    spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("adam", lr=0.005), epochs=10)
+    init = init_weights(spec, 0)
+
+    def off(mod) -> float:  # the largest weight difference from the float64 reference
+        w = mod.train(spec, ts, ds.X_train, ds.y_train, init).weights
+        return max(maxdiff(w[k], ref.weights[k]) for k in ref.weights)
+
+    ref = reference.train(spec, ts, ds.X_train, ds.y_train, init)
+    fixed = off(T1)
+    monkeypatch.setattr(tf1_optimizers, "FLOAT64_BETA_POWERS", False)
+    assert measured(g, "difference", off(T1)) > g.above  # measured 5.0e-2
+    assert measured(g, "Keras", off(K)) < 1e-5 and measured(g, "torch", off(PT)) < 1e-5
+    assert measured(g, "after the fix", fixed) < g.below  # measured 3.6e-6
+
+
 def test_gotcha_rmsprop_rho_alpha() -> None:
     g = gotcha("rmsprop_rho_alpha")
     k = quad("keras", OptimizerSpec("rmsprop", lr=0.01, rho=0.9))
