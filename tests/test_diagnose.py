@@ -62,8 +62,37 @@ def test_different_adam_epsilon_is_an_update_difference():
     d = run("softmax", shared, fw_spec=TrainSpec(OptimizerSpec("adam", lr=0.01, epsilon=1e-3)))
     assert (d.step, d.quantity) == (0, "update")
     assert d.checks["gradients"] < 1e-6 and d.checks["logits"] < 1e-6
-    assert d.difference > 1e-4 and d.cause == CAUSES["update"]
+    assert d.difference > 1e-4 and d.cause == CAUSES["update"]  # at step 0: no drift yet
     assert "Adam or RMSprop epsilon" in d.summary()
+
+
+def _digits_mlp_adam(dtype: str):
+    """torch against the float64 reference: the digits MLP, Adam lr 5e-3, 10 epochs (450
+    steps), no fault at all."""
+    ds = load("digits", dtype)
+    spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("adam", lr=0.005), epochs=10, dtype=dtype)
+    init = init_weights(spec, 0, dtype)
+    href = ref.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
+    hfw = T.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
+    return diagnose(spec, ts, ds.X_train, ds.y_train, init, href, hfw,
+                    lambda w, Xb, yb, m, l2: ref.step_details(spec, w, Xb, yb, m, l2),
+                    lambda w, Xb, yb, m, l2: T.step_details(
+                        spec, {k: np.asarray(v, dtype) for k, v in w.items()},
+                        np.asarray(Xb, dtype), yb, m, l2))
+
+
+def test_float32_rounding_drift_is_told_from_a_different_computation():
+    d = _digits_mlp_adam("float32")
+    # float32 rounding, amplified by ReLUs and Adam over ~100 steps, crosses the 1e-6 tolerance
+    assert d.quantity == "update" and d.step > 50
+    assert d.checks["update_relative"] < 1e-3 and d.checks["weights_before"] > 1e-7
+    assert d.cause.startswith("float32 rounding accumulated over the steps so far, not a "
+                              "different computation: gradients agree and the updates differ "
+                              "by only ")
+    assert "Likely cause: float32 rounding accumulated" in d.summary()
+    # the same training in float64 agrees at every step: no formula differs
+    assert _digits_mlp_adam("float64").step is None
 
 
 class ProbabilitiesAsInput(nn.Module):

@@ -53,7 +53,15 @@ CAUSES = {
     "update": "gradients agree, updates differ: optimizer hyperparameters or formula (Adam or "
               "RMSprop epsilon and where it sits, betas, momentum formulation, accumulator "
               "start value, learning rate)",
+    "drift": "float32 rounding accumulated over the steps so far, not a different "
+             "computation: gradients agree and the updates differ by only {rel:.1e} of their "
+             "size, from weights already {pre:.1e} apart before this step (rerun with --dtype "
+             "float64, where equal computations agree within 1e-12 and a different optimizer "
+             "setting still differs)",
 }
+#: Below this relative size of the update difference, in float32, after the weights had
+#: already drifted apart, a divergence at the update is called rounding drift.
+DRIFT_RELATIVE = 1e-3
 
 
 @dataclass
@@ -166,4 +174,13 @@ def diagnose(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
              for n in before}
     name, diff, _ = _worst(upd_f, upd_r, atol, rtol)
     d.checks["update"] = diff
+    size = max(float(np.max(np.abs(u))) if u.size else 0.0 for u in upd_r.values())
+    rel = diff / size if size > 0 else np.inf
+    pre = max(float(np.max(np.abs(np.asarray(own_before[n], np.float64)
+                                  - np.asarray(before[n], np.float64)))) for n in before)
+    d.checks["update_relative"], d.checks["weights_before"] = rel, pre
+    if train_spec.dtype == "float32" and k > 0 and pre > 0 and rel < DRIFT_RELATIVE:
+        found("update", name, diff, "drift")
+        d.cause = d.cause.format(rel=rel, pre=pre)
+        return d
     return found("update", name, diff, "update")
