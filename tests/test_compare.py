@@ -140,8 +140,8 @@ def zoo(*args: str) -> subprocess.CompletedProcess:
     (["compare", "softmax", "--dataset", "iris", "--record-every", "0"],
      "zoo compare: error: --record-every must be 'auto' or an integer >= 1, got '0'."),
     (["compare", "softmax", "--dataset", "iris", "--record-every", "4", "--diagnose"],
-     "zoo compare: error: --diagnose needs the weights after every step, not every 4th; drop "
-     "--record-every or pass --record-every 1."),
+     "zoo compare: error: --diagnose needs the weights after every step, not every 4 steps; "
+     "drop --record-every or pass --record-every 1."),
 ], ids=["model", "framework", "optimizer", "lr", "lr-nan", "epochs", "batch", "task", "binary",
         "no-data", "record-every", "diagnose-stride"])
 def test_compare_cli_errors(args, message):
@@ -204,12 +204,12 @@ def test_compare_over_budget_records_at_a_stride_and_says_so():
     r = comp.results["torch"]
     assert r.history.weights_every == 4 and r.weight_steps.tolist() == [3, 7, 11, 15, 19]
     assert len(r.weight_diff) == 5 and r.max_weight_diff < 1e-6
-    assert any(n.startswith("weights recorded after every 4th step") for n in comp.notes)
+    assert any(n.startswith("weights recorded every 4 steps, not after each step") for n in comp.notes)
     assert comp.to_json()["frameworks"]["torch"]["weights_every"] == 4
     from zoo.diagnose import diagnose
 
     with pytest.raises(ConfigError, match=r"^the diagnosis needs the weights after every step, "
-                       r"but they were recorded after every 4th"):
+                       r"but they were recorded every 4 steps"):
         diagnose(ms, ts, ds.X_train, ds.y_train, comp.init, comp.results["numpy"].history,
                  _shifted(r.history), None, None)
 

@@ -308,7 +308,7 @@ class RecordPlan:
     def note(self) -> str | None:
         if self.every <= 1:
             return None
-        return (f"weights recorded after every {self.every}th step, not every step: all "
+        return (f"weights recorded every {self.every} steps, not after each step: all "
                 f"{self.steps:,} steps would take {self.full_mb:,.0f} MB (budget "
                 f"{self.budget_mb:,.0f} MB). Losses are compared at every step; a divergence "
                 f"seen only in the weights is located to within {self.every} steps. "

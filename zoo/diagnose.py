@@ -125,7 +125,7 @@ def diagnose(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
     every = max(reference.weights_every, history.weights_every)
     if every != 1:
         raise ConfigError(f"the diagnosis needs the weights after every step, but they were "
-                          f"recorded after every {every}th; record every step (--record-every "
+                          f"recorded every {every} steps; record every step (--record-every "
                           "1) or train fewer steps.")
     spe = -(-len(X) // train_spec.batch_size)
     epoch, step = divmod(k, spe)

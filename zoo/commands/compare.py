@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     plan = cmp.record_plan(model_spec, train_spec, len(ds.X_train), frameworks, record)
     if args.diagnose and plan.every > 1 and record is not True:
         raise ConfigError(f"--diagnose needs the weights after every step, not every "
-                          f"{plan.every}th; drop --record-every or pass --record-every 1.")
+                          f"{plan.every} steps; drop --record-every or pass --record-every 1.")
     if args.diagnose and plan.every > 1:  # fail before training, not after
         raise ConfigError(
             f"--diagnose needs the weights after every step, and all {plan.steps:,} steps of "
