@@ -66,12 +66,15 @@ def test_different_adam_epsilon_is_an_update_difference():
     assert "Adam or RMSprop epsilon" in d.summary()
 
 
-def _digits_mlp_adam(dtype: str):
-    """torch against the float64 reference: the digits MLP, Adam lr 5e-3, 10 epochs (450
-    steps), no fault at all."""
+ADAM_5E3 = OptimizerSpec("adam", lr=0.005)
+
+
+def _digits_mlp(dtype: str, opt: OptimizerSpec = ADAM_5E3, epochs: int = 10):
+    """torch against the float64 reference on the digits MLP (45 steps an epoch), no fault
+    at all."""
     ds = load("digits", dtype)
     spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)
-    ts = TrainSpec(OptimizerSpec("adam", lr=0.005), epochs=10, dtype=dtype)
+    ts = TrainSpec(opt, epochs=epochs, dtype=dtype)
     init = init_weights(spec, 0, dtype)
     href = ref.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
     hfw = T.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
@@ -83,7 +86,7 @@ def _digits_mlp_adam(dtype: str):
 
 
 def test_float32_rounding_drift_is_told_from_a_different_computation():
-    d = _digits_mlp_adam("float32")
+    d = _digits_mlp("float32")  # Adam lr 5e-3, 10 epochs
     # float32 rounding, amplified by ReLUs and Adam over ~100 steps, crosses the 1e-6 tolerance
     assert d.quantity == "update" and d.step > 50
     assert d.checks["update_relative"] < 1e-3 and d.checks["weights_before"] > 1e-7
@@ -92,7 +95,37 @@ def test_float32_rounding_drift_is_told_from_a_different_computation():
                               "by only ")
     assert "Likely cause: float32 rounding accumulated" in d.summary()
     # the same training in float64 agrees at every step: no formula differs
-    assert _digits_mlp_adam("float64").step is None
+    assert _digits_mlp("float64").step is None
+
+
+def test_a_drift_that_meets_a_relu_kink_is_named():
+    """SGD lr 0.1, 30 epochs: at step 879 the float32 weights, 1.1e-6 from the reference's,
+    put a ReLU on the other side of zero for some sample: the reference's own gradient moves
+    by 2.3e-5 between the two weight sets, and the update difference follows. The forward
+    pass there differs by 3.5e-6, float32 rounding well inside `rounding_scale` (8.5e-5)."""
+    d = _digits_mlp("float32", OptimizerSpec("sgd", lr=0.1), epochs=30)
+    assert (d.step, d.quantity) == (879, "update")
+    assert d.cause.startswith("a small drift met a kink, not a different computation")
+    assert d.checks["gradient_shift"] > 1e-5 and d.checks["weights_before"] < 1e-5
+    assert d.checks["logits"] > 1e-6 and d.checks["logits"] < d.checks["logits_rounding_scale"]
+
+
+def test_rounding_scale_bounds_float32_forward_rounding():
+    from zoo.reference import forward, rounding_scale
+
+    rng = np.random.default_rng(3)
+    spec = model_spec_for("mlp", 64, 10)
+    for seed in range(5):
+        w = {k: (v * 5).astype(np.float32) for k, v in init_weights(spec, seed).items()}
+        X = rng.normal(0, 3, (50, 64)).astype(np.float32)
+        h = X
+        for i in range(3):  # the float32 forward pass, numpy's own summation order
+            h = h @ w[f"dense_{i}/kernel"] + w[f"dense_{i}/bias"]
+            h = np.maximum(h, 0) if i < 2 else h
+        exact = forward(spec, w, X)
+        scale = rounding_scale(spec, w, X)
+        assert np.all(np.abs(h - exact) <= scale)
+        assert 0 < np.max(np.abs(h - exact)) and np.max(scale) < 1e-3 * np.max(np.abs(exact))
 
 
 class ProbabilitiesAsInput(nn.Module):
