@@ -116,13 +116,11 @@ def test_make_optimizer_follows_numpy_reference(name: str, framework: str) -> No
         np.testing.assert_allclose(g, r, atol=2e-6, rtol=0)
 
 
-#: Keras float64 quirk: these hyperparameters reach a float64 computation through a float32
-#: tensor (ops.cast(0.9, "float64") converts 0.9 to float32 first; Adagrad's Constant
-#: initializer does the same), so a float64 reference needs float32-exact values to agree.
+#: float32-exact values of the hyperparameters Keras would route through float32
 F32_EXACT = {"momentum": float(np.float32(0.9)), "initial_accumulator": float(np.float32(0.1))}
 
 
-def _f64_spec(name: str, exact: bool = True) -> OptimizerSpec:
+def _f64_spec(name: str, exact: bool = False) -> OptimizerSpec:
     kw: dict[str, float] = {}
     if name in ("momentum", "nesterov"):
         kw["momentum"] = F32_EXACT["momentum"] if exact else 0.9
@@ -134,8 +132,9 @@ def _f64_spec(name: str, exact: bool = True) -> OptimizerSpec:
 @pytest.mark.parametrize("framework", list(RUNNERS))
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_float64_matches_reference_to_rounding(name: str, framework: str) -> None:
-    # float64 Keras uses a float64 lr variable and TF1 float64 hyperparameter constants;
-    # without them both would apply float32(lr) = 0.05000000075 (error ~1e-9).
+    # float64 Keras uses a float64 lr variable and np.float64 hyperparameters, TF1 float64
+    # hyperparameter constants; without them both would apply float32(lr) = 0.05000000075
+    # (error ~1e-9) and Keras float32(0.9) as the momentum (next test).
     spec = _f64_spec(name)
     ref = numpy_run(spec)
     got = RUNNERS[framework](spec, "float64")
@@ -145,17 +144,26 @@ def test_float64_matches_reference_to_rounding(name: str, framework: str) -> Non
 
 @pytest.mark.parametrize("name,low,high", [("momentum", 1e-9, 1e-7), ("nesterov", 1e-9, 1e-7),
                                            ("adagrad", 1e-10, 1e-8)])
-def test_keras_float64_uses_float32_hyperparameters(name: str, low: float, high: float) -> None:
-    """With momentum 0.9 Keras float64 applies float32(0.9) = 0.8999999762, and Adagrad starts
-    at float32(0.1): measured 8.5e-8 / 7.0e-8 / 4.5e-10 after 20 steps here (5.4e-7 for
-    momentum on the 1000-step quadratic). TF1 and torch do not do this."""
-    spec = _f64_spec(name, exact=False)
+def test_keras_float64_python_float_hyperparameters_go_through_float32(
+        name: str, low: float, high: float, monkeypatch) -> None:
+    """Keras's own behaviour: given momentum=0.9 as a Python float, a float64 run applies
+    float32(0.9) = 0.8999999762 (`ops.cast` converts the Python float to float32 first), and
+    Adagrad starts at float32(0.1): measured 8.5e-8 / 7.0e-8 / 4.5e-10 after 20 steps here.
+    `keras_models.optimizers` passes np.float64 values instead (the test above: 1e-13);
+    float32-exact values are the other way out. TF1 and torch do not do this."""
+    import keras_models.optimizers
+
+    monkeypatch.setattr(keras_models.optimizers, "_FLOAT_ARGS", ())  # Python floats, as given
+    spec = _f64_spec(name)
     ref = numpy_run(spec)
     off = max(np.abs(g - r).max() for g, r in zip(keras_run(spec, "float64"), ref, strict=True))
     assert low < off < high
     for framework in ("tf1", "torch"):
         for g, r in zip(RUNNERS[framework](spec, "float64"), ref, strict=True):
             np.testing.assert_allclose(g, r, atol=1e-13, rtol=0)
+    exact = _f64_spec(name, exact=True)  # the other way out: values float32 represents
+    for g, r in zip(keras_run(exact, "float64"), numpy_run(exact), strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-13, rtol=0)
 
 
 def test_tf1_rmsprop_slot_starts_at_one_and_after_init_zeroes_it() -> None:

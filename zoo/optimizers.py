@@ -102,10 +102,15 @@ _NOTES: tuple[tuple[str, str, str], ...] = (
     ("momentum", "torch", "dampening=0 (torch's default, stated explicitly): Keras and TF1 have "
      "no dampening, and dampening=0.9 moves the result by ~2."),
     ("nesterov", "all", "same as momentum, with nesterov=True / use_nesterov=True."),
-    ("momentum", "keras", "float64 only: Keras casts the momentum (and Adagrad's initial "
-     "accumulator) through float32, so float64 runs use float32(0.9); use float32-exact values "
-     "(float(np.float32(0.9))) when float64 runs must agree to rounding."),
+    ("momentum", "keras", "float64 only: Keras turns a Python-float momentum (and Adagrad's "
+     "initial accumulator, the epsilons, rho) into a tensor through float32, so a float64 run "
+     "would use float32(0.9); keras_models.optimizers passes them as np.float64 in float64 "
+     "runs (float32-exact values would do too)."),
     ("rmsprop", "torch", "rho is torch's alpha (torch default 0.99, Keras 0.9)."),
+    ("rmsprop", "all", "epsilon 1e-20 makes its placement (inside the root in Keras and TF1, "
+     "outside in torch) negligible only while gradients exceed ~1e-10; nearly dead ReLU units "
+     "of an MLP get smaller ones (measured 7.8e-9 between torch and the others on the iris "
+     "MLP in float64), so float64 runs that must agree to rounding use 1e-40."),
     ("rmsprop", "tf1",
      "rho is TF1's decay. TF1's RMSPropOptimizer initialises its 'rms' slot to ONES (Keras and "
      "torch start at 0), so tf1_compat.optimizers.after_init zeroes it after the variables are "
@@ -148,10 +153,9 @@ def keras_kwargs(spec: OptimizerSpec) -> tuple[str, dict[str, Any]]:
       inside the square root, harmless at 1e-20.
     - adam -> Adam(beta_1, beta_2, epsilon): epsilon-hat form; betas float32-exact.
     - adagrad -> Adagrad(initial_accumulator_value, epsilon inside the root).
-    The lr is a Python float (Keras rejects an int). float64 caveat (measured): Keras turns
-    `momentum` and Adagrad's initial accumulator into float32 before casting them to float64,
-    so a float64 Keras run uses float32(0.9); pass float32-exact values if float64 runs must
-    agree beyond ~1e-7.
+    The lr is a Python float (Keras rejects an int). float64 caveat (measured): Keras turns a
+    Python-float `momentum` or initial accumulator into float32 before casting it to float64,
+    so `keras_models.optimizers.make_optimizer` passes np.float64 values in float64 runs.
     """
     lr = float(spec.lr)
     if spec.name == "sgd":
