@@ -269,10 +269,16 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
     return {fw: results[fw] for fw in frameworks}
 
 
-def worker_details(fw: str, model_spec: ModelSpec):
-    """A `zoo.diagnose` details callable that runs `step_details` in `fw`'s own process."""
+def worker_details(fw: str, model_spec: ModelSpec, dtype: str | None = None):
+    """A `zoo.diagnose` details callable that runs `step_details` in `fw`'s own process, in
+    `dtype` when given (weights, inputs and masks cast to it: the framework's own precision,
+    whatever precision the weights come in), else in the weights' dtype."""
 
     def details(weights, X, y, masks, l2) -> dict:
+        if dtype is not None:
+            weights = {k: np.asarray(v, dtype) for k, v in weights.items()}
+            X = np.asarray(X, dtype)
+            masks = [np.asarray(m, dtype) for m in masks] if masks else masks
         with tempfile.TemporaryDirectory(prefix="zoo-details-") as tmp:
             d = Path(tmp)
             arrays = {"X": X, "y": y, **{f"w:{k}": v for k, v in weights.items()}}
@@ -413,11 +419,14 @@ def diagnose_comparison(comp: Comparison, dataset) -> dict[str, Any]:
     from zoo.diagnose import diagnose
 
     ref = comp.results[comp.reference]
-    details_ref = worker_details(comp.reference, comp.model)
+    # every side computes in the precision it trained in (the numpy reference: float64)
+    dtype_of = {fw: None if fw == "numpy" else comp.train.dtype for fw in comp.results}
+    details_ref = worker_details(comp.reference, comp.model, dtype_of[comp.reference])
     for fw, r in comp.results.items():
         if fw == comp.reference:
             continue
         comp.diagnoses[fw] = diagnose(comp.model, comp.train, dataset.X_train, dataset.y_train,
                                       comp.init, ref.history, r.history, details_ref,
-                                      worker_details(fw, comp.model), tolerance=comp.tolerance)
+                                      worker_details(fw, comp.model, dtype_of[fw]),
+                                      tolerance=comp.tolerance)
     return comp.diagnoses
