@@ -180,34 +180,27 @@ def test_epoch_every_optimizer_float32(opt: str) -> None:
 @pytest.mark.parametrize("opt", [pytest.param(o, id=f"keras-{o}") for o in OPTIMIZERS])
 def test_epoch_every_optimizer_mlp_float64(opt: str) -> None:
     """The MLP with shared dropout and L2 on digits, one epoch, float64: within 1e-12."""
-    ts = TrainSpec(float64_exact(OptimizerSpec(opt, lr=LR[opt])), epochs=1, batch_size=64,
+    ts = TrainSpec(OptimizerSpec(opt, lr=LR[opt]), epochs=1, batch_size=64,
                    seed=4, dtype="float64", l2=1e-3)
     got, want = run_both("mlp", ts, "digits")
     assert np.abs(got.losses - want.losses).max() <= TOL["float64"]
     assert max_diff(got.weights, want.weights) <= TOL["float64"]
 
 
-def float64_exact(spec: OptimizerSpec) -> OptimizerSpec:
-    """Keras's SGD does `ops.cast(self.momentum, variable.dtype)`, which converts the Python
-    float to a float32 tensor first: momentum 0.9 runs as 0.899999976 even in float64; Adagrad's
-    `Constant(initial_accumulator_value)` initialiser does the same to 0.1 (documented in
-    `zoo.optimizers.keras_kwargs`). float32-representable values make the float64 run exact
-    (as the float32-exact Adam betas do)."""
-    return dataclasses.replace(spec, momentum=float(np.float32(spec.momentum)),
-                               initial_accumulator=float(np.float32(spec.initial_accumulator)))
+def test_float64_momentum_is_exact(monkeypatch) -> None:
+    """Keras's SGD does `ops.cast(self.momentum, variable.dtype)`, which turns a Python float
+    into a float32 tensor first: given 0.9 a float64 run would use 0.899999976 and leave the
+    float64 reference by ~1e-9 per epoch (Adagrad's `Constant(initial_accumulator_value)` does
+    the same to 0.1). `keras_models.optimizers` passes np.float64 values, so it agrees."""
+    import keras_models.optimizers
 
-
-def test_float64_momentum_is_rounded_to_float32_by_keras() -> None:
-    """The fact behind `float64_exact`: with momentum 0.9 a float64 Keras run leaves the
-    float64 reference by ~1e-9 per epoch (float32 rounding of 0.9), with 0.9 rounded first
-    it agrees to 1e-12."""
     ts = TrainSpec(OptimizerSpec("momentum", lr=0.02, momentum=0.9), epochs=1, batch_size=32,
                    dtype="float64")
     got, want = run_both("softmax", ts, "iris")
-    assert 1e-11 < max_diff(got.weights, want.weights) < 1e-6
-    exact = dataclasses.replace(ts, optimizer=float64_exact(ts.optimizer))
-    got, want = run_both("softmax", exact, "iris")
     assert max_diff(got.weights, want.weights) <= TOL["float64"]
+    monkeypatch.setattr(keras_models.optimizers, "_FLOAT_ARGS", ())  # Python floats, as given
+    got, want = run_both("softmax", ts, "iris")
+    assert 1e-11 < max_diff(got.weights, want.weights) < 1e-6
 
 
 @pytest.mark.slow
@@ -215,7 +208,7 @@ def test_float64_momentum_is_rounded_to_float32_by_keras() -> None:
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("model", MODEL_IDS)
 def test_epoch_full_matrix(model: str, opt: str, dtype: str) -> None:
-    ts = TrainSpec(float64_exact(OptimizerSpec(opt, lr=LR[opt] / 5)), epochs=1, batch_size=32,
+    ts = TrainSpec(OptimizerSpec(opt, lr=LR[opt] / 5), epochs=1, batch_size=32,
                    dtype=dtype, l2=1e-3)
     got, want = run_both(model, ts)
     assert np.abs(got.losses - want.losses).max() <= scaled_tol(dtype, want.losses)
