@@ -503,6 +503,32 @@ def test_gotcha_tf1_adam_beta_powers(monkeypatch) -> None:
     assert measured(g, "after the fix", fixed) < g.below  # measured 3.6e-6
 
 
+def test_gotcha_float32_parting() -> None:
+    import torch_models.train as PT
+    from zoo import reference
+    from zoo.data import load
+    from zoo.specs import model_spec_for
+
+    g = gotcha("float32_parting")
+
+    def run(dtype: str) -> tuple[float, float]:
+        ds = load("digits", dtype=dtype)
+        spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)
+        ts = TrainSpec(OptimizerSpec("adam", lr=0.005), epochs=40, dtype=dtype)
+        init = init_weights(spec, 0, dtype)
+        ref = reference.train(spec, ts, ds.X_train, ds.y_train, init)
+        got = PT.train(spec, ts, ds.X_train, ds.y_train, init)
+        acc = [PT.evaluate(spec, {k: np.asarray(v, dtype) for k, v in w.items()}, ds.X_test,
+                           ds.y_test)["accuracy"] for w in (got.weights, ref.weights)]
+        return max(maxdiff(got.weights[k], ref.weights[k]) for k in ref.weights), \
+            abs(acc[0] - acc[1])
+
+    diff, acc_gap = run("float32")
+    assert measured(g, "difference", diff) > g.above  # measured 0.27
+    assert measured(g, "test accuracy gap", acc_gap) <= 0.02  # measured 0.0028 (one image)
+    assert measured(g, "after the fix", run("float64")[0]) < g.below  # measured 6.9e-14
+
+
 def test_gotcha_rmsprop_rho_alpha() -> None:
     g = gotcha("rmsprop_rho_alpha")
     k = quad("keras", OptimizerSpec("rmsprop", lr=0.01, rho=0.9))

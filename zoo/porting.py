@@ -283,6 +283,16 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "`fit(..., shuffle=False)` and one shared batch order "
            "(`zoo.data.batch_order`)", _P + "test_gotcha_fit_shuffle", above=0.1,
            below=1e-6),
+    Gotcha("float32_parting", "Two correct ports part after many float32 steps",
+           "every framework rounds differently in float32 (summation order, fused kernels), "
+           "and an MLP amplifies it: a drift of 1e-6 can switch a ReLU for some sample, after "
+           "which the runs go separate ways. The digits MLP, Adam lr 5e-3, 40 epochs (1,800 "
+           "steps), shared dropout masks: torch in float32 against the float64 reference, the "
+           "largest final weight difference (the test accuracies stay within two points)",
+           "compare in float64 (`zoo compare --dtype float64`): equal computations agree to "
+           "rounding there; in float32 compare the first epoch step by step and longer runs by "
+           "their test metric, and let `zoo compare --diagnose` tell drift and ReLU kinks from "
+           "a real difference", _P + "test_gotcha_float32_parting", above=0.05, below=1e-12),
 )
 
 _BY_KEY = {g.key: g for g in GOTCHAS}
