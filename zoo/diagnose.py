@@ -12,7 +12,15 @@ the order data flows:
 4. the batch       -> the framework's recorded loss is not the shared batch's loss: it trained
                       on other samples (batch order, shuffling, a different seed, drop_last)
 5. the update      -> gradients agree, updates differ: optimizer hyperparameters or formula
-                      (Adam/RMSprop epsilon, betas, momentum formulation, accumulator start)
+                      (Adam/RMSprop epsilon, betas, momentum formulation, accumulator start),
+                      unless rounding explains it:
+   - a kink: the weights had already drifted apart (within tolerance) and the reference's
+     own gradient differs between the two weight sets (a ReLU switching for some sample);
+   - drift: in float32, the update differs by less than `DRIFT_RELATIVE` of its size.
+
+In float32 the forward logits get a per-output rounding allowance
+(`zoo.reference.rounding_scale`), so summation-order rounding is not called a different
+architecture.
 
 `details` callables take (weights, X, y, masks, l2) and return {"logits", "loss", "grads"}, so
 the same logic serves in-process tests (with injected faults) and `zoo compare --diagnose`,
