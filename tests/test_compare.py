@@ -223,6 +223,19 @@ def _shifted(h: History) -> History:
     return dataclasses.replace(h, losses=losses)
 
 
+def test_compare_cli_points_at_the_diagnosis_when_a_framework_parts(tmp_path):
+    out = tmp_path / "r.json"
+    r = zoo("compare", "mlp", "--dataset", "iris", "--frameworks", "numpy,torch", "--optimizer",
+            "adam", "--lr", "0.05", "--epochs", "40", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    step = rep["frameworks"]["torch"]["first_divergent_step"]
+    assert step is not None  # float32 torch against the float64 reference, Adam at lr 0.05
+    assert f"torch at step {step} left the reference beyond the tolerance; --diagnose names " \
+        "the first quantity that differs and tells rounding (drift, a ReLU kink) from a " \
+        "different computation." in rep["notes"]
+
+
 def test_compare_cli_refuses_to_overwrite_before_training(tmp_path):
     (tmp_path / "r.json").write_text("{}")
     r = zoo("compare", "softmax", "--dataset", "iris", "--frameworks", "numpy",

@@ -161,6 +161,13 @@ def run(args: argparse.Namespace) -> int:
                            workers=args.workers, record_weights=record)
     if args.diagnose:
         cmp.diagnose_comparison(comp, ds)
+    else:
+        parted = [f"{fw} at step {r.first_divergent_step}" for fw, r in comp.results.items()
+                  if r.first_divergent_step is not None]
+        if parted:
+            comp.notes.append(f"{', '.join(parted)} left the reference beyond the tolerance; "
+                              "--diagnose names the first quantity that differs and tells "
+                              "rounding (drift, a ReLU kink) from a different computation.")
     out = Console()
     if not out.is_terminal:
         out = Console(width=150)
