@@ -499,7 +499,8 @@ def test_gotcha_tf1_adam_beta_powers(monkeypatch) -> None:
     fixed = off(T1)
     monkeypatch.setattr(tf1_optimizers, "FLOAT64_BETA_POWERS", False)
     assert measured(g, "difference", off(T1)) > g.above  # measured 5.0e-2
-    assert measured(g, "Keras", off(K)) < 1e-5 and measured(g, "torch", off(PT)) < 1e-5
+    # measured 3.7e-6 and 7.8e-6: float32 rounding amplified over 450 steps, CPU-dependent
+    assert measured(g, "Keras", off(K)) < g.below and measured(g, "torch", off(PT)) < g.below
     assert measured(g, "after the fix", fixed) < g.below  # measured 3.6e-6
 
 

@@ -174,12 +174,12 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "betas) and multiplies them by beta every step, so their rounding accumulates; "
            "Keras computes pow(beta, t) afresh in float32, torch in float64. The digits MLP, "
            "Adam lr 5e-3, 10 epochs (450 steps), float32: TF1 against the float64 reference "
-           "(Keras and torch stay within 1e-5 of it)",
+           "(Keras and torch stay within 1e-5 of it here)",
            "pass the (float32-exact) betas as float64 tensors, `AdamOptimizer(lr, "
            "beta1=tf.constant(b1, tf.float64), beta2=tf.constant(b2, tf.float64))`: the "
            "accumulators become float64 and are cast to float32 where used "
            "(`tf1_compat.optimizers.make_optimizer`)",
-           _P + "test_gotcha_tf1_adam_beta_powers", above=1e-2, below=1e-5),
+           _P + "test_gotcha_tf1_adam_beta_powers", above=1e-2, below=1e-4),
     Gotcha("rmsprop_rho_alpha", "RMSprop rho against alpha",
            "Keras `rho` (default 0.9) is torch's `alpha` (default 0.99) and TF1's `decay`. "
            "Seed quadratic, 300 steps, Keras rho 0.9 vs torch's default alpha",
