@@ -75,7 +75,7 @@ def test_mlp_with_the_seeds_learning_rate(mnist):
 
 def test_seeded_split_is_at_the_linear_ceiling(mnist_seeded):
     """On the seeded split the best L2-regularised softmax regression that scikit-learn's lbfgs
-    finds over a grid of C stays below 0.91, and our SGD softmax comes within a point of it."""
+    finds over a grid of C reaches 0.908, and our SGD softmax comes within a point of it."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -90,5 +90,7 @@ def test_seeded_split_is_at_the_linear_ceiling(mnist_seeded):
         best = max(best, clf.score(ds.X_test, ds.y_test))
     ours = _fit("torch", "softmax", ds, OptimizerSpec("sgd", lr=0.5), epochs=10)
     print(f"mnist10k seeded split: scikit-learn best {best:.4f}, ours {ours:.4f}")
-    assert best < 0.91  # measured 0.9080 (C = 0.1): the floor cannot hold on this split
+    # measured 0.9080 (C = 0.1): the 0.91 floor cannot hold on this split (the bound leaves a
+    # few images for other BLAS builds; the fixed split gives 0.924)
+    assert best < 0.915
     assert ours >= best - 0.01  # measured 0.9050
