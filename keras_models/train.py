@@ -46,6 +46,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
 from zoo.specs import (
@@ -277,14 +278,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
 
     _check(model_spec, X, y)
     every = record_every(record_weights)
-    ckpt = state = None
-    if checkpoint_dir is not None:
-        from zoo.checkpoint import open_checkpoint
-
-        ckpt, state = open_checkpoint(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y,
-                                      resume=resume, force=force)
-        if state is not None:
-            init = state.weights
+    ckpt, state, init = start(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y, init,
+                              resume=resume, force=force)
     start_epoch = state.epoch if state is not None else 0
     if steps_per_execution < 1:
         raise ConfigError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf1_compat.optimizers import after_init, make_optimizer
+from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
 from zoo.specs import (
@@ -268,14 +269,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     """
     check_inputs(model_spec, X, y, what="tf1_compat")
     every = record_every(record_weights)
-    ckpt = state = None
-    if checkpoint_dir is not None:
-        from zoo.checkpoint import open_checkpoint
-
-        ckpt, state = open_checkpoint(checkpoint_dir, "tf1", model_spec, train_spec, X, y,
-                                      resume=resume, force=force)
-        if state is not None:
-            init = state.weights
+    ckpt, state, init = start(checkpoint_dir, "tf1", model_spec, train_spec, X, y, init,
+                              resume=resume, force=force)
     dtype = train_spec.dtype
     tf_dtype = _tf_dtype(dtype)
     model = build(model_spec, init, dtype, seed=train_spec.seed)

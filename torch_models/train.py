@@ -24,6 +24,7 @@ What makes it agree with Keras, TF1 and the float64 reference step by step:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.specs import (
     History,
@@ -98,21 +100,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     `record_weights` then records the resumed steps only).
     """
     _check(model_spec, X, y)
-    ckpt = state = None
-    if checkpoint_dir is not None:
-        from zoo.checkpoint import open_checkpoint
+    from torch_models import checkpoint
 
-        ckpt, state = open_checkpoint(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y,
-                                      resume=resume, force=force)
-        if state is not None:
-            init = state.weights
-    save = None
-    if ckpt is not None:
-        from torch_models import checkpoint
-
-        def save(epochs_done, model, optimizer, get_weights, losses, epoch_seconds):
-            checkpoint.save(ckpt, epochs_done, model, optimizer, get_weights, losses,
-                            epoch_seconds)
+    ckpt, state, init = start(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y, init,
+                              resume=resume, force=force)
+    save = functools.partial(checkpoint.save, ckpt) if ckpt is not None else None
     return run_loop(model_spec, train_spec, X, y, init, record_weights=record_weights,
                     progress=progress, state=state, save=save)
 

@@ -131,6 +131,23 @@ class Checkpoint:
             epoch_seconds=[float(x) for x in arrays["epoch_seconds"]])
 
 
+def start(directory: str | os.PathLike | None, framework: str, model_spec: ModelSpec,
+          train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+          init: dict[str, np.ndarray] | None, *, resume: bool, force: bool
+          ) -> tuple[Checkpoint | None, State | None, dict[str, np.ndarray] | None]:
+    """What every framework's `train` does with its checkpoint arguments: (the checkpoint, or
+    None without a directory; the state to resume from, or None; the weights to build the
+    model from: the resumed ones, else `init`)."""
+    if directory is None:
+        if resume:
+            raise ConfigError("resume needs a checkpoint directory naming the checkpoint to "
+                              "continue.")
+        return None, None, init
+    ckpt, state = open_checkpoint(directory, framework, model_spec, train_spec, X, y,
+                                  resume=resume, force=force)
+    return ckpt, state, state.weights if state is not None else init
+
+
 def open_checkpoint(directory: str | os.PathLike, framework: str, model_spec: ModelSpec,
                     train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, *, resume: bool,
                     force: bool) -> tuple[Checkpoint, State | None]:
