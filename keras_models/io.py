@@ -8,6 +8,7 @@ The MLP is the zoo's own `MLP` class, registered with Keras as `zoo>MLP`.
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from pathlib import Path
@@ -30,24 +31,24 @@ FORMAT = "keras"
 def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
          force: bool = False) -> Path:
     """Write `weights` as a `.keras` file at `path` (atomically) and its sidecar."""
-    path = Path(path)
-    ic.check_target(FORMAT, path, force)
-    ic.check_weights(model_spec, weights, str(path))
-    dtype = ic._dtype_of(weights)
+    return ic.save_with(FORMAT, functools.partial(_write, model_spec, weights), model_spec,
+                        weights, path, force)
+
+
+def _write(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: Path, dtype: str) -> None:
     with floatx(dtype):
         model = model_module(model_spec).build(model_spec, weights, dtype)
         with ic.temp_path(path, suffix=".keras") as tmp:
             model.save(tmp, overwrite=True)
             ic.replace_atomically(tmp, path)
-    ic.write_sidecar(FORMAT, model_spec, weights, path)
-    return path
 
 
 def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """(model spec, canonical weights) of a `.keras` file written by `save`."""
-    path = Path(path)
-    ic.check_exists(FORMAT, path)
-    spec, shapes, dtype = ic.read_sidecar(FORMAT, path)
+    return ic.load_with(FORMAT, _read, path)
+
+
+def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{str(path)!r} is not a Keras .keras file (not a zip archive); "
                         "pass a file written by Keras `model.save` or `zoo train --save`.")
@@ -58,6 +59,4 @@ def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
         raise DataError(f"{str(path)!r} could not be loaded as a Keras model "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                         "pass a file written by Keras `model.save` or `zoo train --save`.") from None
-    weights = get_weights(model)
-    ic.check_weights(spec, weights, str(path))
-    return spec, weights
+    return get_weights(model)

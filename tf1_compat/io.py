@@ -9,6 +9,7 @@ Loading uses `tf.compat.v1.train.load_checkpoint` (a checkpoint reader: tensors 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -31,10 +32,12 @@ tf1 = tf.compat.v1
 def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
          force: bool = False) -> Path:
     """Save `weights` with a `Saver` under the prefix `path` (atomically) and the sidecar."""
-    path = Path(path)
-    ic.check_target(FORMAT, path, force)
-    ic.check_weights(model_spec, weights, str(path))
-    model = build(model_spec, weights, ic._dtype_of(weights))
+    return ic.save_with(FORMAT, functools.partial(_write, model_spec, weights), model_spec,
+                        weights, path, force)
+
+
+def _write(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: Path, dtype: str) -> None:
+    model = build(model_spec, weights, dtype)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         with model.graph.as_default():
@@ -47,15 +50,14 @@ def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.P
     finally:
         model.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
-    ic.write_sidecar(FORMAT, model_spec, weights, path)
-    return path
 
 
 def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """(model spec, canonical weights) of a checkpoint prefix written by `save`."""
-    path = Path(path)
-    ic.check_exists(FORMAT, path)
-    spec, shapes, dtype = ic.read_sidecar(FORMAT, path)
+    return ic.load_with(FORMAT, _read, path)
+
+
+def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
     try:
         reader = tf1.train.load_checkpoint(str(path))
         names = reader.get_variable_to_shape_map()
@@ -66,5 +68,4 @@ def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
                         f"({type(exc).__name__}: {first}); pass the prefix of a checkpoint "
                         "written by `tf.compat.v1.train.Saver`, `zoo train --save` or "
                         "`zoo convert` (model.ckpt, not model.ckpt.index).") from None
-    ic.check_weights(spec, weights, str(path))
-    return spec, {k: weights[k].astype(dtype) for k in ic.expected_shapes(spec)}
+    return {k: v.astype(dtype) for k, v in weights.items()}

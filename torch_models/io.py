@@ -8,6 +8,7 @@ model of the sidecar's spec.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -29,23 +30,24 @@ FORMAT = "torch"
 def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.PathLike,
          force: bool = False) -> Path:
     """Write the `state_dict` of `model_spec` with `weights` to `path` (atomically) and its sidecar."""
-    path = Path(path)
-    ic.check_target(FORMAT, path, force)
-    ic.check_weights(model_spec, weights, str(path))
-    model = model_module(model_spec).build(model_spec, weights, ic._dtype_of(weights))
+    return ic.save_with(FORMAT, functools.partial(_write, model_spec, weights), model_spec,
+                        weights, path, force)
+
+
+def _write(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: Path, dtype: str) -> None:
+    model = model_module(model_spec).build(model_spec, weights, dtype)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with ic.temp_path(path, suffix=".pt") as tmp:
         torch.save(state, tmp)
         ic.replace_atomically(tmp, path)
-    ic.write_sidecar(FORMAT, model_spec, weights, path)
-    return path
 
 
 def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """(model spec, canonical weights) of a `.pt` state_dict written by `save`."""
-    path = Path(path)
-    ic.check_exists(FORMAT, path)
-    spec, shapes, dtype = ic.read_sidecar(FORMAT, path)
+    return ic.load_with(FORMAT, _read, path)
+
+
+def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
     try:
         with warnings.catch_warnings():
             # a non-torch pickle (protocol != 2) warns before it is refused: the error says it
@@ -68,6 +70,4 @@ def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
                         f"its sidecar ({str(exc).strip().splitlines()[0]} ...); the file and "
                         "its .json sidecar belong to different models: re-save the weights "
                         "with `zoo train --save` or `zoo convert`.") from None
-    weights = get_weights(model)
-    ic.check_weights(spec, weights, str(path))
-    return spec, weights
+    return get_weights(model)

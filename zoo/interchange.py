@@ -19,7 +19,7 @@ import importlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,31 @@ def check_weights(model_spec: ModelSpec, weights: dict[str, Any], where: str) ->
                             f"{name} has shape {got}, the model spec needs {shape}; the file "
                             "and its .json sidecar belong to different models: re-save the "
                             "weights with `zoo train --save` or `zoo convert`.")
+
+
+def save_with(fmt: str, write: Callable[[Path, str], None], model_spec: ModelSpec,
+              weights: dict[str, np.ndarray], path: str | os.PathLike, force: bool) -> Path:
+    """The frame of every framework's `io.save`: refuse an existing target (unless `force`)
+    and weights that do not fit `model_spec`, let `write(path, dtype)` write the native
+    file(s) atomically, then write the sidecar."""
+    path = Path(path)
+    check_target(fmt, path, force)
+    check_weights(model_spec, weights, str(path))
+    write(path, _dtype_of(weights))
+    write_sidecar(fmt, model_spec, weights, path)
+    return path
+
+
+def load_with(fmt: str, read: Callable[[Path, ModelSpec, str], dict[str, np.ndarray]],
+              path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """The frame of every framework's `io.load`: the file and its sidecar must exist, then
+    `read(path, spec, dtype)` returns the canonical weights, which must fit the spec."""
+    path = Path(path)
+    check_exists(fmt, path)
+    spec, _, dtype = read_sidecar(fmt, path)
+    weights = read(path, spec, dtype)
+    check_weights(spec, weights, str(path))
+    return spec, weights
 
 
 def _dtype_of(weights: dict[str, np.ndarray]) -> str:
