@@ -35,10 +35,8 @@ interface; docs/distributed.md).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,7 @@ from zoo.data import batch_order
 from zoo.distributed import (
     DEFAULT_TIMEOUT,
     check_workers,
+    inject_fault,
     run_module,
     shard,
     write_error,
@@ -97,13 +96,7 @@ def _fault_callback(fault: dict | None):
             self.k = 0
 
         def on_train_batch_begin(self, batch, logs=None) -> None:
-            if fault and self.k == fault.get("step", 0):
-                kind = fault.get("kind", "raise")
-                if kind == "exit":
-                    os._exit(3)
-                if kind == "hang":
-                    time.sleep(3600)
-                raise RuntimeError(f"injected fault at step {self.k}")
+            inject_fault(fault, self.k)  # zoo.distributed's test hook
             self.k += 1
 
     return Fault()

@@ -49,6 +49,7 @@ from zoo.distributed import (
     LOOPBACK,
     DistributedError,
     check_workers,
+    inject_fault,
     shard,
     torchrun_world,
 )
@@ -57,19 +58,6 @@ from zoo.specs import History, ModelSpec, TrainSpec
 __all__ = ["train", "train_rank"]
 
 FRAMEWORK = "torch"
-
-
-def _fault_here(fault: dict | None, rank: int, step: int) -> None:
-    """Test hook: make rank `fault["rank"]` fail at global step `fault["step"]`
-    ("raise": an exception, "exit": os._exit(3), "hang": sleep for an hour)."""
-    if not fault or fault.get("rank") != rank or fault.get("step", 0) != step:
-        return
-    kind = fault.get("kind", "raise")
-    if kind == "exit":
-        os._exit(3)
-    if kind == "hang":
-        time.sleep(3600)
-    raise RuntimeError(f"injected fault on rank {rank} at step {step}")
 
 
 def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
@@ -84,7 +72,7 @@ def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: n
     rank, world = dist.get_rank(), dist.get_world_size()
 
     def shard_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
-        _fault_here(fault, rank, global_step)
+        inject_fault(fault, global_step, rank)
         n = len(idx)
         mine, lo, hi = shard(idx, rank, world)
         index = torch.from_numpy(mine)
@@ -173,7 +161,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     `progress` is called on every rank. Otherwise `workers` ranks are spawned on 127.0.0.1
     and `progress` gets rank 0's steps through a queue, in this process. `fault` is a test
     hook (see
-    `_fault_here`). Returns rank 0's History; `History.extra["workers"]` is the world size."""
+    `zoo.distributed.inject_fault`). Returns rank 0's History; `History.extra["workers"]` is the world size."""
     from torch_models.train import _check
 
     _check(model_spec, X, y)

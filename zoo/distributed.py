@@ -27,7 +27,7 @@ import numpy as np
 from zoo.errors import ConfigError, ZooError
 
 __all__ = ["DATA_PARALLEL", "LOOPBACK", "DistributedError", "check_workers", "data_parallel",
-           "free_port", "run_module", "shard", "shard_bounds", "torchrun_world", "write_error"]
+           "free_port", "inject_fault", "run_module", "shard", "shard_bounds", "torchrun_world", "write_error"]
 
 #: Every listening socket of the tests and of `--workers N` on one machine is on this address.
 LOOPBACK = "127.0.0.1"
@@ -67,6 +67,25 @@ def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, int]
     """(rank's indices, start, stop) of the global batch `idx`."""
     start, stop = shard_bounds(len(idx), world)[rank]
     return idx[start:stop], start, stop
+
+
+def inject_fault(fault: dict | None, step: int, rank: int | None = None) -> None:
+    """Test hook of the data-parallel paths: fail at global step `fault["step"]` (on rank
+    `fault["rank"]` when the caller names its rank): "raise" an exception, "exit" with
+    os._exit(3), or "hang" for an hour."""
+    if not fault or fault.get("step", 0) != step:
+        return
+    if rank is not None and fault.get("rank") != rank:
+        return
+    kind = fault.get("kind", "raise")
+    if kind == "exit":
+        os._exit(3)
+    if kind == "hang":
+        import time
+
+        time.sleep(3600)
+    where = "" if rank is None else f" on rank {rank}"
+    raise RuntimeError(f"injected fault{where} at step {step}")
 
 
 def free_port(host: str = LOOPBACK) -> int:
