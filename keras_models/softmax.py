@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from zoo.errors import ConfigError
-from zoo.specs import ModelSpec
+from zoo.specs import ModelSpec, check_canonical
 
 __all__ = ["build", "check_spec", "dense_layers", "get_weights", "make_loss", "probabilities",
            "set_weights"]
@@ -106,20 +106,8 @@ def set_weights(model: keras.Model, weights: dict[str, np.ndarray]) -> None:
     (out, in) kernel of a non-square layer is caught here; a square one only by a parity test).
     """
     layers = dense_layers(model)
-    expected = {f"{n}/{k}" for n in layers for k in ("kernel", "bias")}
-    missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
-    if missing or extra:
-        raise ConfigError(f"weights do not fit this model: missing {missing or 'nothing'}, "
-                          f"unexpected {extra or 'nothing'}; expected exactly {sorted(expected)}.")
+    check_canonical(weights, {f"{n}/{k}": tuple(getattr(layer, k).shape)
+                              for n, layer in layers.items() for k in ("kernel", "bias")})
     for name, layer in layers.items():
-        kernel = np.asarray(weights[f"{name}/kernel"])
-        bias = np.asarray(weights[f"{name}/bias"])
-        want_k, want_b = tuple(layer.kernel.shape), tuple(layer.bias.shape)
-        if kernel.shape != want_k or bias.shape != want_b:
-            hint = (" (that is torch's (out, in) layout: pass kernel = weight.T)"
-                    if kernel.shape == want_k[::-1] else "")
-            raise ConfigError(f"{name}: expected kernel {want_k} and bias {want_b} in the "
-                              f"canonical (in, out) layout, got {kernel.shape} and "
-                              f"{bias.shape}{hint}.")
-        layer.kernel.assign(kernel.astype(layer.kernel.dtype))
-        layer.bias.assign(bias.astype(layer.bias.dtype))
+        layer.kernel.assign(np.asarray(weights[f"{name}/kernel"]).astype(layer.kernel.dtype))
+        layer.bias.assign(np.asarray(weights[f"{name}/bias"]).astype(layer.bias.dtype))

@@ -33,6 +33,7 @@ from zoo.specs import (
     History,
     ModelSpec,
     TrainSpec,
+    check_canonical,
     check_inputs,
     dropout_masks,
     layer_sizes,
@@ -115,21 +116,13 @@ class GraphModel:
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Load canonical weights (every name, exact shapes) into the variables."""
-        missing = sorted(set(self.variables) - set(weights))
-        extra = sorted(set(weights) - set(self.variables))
-        if missing or extra:
-            raise ConfigError(f"weights for {self.spec.name} need exactly {list(self.variables)}; "
-                              f"missing {missing}, unexpected {extra}.")
+        check_canonical(weights, {name: tuple(var.shape.as_list())
+                                  for name, var in self.variables.items()})
         feed = {}
         ops = []
-        for name, var in self.variables.items():
-            value = np.asarray(weights[name])
-            shape = tuple(var.shape.as_list())
-            if value.shape != shape:
-                raise ConfigError(f"{name}: expected shape {shape} (canonical (in, out) layout), "
-                                  f"got {value.shape}.")
+        for name in self.variables:
             ph, op = self._assign[name]
-            feed[ph] = value.astype(self.dtype)
+            feed[ph] = np.asarray(weights[name]).astype(self.dtype)
             ops.append(op)
         self.session.run(ops, feed_dict=feed)
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ConfigError
-from zoo.specs import ModelSpec
+from zoo.specs import ModelSpec, check_canonical
 
 __all__ = ["SoftmaxRegression", "build", "get_weights", "make_loss", "probabilities",
            "set_weights"]
@@ -120,21 +120,14 @@ def set_weights(model: nn.Module, weights: dict[str, np.ndarray]) -> None:
     silently (see the module docstring).
     """
     layers = dense_layers(model)
-    expected = {f"{n}/{k}" for n in layers for k in ("kernel", "bias")}
-    missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
-    if missing or extra:
-        raise ConfigError(f"weights do not fit this model: missing {missing or 'nothing'}, "
-                          f"unexpected {extra or 'nothing'}; expected exactly {sorted(expected)}.")
+    shapes = {}
+    for name, lin in layers.items():
+        shapes[f"{name}/kernel"] = (lin.in_features, lin.out_features)
+        shapes[f"{name}/bias"] = (lin.out_features,)
+    check_canonical(weights, shapes)
     with torch.no_grad():
         for name, lin in layers.items():
             kernel = np.asarray(weights[f"{name}/kernel"])
-            bias = np.asarray(weights[f"{name}/bias"])
-            want_k = (lin.in_features, lin.out_features)
-            if kernel.shape != want_k or bias.shape != (lin.out_features,):
-                hint = (" (that is torch's (out, in) layout: pass kernel = weight.T)"
-                        if kernel.shape == want_k[::-1] else "")
-                raise ConfigError(f"{name}: expected kernel {want_k} and bias "
-                                  f"{(lin.out_features,)} in the canonical (in, out) layout, got "
-                                  f"{kernel.shape} and {bias.shape}{hint}.")
             lin.weight.copy_(torch.as_tensor(kernel.T, dtype=lin.weight.dtype))
-            lin.bias.copy_(torch.as_tensor(bias, dtype=lin.bias.dtype))
+            lin.bias.copy_(torch.as_tensor(np.asarray(weights[f"{name}/bias"]),
+                                           dtype=lin.bias.dtype))

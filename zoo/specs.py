@@ -27,6 +27,7 @@ __all__ = [
     "History",
     "ModelSpec",
     "TrainSpec",
+    "check_canonical",
     "dropout_masks",
     "init_weights",
     "layer_sizes",
@@ -233,6 +234,24 @@ class History:
                    epoch_seconds=[float(x) for x in np.asarray(d["epoch_seconds"]).ravel()],
                    step_weights=step_weights, stopped_at=None if stopped < 0 else stopped,
                    weights_every=int(d["weights_every"]) if "weights_every" in d else 1)
+
+
+def check_canonical(weights: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+    """What every framework's `set_weights` checks: `weights` has exactly the names of
+    `shapes` ({"dense_i/kernel": (in, out), "dense_i/bias": (out,)}) with those shapes. A
+    kernel in torch's (out, in) layout is named as such; a square one cannot be told apart
+    here (only a parity test catches it)."""
+    missing, extra = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
+    if missing or extra:
+        raise ConfigError(f"weights do not fit this model: missing {missing or 'nothing'}, "
+                          f"unexpected {extra or 'nothing'}; expected exactly {sorted(shapes)}.")
+    for name, want in shapes.items():
+        got = tuple(np.shape(weights[name]))
+        if got != tuple(want):
+            hint = (" (that is torch's (out, in) layout: pass kernel = weight.T)"
+                    if name.endswith("/kernel") and got == tuple(want)[::-1] else "")
+            raise ConfigError(f"{name}: expected shape {tuple(want)} in the canonical (in, out) "
+                              f"layout, got {got}{hint}.")
 
 
 def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,
