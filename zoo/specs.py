@@ -15,11 +15,15 @@ names and layout as Keras.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from zoo.errors import ConfigError, unknown_name
+from zoo.layers import Layer, Resolved, resolve, weight_shapes
+from zoo.layers import init_weights as layer_init
+from zoo.models import ARCHITECTURES, Architecture
 from zoo.optimizers import OptimizerSpec
 
 __all__ = [
@@ -36,101 +40,169 @@ __all__ = [
     "records",
 ]
 
-#: name -> (task, loss, description). Every model exists in keras_models, tf1_compat and
-#: torch_models under the same file name.
-MODELS: dict[str, tuple[str, str, str]] = {
-    "softmax": ("classification", "categorical cross-entropy",
-                "softmax regression: one dense layer of C units, softmax, cross-entropy (seeds 000, 003, 004)"),
-    "svm": ("classification", "multiclass hinge",
-            "linear classifier with the multiclass hinge (SVM) loss (seed 003)"),
-    "linear": ("regression", "mean squared error",
-               "linear regression, Dense(1), MSE: the ice-cream demand model (seed 002)"),
-    "logistic": ("binary", "binary cross-entropy",
-                 "logistic regression: one unit, sigmoid, binary cross-entropy (seed 002)"),
-    "mlp": ("classification", "categorical cross-entropy",
-            "MLP in->64->Dropout->ReLU->32->Dropout->ReLU->C (seed 004's PyTorch model)"),
-}
+#: name -> `zoo.models.Architecture` (layers, loss, output kind, task, description).
+MODELS = ARCHITECTURES
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to build: the model's name and its sizes."""
+    """What to build: the model's name and its sizes. `input_shape` is the per-sample shape:
+    (features,) for flat models (the default, from `n_features`), (H, W, C) for image models;
+    `n_features` is always the number of input numbers."""
 
     name: str
     n_features: int
     n_outputs: int
     hidden: tuple[int, ...] = ()
     dropout: float = 0.0
+    input_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
             raise unknown_name("model", self.name, list(MODELS))
+        shape = tuple(int(d) for d in self.input_shape) or (int(self.n_features),)
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.n_features < 1 or self.n_outputs < 1:
             raise ConfigError(f"a model needs at least one input and one output, got "
                               f"{self.n_features} inputs and {self.n_outputs} outputs.")
+        if int(np.prod(shape)) != self.n_features:
+            raise ConfigError(f"input shape {shape} holds {int(np.prod(shape))} numbers, not "
+                              f"n_features={self.n_features}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout rate must be in [0, 1), got {self.dropout}.")
+        arch = MODELS[self.name]
+        if arch.image and len(shape) != 3:
+            raise ConfigError(f"model {self.name!r} needs images (H, W, C) but gets flat "
+                              f"features {shape}; use an image dataset (mnist, mnist10k, digits) "
+                              "or an NPZ of (N, H, W) or (N, H, W, C) images.")
+        if not arch.image and len(shape) != 1:
+            raise ConfigError(f"model {self.name!r} takes flat features, not images {shape}; "
+                              f"pass n_features={self.n_features} (the images flattened).")
+
+    @property
+    def architecture(self) -> Architecture:
+        return MODELS[self.name]
 
     @property
     def task(self) -> str:
-        return MODELS[self.name][0]
+        return self.architecture.task
+
+    @property
+    def loss(self) -> str:
+        return self.architecture.loss
+
+    @property
+    def output(self) -> str:
+        return self.architecture.output
+
+    @cached_property
+    def layers(self) -> list[Layer]:
+        """The canonical layer list (`zoo.models`)."""
+        return self.architecture.layers(self)
+
+    @cached_property
+    def resolved(self) -> list[Resolved]:
+        """Every layer named, with its shapes and weight table (`zoo.layers.resolve`)."""
+        try:
+            return resolve(self.layers, self.input_shape)
+        except ConfigError as exc:
+            need = minimum_size(self)
+            extra = f" Model {self.name!r} needs images of at least {need}x{need}." if need else ""
+            raise ConfigError(f"model {self.name!r} on input {self.input_shape}: {exc}{extra}") \
+                from None
+
+    def weight_shapes(self, trainable: bool | None = None) -> dict[str, tuple[int, ...]]:
+        """Canonical name -> shape of every tensor, in model order."""
+        return weight_shapes(self.resolved, trainable)
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(np.prod(s)) for s in self.weight_shapes().values())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["input_shape"] = list(self.input_shape)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(**{**d, "hidden": tuple(d.get("hidden", ()))})
+        return cls(**{**d, "hidden": tuple(d.get("hidden", ())),
+                      "input_shape": tuple(d.get("input_shape", ()))})
 
 
-def model_spec_for(name: str, n_features: int, n_outputs: int, *, dropout: float | None = None
-                   ) -> ModelSpec:
+def minimum_size(spec: ModelSpec) -> int | None:
+    """The smallest square image an image model can take (None for flat models)."""
+    if not spec.architecture.image:
+        return None
+    c = spec.input_shape[-1] if len(spec.input_shape) == 3 else 1
+    for s in range(1, 1025):
+        probe = ModelSpec.__new__(ModelSpec)
+        for k, v in {"name": spec.name, "n_features": s * s * c, "n_outputs": spec.n_outputs,
+                     "hidden": spec.hidden, "dropout": spec.dropout,
+                     "input_shape": (s, s, c)}.items():
+            object.__setattr__(probe, k, v)
+        try:
+            resolve(spec.architecture.layers(probe), (s, s, c))
+            return s
+        except ConfigError:
+            continue
+    return None
+
+
+def model_spec_for(name: str, n_features: int, n_outputs: int, *, dropout: float | None = None,
+                   input_shape: tuple[int, ...] | None = None,
+                   hidden: tuple[int, ...] | None = None) -> ModelSpec:
     """The zoo's spec of model `name` for a dataset's sizes (MLP: 64 and 32 hidden units,
-    dropout 0.5 as in seed 004)."""
+    dropout 0.5 as in seed 004; nielsen: 30 hidden units). `input_shape` is the images'
+    (H, W, C) for image models (dense models take the flat `n_features`)."""
     if name not in MODELS:
         raise unknown_name("model", name, list(MODELS))
-    if name == "mlp":
-        return ModelSpec(name, n_features, n_outputs, hidden=(64, 32),
-                         dropout=0.5 if dropout is None else dropout)
-    return ModelSpec(name, n_features, n_outputs)
+    arch = MODELS[name]
+    shape = tuple(input_shape) if (arch.image and input_shape is not None) else ()
+    if arch.image and not shape:
+        raise ConfigError(f"model {name!r} needs images (H, W, C) but the data has flat "
+                          f"features ({n_features}); use an image dataset (mnist, mnist10k, "
+                          "digits) or an NPZ of (N, H, W) or (N, H, W, C) images.")
+    return ModelSpec(name, n_features, n_outputs,
+                     hidden=arch.default_hidden if hidden is None else tuple(hidden),
+                     dropout=arch.default_dropout if dropout is None else dropout,
+                     input_shape=shape)
 
 
 def layer_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
     """(in, out) of every dense layer, in order."""
-    sizes = [spec.n_features, *spec.hidden, spec.n_outputs]
-    return list(zip(sizes[:-1], sizes[1:], strict=True))
+    return [(r.input_shape[0], r.output_shape[0]) for r in spec.resolved if r.kind == "dense"]
 
 
 def init_weights(spec: ModelSpec, seed: int = 0, dtype: str = "float32") -> dict[str, np.ndarray]:
-    """Initial weights in the canonical layout, drawn once in seeded numpy.
+    """Initial weights in the canonical layout, drawn once in seeded numpy from the layer
+    tables (`zoo.layers.init_weights`).
 
-    Kernels are Glorot-uniform, U(+-sqrt(6 / (in + out))), as Keras's default `Dense`
-    initialiser; biases are zero. (torch's own default is kaiming-uniform with random biases,
-    TF1's `get_variable` default is glorot-uniform for biases too: never rely on either.)
+    Kernels are Glorot-uniform, U(+-sqrt(6 / (fan_in + fan_out))), as Keras's default `Dense`
+    and `Conv2D` initialiser; biases are zero; seed 001's network draws N(0, 1) for both.
+    (torch's own default is kaiming-uniform with random biases, TF1's `get_variable` default
+    is glorot-uniform for biases too: never rely on either.)
     """
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for i, (n_in, n_out) in enumerate(layer_sizes(spec)):
-        limit = np.sqrt(6.0 / (n_in + n_out))
-        out[f"dense_{i}/kernel"] = rng.uniform(-limit, limit, (n_in, n_out)).astype(dtype)
-        out[f"dense_{i}/bias"] = np.zeros(n_out, dtype=dtype)
-    return out
+    return layer_init(spec.resolved, seed, dtype)
 
 
 def dropout_masks(spec: ModelSpec, batch_len: int, seed: int, epoch: int, step: int,
                   dtype: str = "float32") -> list[np.ndarray]:
-    """Precomputed keep-masks (0/1) for each hidden layer of one mini-batch.
+    """Precomputed keep-masks (0/1) for each Dropout layer of one mini-batch, shaped
+    (batch, *the layer's input shape).
 
     Frameworks cannot share a dropout random stream, so for a step-by-step comparison every
     framework applies these masks as ``h * mask / (1 - rate)``. The masks depend only on
     (seed, epoch, step), never on the framework.
     """
-    if not spec.hidden or spec.dropout == 0.0:
+    drops = [r for r in spec.resolved if r.kind == "dropout" and r.layer.rate > 0]
+    if not drops:
         return []
     rng = np.random.default_rng([int(seed), 7919, int(epoch), int(step)])
-    return [(rng.random((batch_len, h)) >= spec.dropout).astype(dtype) for h in spec.hidden]
+    return [(rng.random((batch_len, *r.input_shape)) >= r.layer.rate).astype(dtype)
+            for r in drops]
 
 
 @dataclass(frozen=True)
@@ -236,11 +308,18 @@ class History:
                    weights_every=int(d["weights_every"]) if "weights_every" in d else 1)
 
 
-def check_canonical(weights: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
-    """What every framework's `set_weights` checks: `weights` has exactly the names of
-    `shapes` ({"dense_i/kernel": (in, out), "dense_i/bias": (out,)}) with those shapes. A
-    kernel in torch's (out, in) layout is named as such; a square one cannot be told apart
-    here (only a parity test catches it)."""
+def check_canonical(weights: dict[str, Any], spec: ModelSpec | dict[str, tuple[int, ...]]
+                    ) -> None:
+    """What every framework's `set_weights` checks: `weights` has exactly the canonical
+    tensors of the model (`spec`'s layer tables, or a {name: shape} dict) in canonical shapes.
+    Missing, unexpected and misshapen tensors are named; a kernel in torch's layout gets a
+    hint. A square Dense kernel cannot be told apart here (only a parity test catches it)."""
+    from zoo.layers import check_weights
+
+    if isinstance(spec, ModelSpec):
+        check_weights(weights, spec.resolved)
+        return
+    shapes = spec
     missing, extra = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
     if missing or extra:
         raise ConfigError(f"weights do not fit this model: missing {missing or 'nothing'}, "
@@ -256,16 +335,29 @@ def check_canonical(weights: dict[str, Any], shapes: dict[str, tuple[int, ...]])
 
 def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,
                  *, what: str = "data") -> None:
-    """The checks every framework runs before training or predicting: the shapes, values and
-    labels (`zoo.data.validate_arrays`) and a feature count that fits the model."""
+    """The checks every framework runs before training or predicting: a per-sample shape that
+    fits the model (flat (N, F) features, or (N, H, W, C) images for image models), then the
+    values and labels (`zoo.data.validate_arrays`)."""
     from zoo.data import validate_arrays
 
     X = np.asarray(X)
+    want = tuple(model_spec.input_shape)
+    got = tuple(X.shape[1:])
+    if got != want:
+        if len(want) == 3 and len(got) == 1:
+            hint = (f"model {model_spec.name!r} takes images {want} per sample, got flat "
+                    f"features ({got[0]}); reshape with X.reshape(-1, {', '.join(map(str, want))})")
+        elif len(want) == 1 and len(got) >= 2:
+            hint = (f"model {model_spec.name!r} takes flat features ({want[0]}) per sample, got "
+                    f"images {got}; flatten with X.reshape(len(X), -1)")
+        elif len(want) == 3 and len(got) == 3 and got[:2] == want[:2]:
+            hint = (f"model {model_spec.name!r} was built for {want[2]} channel(s), got "
+                    f"{got[2]}; build the spec from the data's shape")
+        else:
+            hint = (f"the model expects samples of shape {want}, got {got}; build the spec "
+                    "from the dataset's sizes")
+        raise ConfigError(f"{what}: {hint}.")
+    X2 = X.reshape(len(X), -1) if X.ndim != 2 else X
     if y is not None:
         n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
-        validate_arrays(X, y, model_spec.task, n_classes, what=what)
-    elif X.ndim != 2:
-        raise ConfigError(f"{what}: features must be 2-D (samples, features), got shape {X.shape}.")
-    if X.shape[1] != model_spec.n_features:
-        raise ConfigError(f"{what}: the model expects {model_spec.n_features} features, got "
-                          f"{X.shape[1]}; build the spec from the dataset's sizes.")
+        validate_arrays(X2, y, model_spec.task, n_classes, what=what)

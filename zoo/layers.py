@@ -1,0 +1,458 @@
+"""The canonical layer description: what every framework builds, and how each tensor crosses
+every framework boundary.
+
+A model is an ordered list of layers (`Dense`, `Conv2D`, `MaxPool2D`, `AvgPool2D`, `Flatten`,
+`Dropout`, `Activation`), a loss and an output kind (`zoo.models`). `resolve(layers,
+input_shape)` walks the list once, names every layer (`dense_0`, `conv2d_0`, `max_pool2d_0`,
+... counted per kind, in order), infers every shape, refuses what cannot be built (a kernel
+larger than its input, a Dense on an unflattened image), and gives each layer its **weight
+table**: every tensor's canonical name, canonical shape, trained or state, initialiser, and per
+framework its native name and the permutation that converts it.
+
+The canonical layout is Keras's (and TF1's): Dense kernels (in, out), Conv2D kernels
+(kh, kw, in, out) = HWIO, images NHWC, features after a Flatten in H, W, C order. torch
+differs, and the permutations below are the only place that says how:
+
+- `Linear.weight` is (out, in): the transpose of the kernel;
+- `Conv2d.weight` is (out, in, kh, kw) = OIHW: HWIO permuted (3, 2, 0, 1);
+- torch images are NCHW, so `nn.Flatten` yields C, H, W order: the first Dense after a
+  Flatten of an (H, W, C) image has its kernel rows permuted from H, W, C to C, H, W order
+  before the transpose (`FlattenedDense`).
+
+Nothing is ever skipped silently: `check_weights` names every missing, unexpected or
+misshapen tensor, and `to_native` / `from_native` refuse a name they do not know.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from zoo.errors import ConfigError
+
+__all__ = ["ACTIVATIONS", "Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten",
+           "Layer", "Layout", "MaxPool2D", "Resolved", "TensorSpec", "check_weights",
+           "from_native", "resolve", "same_padding", "to_native", "weight_shapes"]
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
+#: The frameworks whose native names and layouts the weight tables record.
+NATIVE = ("keras", "tf1", "torch")
+
+
+# ----------------------------------------------------------------------------- layouts
+@dataclass(frozen=True)
+class Layout:
+    """How a canonical array becomes a framework's own and back: an axis permutation, after
+    an optional reshape of the canonical array (`split`) and followed by a reshape to
+    `native_shape` (used for the kernel of a Dense after a Flatten)."""
+
+    perm: tuple[int, ...] | None = None
+    split: tuple[int, ...] | None = None   # canonical array viewed as this shape first
+    native_shape: tuple[int, ...] | None = None
+    what: str = "as is"
+
+    def to_native(self, a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a)
+        if self.split is not None:
+            a = a.reshape(self.split)
+        if self.perm is not None:
+            a = np.transpose(a, self.perm)
+        if self.native_shape is not None:
+            a = a.reshape(self.native_shape)
+        return np.ascontiguousarray(a)
+
+    def from_native(self, a: np.ndarray, canonical_shape: tuple[int, ...]) -> np.ndarray:
+        a = np.asarray(a)
+        if self.native_shape is not None:
+            inter = tuple(np.array(self.split)[list(self.perm)]) if self.split and self.perm \
+                else self.split
+            a = a.reshape(inter if inter is not None else a.shape)
+        if self.perm is not None:
+            a = np.transpose(a, np.argsort(self.perm))
+        return np.ascontiguousarray(a.reshape(canonical_shape))
+
+
+AS_IS = Layout()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One row of a weight table."""
+
+    name: str                      # canonical, e.g. "conv2d_0/kernel"
+    shape: tuple[int, ...]         # canonical shape
+    trainable: bool = True         # False: state (moving statistics), never trained
+    init: str = "zeros"            # "glorot_uniform", "zeros", "ones", "normal"
+    fans: tuple[int, int] = (0, 0)  # (fan_in, fan_out) for glorot
+    penalised: bool = False        # takes part in the L2 penalty (kernels)
+    #: framework -> (native name, layout)
+    native: dict[str, tuple[str, Layout]] = field(default_factory=dict, compare=False)
+
+    def native_name(self, framework: str) -> str:
+        return self._entry(framework)[0]
+
+    def layout(self, framework: str) -> Layout:
+        return self._entry(framework)[1]
+
+    def native_shape(self, framework: str) -> tuple[int, ...]:
+        return tuple(self.layout(framework).to_native(np.zeros(self.shape, np.int8)).shape)
+
+    def _entry(self, framework: str) -> tuple[str, Layout]:
+        if framework not in self.native:
+            raise ConfigError(f"{self.name}: no {framework!r} translation in its weight table "
+                              f"(known: {', '.join(self.native)}).")
+        return self.native[framework]
+
+
+# ----------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class Layer:
+    """Base class: a layer without weights that keeps its input shape."""
+
+    kind: ClassVar[str] = "layer"
+
+    def output_shape(self, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
+    def tensors(self, name: str, shape: tuple[int, ...], after_flatten: tuple[int, ...] | None
+                ) -> list[TensorSpec]:
+        return []
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _native(name: str, keras: str, tf1: str, torch: str, torch_layout: Layout = AS_IS
+            ) -> dict[str, tuple[str, Layout]]:
+    return {"keras": (keras, AS_IS), "tf1": (tf1, AS_IS), "torch": (torch, torch_layout)}
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    """y = x @ kernel + bias on (N, in) features; kernel (in, out) canonical."""
+
+    units: int
+    init: str = "glorot_uniform"   # kernel initialiser; "normal" draws N(0, 1) kernel AND bias
+    kind: ClassVar[str] = "dense"
+
+    def __post_init__(self) -> None:
+        _positive("Dense units", self.units)
+        _choice("Dense init", self.init, ("glorot_uniform", "normal"))
+
+    def output_shape(self, name, shape):
+        if len(shape) != 1:
+            raise ConfigError(f"{name}: a Dense layer needs flat (N, features) input but gets "
+                              f"{_fmt(shape)} per sample; put a Flatten before it.")
+        return (self.units,)
+
+    def tensors(self, name, shape, after_flatten):
+        n_in, n_out = shape[0], self.units
+        if after_flatten is not None and len(after_flatten) == 3:
+            h, w, c = after_flatten
+            torch_kernel = Layout(perm=(3, 2, 0, 1), split=(h, w, c, n_out),
+                                  native_shape=(n_out, c * h * w),
+                                  what="rows from H, W, C to C, H, W order (torch flattens "
+                                       "NCHW), then transposed to (out, in)")
+        else:
+            torch_kernel = Layout(perm=(1, 0), what="transposed: (in, out) -> (out, in)")
+        bias_init = "normal" if self.init == "normal" else "zeros"
+        return [
+            TensorSpec(f"{name}/kernel", (n_in, n_out), init=self.init, fans=(n_in, n_out),
+                       penalised=True,
+                       native=_native(name, f"{name}/kernel", f"{name}/kernel",
+                                      f"{name}.weight", torch_kernel)),
+            TensorSpec(f"{name}/bias", (n_out,), init=bias_init,
+                       native=_native(name, f"{name}/bias", f"{name}/bias", f"{name}.bias")),
+        ]
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding of one spatial axis: (before, after). The output has
+    ceil(size / stride) positions; an odd total pads one more AFTER (bottom/right), which
+    torch's symmetric `padding=` cannot express (and its `padding='same'` refuses stride > 1)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation) on NHWC images; kernel (kh, kw, in, out) = HWIO."""
+
+    filters: int
+    kernel_size: tuple[int, int] | int = 3
+    strides: tuple[int, int] | int = 1
+    padding: str = "valid"
+    kind: ClassVar[str] = "conv2d"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel_size", _pair("Conv2D kernel_size", self.kernel_size))
+        object.__setattr__(self, "strides", _pair("Conv2D strides", self.strides))
+        _positive("Conv2D filters", self.filters)
+        _choice("Conv2D padding", self.padding, ("valid", "same"))
+
+    def output_shape(self, name, shape):
+        h, w, _ = _image(name, shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        if self.padding == "same":
+            return (-(-h // sh), -(-w // sw), self.filters)
+        if kh > h or kw > w:
+            raise ConfigError(f"{name}: its {kh}x{kw} kernel is larger than its {h}x{w} input "
+                              "('valid' padding); use larger images, a smaller kernel or "
+                              "'same' padding.")
+        return ((h - kh) // sh + 1, (w - kw) // sw + 1, self.filters)
+
+    def padding_of(self, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((top, bottom), (left, right)) zero padding for an (H, W, C) input."""
+        if self.padding == "valid":
+            return (0, 0), (0, 0)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        return same_padding(shape[0], kh, sh), same_padding(shape[1], kw, sw)
+
+    def tensors(self, name, shape, after_flatten):
+        kh, kw = self.kernel_size
+        c_in = shape[2]
+        return [
+            TensorSpec(f"{name}/kernel", (kh, kw, c_in, self.filters), init="glorot_uniform",
+                       fans=(kh * kw * c_in, kh * kw * self.filters), penalised=True,
+                       native=_native(name, f"{name}/kernel", f"{name}/kernel",
+                                      f"{name}.weight",
+                                      Layout(perm=(3, 2, 0, 1),
+                                             what="HWIO -> OIHW: permuted (3, 2, 0, 1)"))),
+            TensorSpec(f"{name}/bias", (self.filters,),
+                       native=_native(name, f"{name}/bias", f"{name}/bias", f"{name}.bias")),
+        ]
+
+
+@dataclass(frozen=True)
+class _Pool(Layer):
+    pool_size: tuple[int, int] | int = 2
+    strides: tuple[int, int] | int | None = None   # None: the pool size (Keras's default)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pool_size", _pair(f"{type(self).__name__} pool_size",
+                                                    self.pool_size))
+        strides = self.pool_size if self.strides is None else self.strides
+        object.__setattr__(self, "strides", _pair(f"{type(self).__name__} strides", strides))
+
+    def output_shape(self, name, shape):
+        h, w, c = _image(name, shape)
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        if ph > h or pw > w:
+            raise ConfigError(f"{name}: its {ph}x{pw} pool is larger than its {h}x{w} input; "
+                              "use larger images or a smaller pool.")
+        return ((h - ph) // sh + 1, (w - pw) // sw + 1, c)
+
+
+@dataclass(frozen=True)
+class MaxPool2D(_Pool):
+    """Max pooling, 'valid' padding (the floor of the windows that fit)."""
+
+    kind: ClassVar[str] = "max_pool2d"
+
+
+@dataclass(frozen=True)
+class AvgPool2D(_Pool):
+    """Average pooling, 'valid' padding."""
+
+    kind: ClassVar[str] = "avg_pool2d"
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """(N, H, W, C) -> (N, H*W*C) in H, W, C order (the canonical order)."""
+
+    kind: ClassVar[str] = "flatten"
+
+    def output_shape(self, name, shape):
+        return (int(np.prod(shape)),)
+
+
+@dataclass(frozen=True)
+class Dropout(Layer):
+    """Inverted dropout: h * mask / (1 - rate). For step-by-step comparisons every framework
+    applies the same precomputed masks (`zoo.specs.dropout_masks`)."""
+
+    rate: float = 0.5
+    kind: ClassVar[str] = "dropout"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.rate) < 1.0:
+            raise ConfigError(f"dropout rate must be in [0, 1), got {self.rate}.")
+
+
+@dataclass(frozen=True)
+class Activation(Layer):
+    """An elementwise activation: relu, sigmoid, tanh or linear."""
+
+    name: str = "relu"
+    kind: ClassVar[str] = "activation"
+
+    def __post_init__(self) -> None:
+        _choice("activation", self.name, ACTIVATIONS)
+
+
+# ----------------------------------------------------------------------------- resolution
+@dataclass(frozen=True)
+class Resolved:
+    """A layer in its model: its name, input and output shapes (per sample) and weights."""
+
+    name: str
+    layer: Layer
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    tensors: tuple[TensorSpec, ...]
+    #: for a Dense right after a Flatten: the (H, W, C) shape that was flattened
+    after_flatten: tuple[int, ...] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
+
+
+def resolve(layers: Sequence[Layer], input_shape: Sequence[int]) -> list[Resolved]:
+    """Name every layer, infer every shape and build every weight table (see the module
+    docstring). Raises ConfigError naming the layer that cannot take its input."""
+    shape = tuple(int(d) for d in input_shape)
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"input shape must be positive sizes, got {tuple(input_shape)}.")
+    counts: dict[str, int] = {}
+    out: list[Resolved] = []
+    flattened: tuple[int, ...] | None = None
+    for layer in layers:
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"not a zoo layer: {layer!r} (use zoo.layers.Dense, Conv2D, ...).")
+        i = counts.get(layer.kind, 0)
+        counts[layer.kind] = i + 1
+        name = f"{layer.kind}_{i}"
+        after = flattened if isinstance(layer, Dense) else None
+        new_shape = layer.output_shape(name, shape)
+        if any(d < 1 for d in new_shape):
+            raise ConfigError(f"{name}: its output would be empty ({_fmt(new_shape)}) for its "
+                              f"{_fmt(shape)} input; use larger inputs.")
+        out.append(Resolved(name, layer, shape, tuple(new_shape),
+                            tuple(layer.tensors(name, shape, after)), after))
+        if isinstance(layer, Flatten):
+            flattened = shape
+        elif not isinstance(layer, (Dropout, Activation)):
+            flattened = None
+        shape = tuple(new_shape)
+    return out
+
+
+def weight_shapes(resolved: Sequence[Resolved], trainable: bool | None = None
+                  ) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every tensor, in model order (only trained ones, or only
+    state, when `trainable` is given)."""
+    return {t.name: t.shape for r in resolved for t in r.tensors
+            if trainable is None or t.trainable == trainable}
+
+
+def tensor_specs(resolved: Sequence[Resolved]) -> list[TensorSpec]:
+    return [t for r in resolved for t in r.tensors]
+
+
+def check_weights(weights: dict[str, Any], resolved: Sequence[Resolved], where: str = "weights"
+                  ) -> None:
+    """`weights` must hold exactly the canonical tensors of the model, in canonical shapes.
+    Every missing, unexpected and misshapen tensor is named (a kernel in torch's layout gets
+    a hint)."""
+    shapes = weight_shapes(resolved)
+    missing, extra = [n for n in shapes if n not in weights], sorted(set(weights) - set(shapes))
+    if missing or extra:
+        raise ConfigError(f"{where} do not fit this model: missing {missing or 'nothing'}, "
+                          f"unexpected {extra or 'nothing'}; expected exactly {list(shapes)}.")
+    for t in tensor_specs(resolved):
+        got = tuple(np.shape(weights[t.name]))
+        if got != t.shape:
+            hint = ""
+            if "torch" in t.native and got == t.native_shape("torch") and got != t.shape:
+                hint = (f" (that is torch's layout of {t.native_name('torch')}: canonical is "
+                        f"{t.layout('torch').what.split(':')[0]} undone)")
+            raise ConfigError(f"{t.name}: expected shape {t.shape} in the canonical (Keras) "
+                              f"layout, got {got}{hint}.")
+
+
+def to_native(weights: dict[str, np.ndarray], resolved: Sequence[Resolved], framework: str
+              ) -> dict[str, np.ndarray]:
+    """Canonical weights -> {native name: native array} of `framework`."""
+    check_weights(weights, resolved)
+    return {t.native_name(framework): t.layout(framework).to_native(weights[t.name])
+            for t in tensor_specs(resolved)}
+
+
+def from_native(native: dict[str, np.ndarray], resolved: Sequence[Resolved], framework: str
+                ) -> dict[str, np.ndarray]:
+    """{native name: array} of `framework` -> canonical weights. Every native tensor must be
+    placed and every canonical one found: the leftovers on either side are named."""
+    specs = tensor_specs(resolved)
+    want = {t.native_name(framework): t for t in specs}
+    missing = [n for n in want if n not in native]
+    extra = sorted(set(native) - set(want))
+    if missing or extra:
+        raise ConfigError(f"{framework} tensors do not match the model: missing "
+                          f"{missing or 'nothing'}, unplaced {extra or 'nothing'}.")
+    out = {}
+    for n, t in want.items():
+        a = np.asarray(native[n])
+        if tuple(a.shape) != t.native_shape(framework):
+            raise ConfigError(f"{framework} tensor {n}: expected shape "
+                              f"{t.native_shape(framework)}, got {tuple(a.shape)}.")
+        out[t.name] = t.layout(framework).from_native(a, t.shape)
+    return out
+
+
+def init_weights(resolved: Sequence[Resolved], seed: int = 0, dtype: str = "float32"
+                 ) -> dict[str, np.ndarray]:
+    """Initial weights from the tables, drawn once in seeded numpy, in model order:
+    glorot-uniform U(+-sqrt(6 / (fan_in + fan_out))) (Keras's default for Dense and Conv2D
+    kernels), zeros, ones, or N(0, 1) (seed 001's network)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for t in tensor_specs(resolved):
+        if t.init == "glorot_uniform":
+            limit = math.sqrt(6.0 / (t.fans[0] + t.fans[1]))
+            a = rng.uniform(-limit, limit, t.shape)
+        elif t.init == "normal":
+            a = rng.standard_normal(t.shape)
+        elif t.init == "ones":
+            a = np.ones(t.shape)
+        else:
+            a = np.zeros(t.shape)
+        out[t.name] = a.astype(dtype)
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _image(name: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ConfigError(f"{name}: needs images (H, W, C) per sample but gets "
+                          f"{_fmt(shape) or 'scalars'}; use an image dataset (mnist, mnist10k, "
+                          "digits) or an NPZ of (N, H, W) or (N, H, W, C) images.")
+    return shape  # type: ignore[return-value]
+
+
+def _pair(what: str, v) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(pair) != 2 or any(isinstance(d, bool) or int(d) != d or d < 1 for d in pair):
+        raise ConfigError(f"{what} must be a positive integer or a pair of them, got {v!r}.")
+    return int(pair[0]), int(pair[1])
+
+
+def _positive(what: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ConfigError(f"{what} must be an integer >= 1, got {v!r}.")
+
+
+def _choice(what: str, v, known: Sequence[str]) -> None:
+    if v not in known:
+        raise ConfigError(f"{what} must be one of {', '.join(known)}; got {v!r}.")
