@@ -959,3 +959,224 @@ def test_zz_doc_blocks_execute(background) -> None:
     n_sources = sum(len(items) for _, _, parts in SECTIONS for _, items in parts)
     assert re.fullmatch(rf"executed {len(EXAMPLES)} examples and {n_sources} source blocks",
                         out.strip().splitlines()[-1]), out
+
+
+# ----------------------------------------------------------------------------- convolutions
+def _images(seed: int, shape=(4, 8, 8, 3), dtype=np.float32) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape).astype(dtype)
+
+
+def _tf1_conv(X: np.ndarray, K: np.ndarray, b: np.ndarray, stride: int, padding: str
+              ) -> np.ndarray:
+    """The TF1 idiom under Keras 3: get_variable + tf.compat.v1.nn.conv2d, in a graph."""
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.as_dtype(X.dtype), (None, *X.shape[1:]))
+        kernel = tf1.get_variable("kernel", initializer=tf.constant(K))
+        bias = tf1.get_variable("bias", initializer=tf.constant(b))
+        out = tf1.nn.conv2d(x, kernel, strides=[1, stride, stride, 1], padding=padding) + bias
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            return sess.run(out, feed_dict={x: X})
+
+
+def _keras_conv(X, K, b, stride: int, padding: str) -> np.ndarray:
+    conv = keras.layers.Conv2D(K.shape[-1], K.shape[:2], strides=stride, padding=padding,
+                               dtype=str(X.dtype))
+    conv.build((None, *X.shape[1:]))
+    conv.set_weights([K, b])
+    return conv(X).numpy()
+
+
+def _torch_conv(X, weight, b, stride: int, pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+                padding: int = 0) -> np.ndarray:
+    """NHWC in and out; `pad` is nn.ZeroPad2d's (left, right, top, bottom)."""
+    x = torch.from_numpy(X).permute(0, 3, 1, 2)
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2:], stride=stride,
+                     padding=padding).to(x.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
+        conv.bias.copy_(torch.from_numpy(b))
+        return conv(nn.ZeroPad2d(pad)(x)).permute(0, 2, 3, 1).numpy()
+
+
+def test_row_convolution() -> None:
+    X = _images(1)
+    K = _images(2, (3, 3, 3, 5)) / 3
+    b = _images(3, (5,))
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 8, 8, 3))
+        with pytest.raises(AttributeError, match="`conv2d` is not available with Keras 3"):
+            tf1.layers.conv2d(x, 5, 3)
+    runs = {"tf1": _tf1_conv(X, K, b, 1, "SAME"), "keras": _keras_conv(X, K, b, 1, "same"),
+            "torch": _torch_conv(X, K.transpose(3, 2, 0, 1), b, 1, padding=1)}
+    assert runs["keras"].shape == (4, 8, 8, 5)
+    assert all_agree(runs) < 1e-5
+
+
+def test_row_data_format() -> None:
+    X = _images(4, (2, 6, 6, 3))
+    K = _images(5, (3, 3, 3, 4)) / 3
+    b = np.zeros(4, np.float32)
+    keras_out = _keras_conv(X, K, b, 1, "valid")
+    torch_out = _torch_conv(X, K.transpose(3, 2, 0, 1), b, 1)  # permutes NHWC -> NCHW
+    assert maxdiff(keras_out, torch_out) < 1e-5
+    # without the permutation a 3x3x3 NHWC batch runs silently on the wrong axes
+    conv = nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(K.transpose(3, 2, 0, 1))))
+        conv.bias.zero_()
+        tiny = _images(6, (8, 3, 3, 3))
+        silent = conv(torch.from_numpy(tiny)).numpy()  # (8, 4, 1, 1): no error
+    assert silent.shape == (8, 4, 1, 1)
+    assert maxdiff(silent.reshape(8, 4), _keras_conv(tiny, K, b, 1, "valid").reshape(8, 4)) > 0.1
+
+
+def _flatten_case():
+    H = _images(7, (4, 4, 4, 6), np.float64)  # feature maps (N, H, W, C)
+    W = _images(8, (96, 3), np.float64)        # the Dense kernel, rows in H, W, C order
+    return H, W
+
+
+def test_row_flatten_order() -> None:
+    H, W = _flatten_case()
+    with tf.Graph().as_default():
+        h = tf1.placeholder(tf.float64, (None, 4, 4, 6))
+        out = tf.matmul(tf.reshape(h, [-1, 96]), tf.constant(W))
+        with tf1.Session() as sess:
+            tf1_out = sess.run(out, feed_dict={h: H})
+    keras_out = keras.layers.Flatten(dtype="float64")(H).numpy() @ W
+    permuted = W.reshape(4, 4, 6, 3).transpose(2, 0, 1, 3).reshape(96, 3)
+    torch_out = nn.Flatten()(torch.from_numpy(H).permute(0, 3, 1, 2)).numpy() @ permuted
+    assert all_agree({"tf1": tf1_out, "keras": keras_out, "torch": torch_out}) < 1e-12
+
+
+def test_row_same_padding_stride() -> None:
+    from zoo.layers import same_padding
+
+    X = _images(9)
+    K = _images(10, (3, 3, 3, 5)) / 3
+    b = _images(11, (5,))
+    top, bottom = same_padding(8, 3, 2)
+    assert (top, bottom) == (0, 1)
+    runs = {"tf1": _tf1_conv(X, K, b, 2, "SAME"), "keras": _keras_conv(X, K, b, 2, "same"),
+            "torch": _torch_conv(X, K.transpose(3, 2, 0, 1), b, 2, pad=(top, bottom, top, bottom))}
+    assert runs["keras"].shape == (4, 4, 4, 5)
+    assert all_agree(runs) < 1e-5
+
+
+def test_row_pooling() -> None:
+    X = _images(12, (3, 7, 7, 2))  # odd: every framework drops the last row and column
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 7, 7, 2))
+        outs = [tf1.nn.max_pool2d(x, 2, 2, "VALID"), tf1.nn.avg_pool2d(x, 2, 2, "VALID")]
+        with tf1.Session() as sess:
+            tf1_max, tf1_avg = sess.run(outs, feed_dict={x: X})
+    xt = torch.from_numpy(X).permute(0, 3, 1, 2)
+    torch_max = nn.MaxPool2d(2)(xt).permute(0, 2, 3, 1).numpy()
+    torch_avg = nn.AvgPool2d(2)(xt).permute(0, 2, 3, 1).numpy()
+    keras_max = keras.layers.MaxPooling2D(2)(X).numpy()
+    keras_avg = keras.layers.AveragePooling2D(2)(X).numpy()
+    assert keras_max.shape == (3, 3, 3, 2)
+    assert all_agree({"tf1": tf1_max, "keras": keras_max, "torch": torch_max}) == 0.0
+    assert all_agree({"tf1": tf1_avg, "keras": keras_avg, "torch": torch_avg}) < 1e-6
+
+
+def _quadratic_case():
+    rng = np.random.default_rng(13)
+    z = rng.normal(size=(6, 10))
+    y = rng.integers(0, 10, 6)
+    return z, y, np.eye(10)[y]
+
+
+def test_row_quadratic_cost() -> None:
+    from keras import ops
+
+    z, y, Y = _quadratic_case()
+    a = 1.0 / (1.0 + np.exp(-z))
+    closed = float(np.sum((Y - a) ** 2) / (2 * len(z)))  # seed 001: C = 1/(2n) sum ||y - a||^2
+    with tf.Graph().as_default():
+        zt, yt = tf.constant(z), tf.constant(Y)
+        cost = 0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(yt - tf.sigmoid(zt)), axis=1))
+        with tf1.Session() as sess:
+            tf1_cost = sess.run(cost)
+    keras_cost = float(0.5 * ops.mean(ops.sum(ops.square(Y - ops.sigmoid(z)), axis=1)))
+    torch_cost = float(0.5 * ((torch.sigmoid(torch.from_numpy(z)) - torch.from_numpy(Y)) ** 2)
+                       .sum(1).mean())
+    assert all_agree({"tf1": tf1_cost, "keras": keras_cost, "torch": torch_cost,
+                      "closed": closed}) < 1e-12
+
+
+def test_gotcha_conv_layout() -> None:
+    g = gotcha("conv_layout")
+    X = _images(14)
+    K = _images(15, (3, 3, 3, 5)) / 3
+    b = _images(16, (5,))
+    keras_out = _keras_conv(X, K, b, 1, "same")
+    wrong = _torch_conv(X, K.reshape(5, 3, 3, 3), b, 1, padding=1)  # accepted: same shape
+    right = _torch_conv(X, K.transpose(3, 2, 0, 1), b, 1, padding=1)
+    assert measured(g, "difference", maxdiff(wrong, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(right, keras_out)) < g.below
+
+
+def test_gotcha_flatten_order() -> None:
+    g = gotcha("flatten_order")
+    H, W = _flatten_case()
+    keras_out = H.reshape(len(H), -1) @ W
+    torch_flat = nn.Flatten()(torch.from_numpy(H).permute(0, 3, 1, 2)).numpy()
+    wrong = torch_flat @ W
+    right = torch_flat @ W.reshape(4, 4, 6, 3).transpose(2, 0, 1, 3).reshape(96, 3)
+    assert measured(g, "difference", maxdiff(wrong, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(right, keras_out)) < g.below
+
+
+def test_gotcha_same_padding_stride() -> None:
+    g = gotcha("same_padding_stride")
+    X = _images(17)
+    K = _images(18, (3, 3, 3, 5)) / 3
+    b = _images(19, (5,))
+    keras_out = _keras_conv(X, K, b, 2, "same")
+    symmetric = _torch_conv(X, K.transpose(3, 2, 0, 1), b, 2, padding=1)
+    assert symmetric.shape == keras_out.shape  # same shape, other numbers
+    explicit = _torch_conv(X, K.transpose(3, 2, 0, 1), b, 2, pad=(0, 1, 0, 1))
+    assert measured(g, "difference", maxdiff(symmetric, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(explicit, keras_out)) < g.below
+
+
+def test_gotcha_torch_same_stride() -> None:
+    g = gotcha("torch_same_stride")
+    with pytest.raises(ValueError) as err:
+        nn.Conv2d(3, 5, 3, stride=2, padding="same")
+    assert f"{err.type.__name__}: {err.value}" == g.raises
+    X = _images(20)
+    K = _images(21, (3, 3, 3, 5)) / 3
+    b = _images(22, (5,))
+    fixed = _torch_conv(X, K.transpose(3, 2, 0, 1), b, 2, pad=(0, 1, 0, 1))
+    assert measured(g, "after the fix", maxdiff(fixed, _keras_conv(X, K, b, 2, "same"))) < g.below
+
+
+def test_gotcha_tf1_layers_conv2d() -> None:
+    g = gotcha("tf1_layers_conv2d")
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 8, 8, 3))
+        with pytest.raises(AttributeError) as err:
+            tf1.layers.conv2d(x, 5, 3, padding="same")
+    assert f"{err.type.__name__}: {err.value}" == g.raises
+    X = _images(23)
+    K = _images(24, (3, 3, 3, 5)) / 3
+    b = _images(25, (5,))
+    fixed = _tf1_conv(X, K, b, 1, "SAME")
+    assert measured(g, "after the fix", maxdiff(fixed, _keras_conv(X, K, b, 1, "same"))) < g.below
+
+
+def test_gotcha_quadratic_cost_mse() -> None:
+    g = gotcha("quadratic_cost_mse")
+    z, _, Y = _quadratic_case()
+    a = 1.0 / (1.0 + np.exp(-z))
+    cost = float(np.sum((Y - a) ** 2) / (2 * len(z)))
+    mse = float(keras.losses.MeanSquaredError(dtype="float64")(Y, a))
+    assert measured(g, "ratio cost / mse", cost / mse) > g.above
+    assert abs(cost / mse - 10 / 2) < 1e-9  # exactly C / 2
+    from keras import ops
+
+    keras_cost = float(0.5 * ops.mean(ops.sum(ops.square(Y - a), axis=1)))
+    assert measured(g, "after the fix", abs(keras_cost - cost)) < g.below

@@ -147,6 +147,52 @@ ROWS: tuple[Row, ...] = (
         "the dtypes differ; `nn.CrossEntropyLoss` and the `Sparse` Keras losses take the "
         "labels themselves",
         _P + "test_row_one_hot"),
+    Row("convolution",
+        "`tf.compat.v1.nn.conv2d(x, kernel, strides=[1, s, s, 1], padding='SAME') + bias` "
+        "with `get_variable` (`tf.compat.v1.layers.conv2d` raises \"`conv2d` is not "
+        "available with Keras 3\"); kernel (kh, kw, in, out)",
+        "`keras.layers.Conv2D(filters, k, strides=s, padding='same')`: kernel (kh, kw, in, "
+        "out), HWIO",
+        "`nn.Conv2d(in, out, k, stride=s)`: weight (out, in, kh, kw), OIHW",
+        "`weight = kernel.transpose(3, 2, 0, 1)`, never a reshape (gotcha below)",
+        _P + "test_row_convolution"),
+    Row("data format",
+        "NHWC (`data_format='NHWC'`, the default)",
+        "NHWC (`channels_last`, the default)",
+        "NCHW: `x.permute(0, 3, 1, 2)` at the model's edge",
+        "a NHWC batch given to `nn.Conv2d` raises only when C differs from the expected "
+        "channels; 8 images of 3x3 pixels with 3 channels pass silently as the wrong axes",
+        _P + "test_row_data_format"),
+    Row("flatten after a convolution",
+        "`tf.reshape(h, [-1, H * W * C])`: H, W, C order",
+        "`keras.layers.Flatten()`: H, W, C order",
+        "`nn.Flatten()` on NCHW: C, H, W order",
+        "the first Dense after the Flatten needs its kernel rows permuted: "
+        "`kernel.reshape(H, W, C, out).transpose(2, 0, 1, 3).reshape(-1, out)` (gotcha below)",
+        _P + "test_row_flatten_order"),
+    Row("'same' padding with a stride",
+        "`padding='SAME'`: out = ceil(in / s); an odd total pads one more at the bottom "
+        "and right",
+        "`padding='same'`: as TF1",
+        "`padding='same'` refuses stride > 1; pad explicitly: `nn.ZeroPad2d((left, right, "
+        "top, bottom))` then `padding=0`",
+        "a symmetric `padding=1` with stride 2 on an even input gives the same shape and "
+        "other numbers (gotcha below)",
+        _P + "test_row_same_padding_stride"),
+    Row("pooling",
+        "`tf.compat.v1.nn.max_pool2d(x, 2, 2, 'VALID')`, `avg_pool2d`",
+        "`keras.layers.MaxPooling2D(2)`, `AveragePooling2D(2)` (strides default to the pool "
+        "size, 'valid')",
+        "`nn.MaxPool2d(2)`, `nn.AvgPool2d(2)` (stride defaults to the kernel size, floor)",
+        "all three drop the last row/column of an odd input ('valid' / `ceil_mode=False`)",
+        _P + "test_row_pooling"),
+    Row("quadratic cost (seed 001)",
+        "`0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(y - tf.sigmoid(z)), axis=1))`",
+        "a custom loss: `0.5 * ops.mean(ops.sum(ops.square(y - ops.sigmoid(z)), axis=1))`",
+        "`0.5 * ((torch.sigmoid(z) - y) ** 2).sum(1).mean()`",
+        "C = 1/(2n) sum ||y - a||^2 sums over the outputs; Keras's `mse` averages over them "
+        "too (gotcha below)",
+        _P + "test_row_quadratic_cost"),
 )
 
 GOTCHAS: tuple[Gotcha, ...] = (
@@ -293,6 +339,46 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "rounding there; in float32 compare the first epoch step by step and longer runs by "
            "their test metric, and let `zoo compare --diagnose` tell drift and ReLU kinks from "
            "a real difference", _P + "test_gotcha_float32_parting", above=0.05, below=1e-12),
+    Gotcha("conv_layout", "Convolution kernel layout",
+           "a Keras/TF kernel is (kh, kw, in, out), a torch weight (out, in, kh, kw). "
+           "`kernel.reshape(out, in, kh, kw)` has the right shape and is accepted silently: a "
+           "3x3 convolution of 3 -> 5 channels on 8x8 images, Keras vs torch outputs",
+           "`weight = kernel.transpose(3, 2, 0, 1)` (the zoo's weight tables, "
+           "`zoo.layers.Conv2D`)", _P + "test_gotcha_conv_layout", above=1.0, below=1e-5),
+    Gotcha("flatten_order", "Flatten order after a convolution",
+           "Keras and TF1 flatten NHWC feature maps in H, W, C order, torch flattens NCHW in "
+           "C, H, W order: the same Dense kernel after a Flatten of 4x4x6 maps gives other "
+           "outputs (float64)",
+           "permute the kernel rows once, at the boundary: `kernel.reshape(H, W, C, "
+           "out).transpose(2, 0, 1, 3).reshape(-1, out)` (the weight table of a Dense after a "
+           "Flatten)", _P + "test_gotcha_flatten_order", above=1.0, below=1e-12),
+    Gotcha("same_padding_stride", "'same' padding with stride 2",
+           "TF pads an even input with stride 2 only at the bottom and right (total 1); "
+           "torch's symmetric `padding=1` pads both sides and gives the same 4x4 shape with "
+           "other numbers: 3x3 stride-2 convolution of 8x8 images, Keras vs torch",
+           "`nn.ZeroPad2d((0, 1, 0, 1))` (left, right, top, bottom from "
+           "`zoo.layers.same_padding`) and `padding=0`", _P + "test_gotcha_same_padding_stride",
+           above=1.0, below=1e-5),
+    Gotcha("torch_same_stride", "torch refuses `padding='same'` with a stride",
+           "the obvious port of `Conv2D(..., strides=2, padding='same')` raises",
+           "pad explicitly (`nn.ZeroPad2d`, above); outputs then equal Keras's",
+           _P + "test_gotcha_torch_same_stride", above=None, below=1e-5,
+           raises="ValueError: padding='same' is not supported for strided convolutions"),
+    Gotcha("tf1_layers_conv2d", "`tf.compat.v1.layers.conv2d` under Keras 3",
+           "TF1 code written with `tf.compat.v1.layers.conv2d` (or `dense`, "
+           "`max_pooling2d`) raises on TensorFlow 2.16 and later",
+           "`get_variable` for the kernel and bias and `tf.compat.v1.nn.conv2d` (the zoo's "
+           "tf1_compat/layers.py); outputs then equal Keras's",
+           _P + "test_gotcha_tf1_layers_conv2d", above=None, below=1e-5,
+           raises="AttributeError: `conv2d` is not available with Keras 3."),
+    Gotcha("quadratic_cost_mse", "Seed 001's quadratic cost is not Keras's `mse`",
+           "C = 1/(2n) sum ||y - a||^2 sums the squared error over the 10 outputs and halves "
+           "it; `keras.losses.MeanSquaredError` averages over the outputs: the ratio of the "
+           "two on 6 samples (C / 2 = 5 for 10 outputs, so the gradient, and the effective "
+           "learning rate, are 5 times smaller)",
+           "write the cost as it is: `0.5 * sum over outputs, mean over samples` (the zoo's "
+           "\"quadratic\" loss in every framework)", _P + "test_gotcha_quadratic_cost_mse",
+           above=4.0, below=1e-6),
 )
 
 _BY_KEY = {g.key: g for g in GOTCHAS}
