@@ -7,8 +7,9 @@ Every measurement runs in a fresh process (one per framework path), so import ti
 memory are that framework's alone. Paths: numpy (the float64 reference loop), keras (`fit`,
 one step per execution), keras-fast (`fit` with a whole epoch per execution), tf1
 (`Session.run` + feed_dict), torch (eager loop), keras-torch (Keras on the torch backend).
-Measured: seconds per epoch of softmax regression at batch 32, 256 and full batch and of the
-MLP at batch 32 (median over repeated epochs after a warm-up epoch, with min and max); the
+Measured: seconds per epoch of softmax regression at batch 32, 256 and full batch, of the
+MLP at batch 32, of the small `cnn` on digits as 8x8 images and of LeNet-5 at batch 32 (float32
+in every path, and float64 for the numpy reference against torch) (median over repeated epochs after a warm-up epoch, with min and max); the
 quadratic demo's 1000 steps; import time; peak resident memory after the import and after
 training; and the wall time of `zoo compare softmax --dataset iris`. Ratios are to the numpy
 reference and to the fastest path of the same row, all from this one run.
@@ -45,8 +46,10 @@ def _maxrss_mb() -> float:
 
 
 # ----------------------------------------------------------------------------- child side
-def child_train(path: str, model: str, dataset: str, batch: int, epochs: int) -> dict:
-    """Train in this (fresh) process; returns epoch times, import time and memory."""
+def child_train(path: str, model: str, dataset: str, batch: int, epochs: int,
+                dtype: str = "float32") -> dict:
+    """Train in this (fresh) process; returns epoch times, import time and memory. Image
+    models get the dataset's images (N, H, W, C), the others its flat features."""
     t0 = time.perf_counter()
     if path == "numpy":
         import zoo.reference as mod
@@ -61,16 +64,19 @@ def child_train(path: str, model: str, dataset: str, batch: int, epochs: int) ->
     import numpy as np
 
     from zoo.optimizers import OptimizerSpec
-    from zoo.specs import TrainSpec, init_weights, model_spec_for
+    from zoo.specs import MODELS, TrainSpec, init_weights, model_spec_for
 
     # The data comes as arrays, as in `zoo compare`'s workers (loading it through
     # scikit-learn would add ~100 MB to every process's peak).
     with np.load(dataset, allow_pickle=False) as z:
-        X, y = z["X_train"], z["y_train"]
-    spec = model_spec_for(model, X.shape[1], int(y.max()) + 1)
+        X, y = z["X_train"].astype(dtype), z["y_train"]
+        image = tuple(int(d) for d in z["image_shape"]) if "image_shape" in z.files else None
+    shape = image if MODELS[model].image else None
+    spec = model_spec_for(model, X.shape[1], int(y.max()) + 1, input_shape=shape)
+    X = X.reshape(len(X), *spec.input_shape)
     bs = len(X) if batch == 0 else batch
     lr = 0.1 if model == "softmax" else 0.05
-    ts = TrainSpec(OptimizerSpec("sgd", lr=lr), epochs=epochs, batch_size=bs)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=lr), epochs=epochs, batch_size=bs, dtype=dtype)
     kw = {}
     if path == "keras-fast":
         kw["steps_per_execution"] = -(-len(X) // bs)
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         kind, *rest = args.child
         if kind == "train":
-            out = child_train(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]))
+            out = child_train(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), *rest[5:])
         elif kind == "quadratic":
             out = child_quadratic(rest[0], int(rest[1]))
         else:
@@ -163,11 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     dataset = "digits" if args.quick else pick_dataset()[0]
     batches = (32,) if args.quick else (32, 256, 0)
     data_npz = {}
-    for name in {dataset, "iris"}:
+    for name in {dataset, "iris", "digits"}:
         ds = data.load(name)
         data_npz[name] = ROOT / "runs" / f"bench-data-{name}.npz"
         data_npz[name].parent.mkdir(parents=True, exist_ok=True)
-        np.savez(data_npz[name], X_train=ds.X_train, y_train=ds.y_train)
+        shape = tuple(ds.image_shape) if ds.image_shape else None
+        if shape is not None and len(shape) == 2:
+            shape = (*shape, 1)
+        extra = {"image_shape": np.asarray(shape)} if shape else {}
+        np.savez(data_npz[name], X_train=ds.X_train, y_train=ds.y_train, **extra)
     paths = PATHS
     result: dict = {"dataset": dataset, "repeats": repeats, "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -178,12 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         r = run_child(["import", which], backend="torch" if which == "keras-torch" else "tensorflow")
         result["imports"][which] = r
         print(f"import {which}: {r['import_seconds']:.2f} s, {r['rss_mb']:.0f} MB", flush=True)
-    rows = [("softmax", b) for b in batches] + ([] if args.quick else [("mlp", 32)])
-    for model, batch in rows:
-        key = f"{model} batch {'full' if batch == 0 else batch}"
+    # (model, batch, dataset, dtype, paths)
+    rows = [("softmax", b, dataset, "float32", paths) for b in batches]
+    rows += [("cnn", 32, "digits", "float32", paths)]
+    if not args.quick:
+        rows += [("mlp", 32, dataset, "float32", paths)]
+        if dataset != "digits":
+            rows += [("lenet", 32, dataset, "float32", paths),
+                     ("lenet", 32, dataset, "float64", ("numpy", "torch"))]
+    for model, batch, ds_name, dtype, row_paths in rows:
+        key = (f"{model} batch {'full' if batch == 0 else batch}"
+               + (f" on {ds_name}" if ds_name != dataset else "")
+               + (" float64" if dtype == "float64" else ""))
         result["train"][key] = {}
-        for path in paths:
-            r = run_child(["train", path, model, str(data_npz[dataset]), str(batch), str(repeats + 1)],
+        for path in row_paths:
+            r = run_child(["train", path, model, str(data_npz[ds_name]), str(batch),
+                           str(repeats + 1), dtype],
                           backend="torch" if path == "keras-torch" else "tensorflow")
             r["epoch"] = stats(r["epoch_seconds"][1:])
             result["train"][key][path] = r
@@ -204,6 +224,16 @@ def main(argv: list[str] | None = None) -> int:
                  for fw in ("keras", "tf1", "torch")}
         result["compare_parts_seconds"] = sum(
             a["import_seconds"] + sum(a["epoch_seconds"]) for a in alone.values())
+        if dataset != "digits":  # LeNet, one epoch: the comparison against its parts
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "zoo", "compare", "lenet", "--dataset", dataset,
+                            "--epochs", "1", "--json", str(ROOT / "runs" / "bench-lenet.json"),
+                            "--force"], check=True, capture_output=True, cwd=ROOT)
+            result["compare_lenet_seconds"] = time.perf_counter() - t
+            alone = {fw: run_child(["train", fw, "lenet", str(data_npz[dataset]), "32", "1"])
+                     for fw in ("keras", "tf1", "torch")}
+            result["compare_lenet_parts_seconds"] = sum(
+                a["import_seconds"] + sum(a["epoch_seconds"]) for a in alone.values())
     result["total_seconds"] = time.perf_counter() - t_start
     table = markdown(result)
     print(table)
@@ -226,6 +256,9 @@ def markdown(res: dict) -> str:
         ref = by_path["numpy"]["epoch"]["median"]
         cells = []
         for path in PATHS:
+            if path not in by_path:
+                cells.append("-")
+                continue
             e = by_path[path]["epoch"]
             cells.append(f"{e['median'] * 1e3:.1f} ms [{e['min'] * 1e3:.1f}-{e['max'] * 1e3:.1f}] "
                          f"x{e['median'] / ref:.1f} / x{e['median'] / fastest:.1f}")
@@ -248,6 +281,16 @@ def markdown(res: dict) -> str:
                   f"{res['compare_seconds']:.1f} s wall; the three frameworks' imports plus "
                   f"trainings alone: {res['compare_parts_seconds']:.1f} s (ratio "
                   f"x{res['compare_seconds'] / res['compare_parts_seconds']:.2f})."]
+    if "compare_lenet_seconds" in res:
+        lines += ["", f"`zoo compare lenet --dataset {res['dataset']} --epochs 1` (keras, tf1, "
+                      f"torch): {res['compare_lenet_seconds']:.1f} s wall; the three frameworks' "
+                      f"imports plus trainings alone: {res['compare_lenet_parts_seconds']:.1f} s "
+                      f"(ratio x{res['compare_lenet_seconds'] / res['compare_lenet_parts_seconds']:.2f})."]
+    f64 = next((v for k, v in res["train"].items() if k.startswith("lenet") and "float64" in k), None)
+    if f64:
+        n, t = f64["numpy"]["epoch"]["median"], f64["torch"]["epoch"]["median"]
+        lines += ["", f"LeNet float64 epoch: the numpy reference {n:.2f} s, torch {t:.2f} s "
+                      f"(numpy / torch x{n / t:.2f})."]
     return "\n".join(lines)
 
 
