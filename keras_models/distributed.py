@@ -125,32 +125,34 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
     """Train under `strategy` (a MirroredStrategy, already created) with the shards of
     `shard_elements`; returns the History of the whole run (global-batch losses).
     `progress(epoch, step, loss)` is called after every step."""
-    import dataclasses
-
     import keras
     import tensorflow as tf
     from keras import ops
 
+    from keras_models.model import (
+        build,
+        get_weights,
+        l2_penalty,
+        make_loss,
+        masked_dropouts,
+        penalised_variables,
+    )
     from keras_models.optimizers import make_optimizer
-    from keras_models.train import _kernels, _Progress, _targets, floatx, model_module
+    from keras_models.train import _Progress, _targets, dropout_plan, floatx
 
     check_inputs(model_spec, X, y, what="keras_models")
     world = strategy.num_replicas_in_sync
     dtype = train_spec.dtype
-    mod = model_module(model_spec)
-    built_spec = model_spec
-    if train_spec.dropout_mode == "off" and model_spec.dropout:
-        built_spec = dataclasses.replace(model_spec, dropout=0.0)
-    use_masks = (train_spec.dropout_mode == "shared" and bool(model_spec.hidden)
-                 and model_spec.dropout > 0)
+    built_spec, use_masks = dropout_plan(model_spec, train_spec)
     Xd = np.asarray(X, dtype=np.dtype(dtype))
     yd = _targets(model_spec, y, dtype)
     steps_per_epoch = -(-len(Xd) // train_spec.batch_size)
     n_steps = steps_per_epoch * train_spec.epochs
 
-    x_spec = tf.TensorSpec((None, Xd.shape[1]), dtype)
-    if use_masks:
-        x_spec = (x_spec, *[tf.TensorSpec((None, h), dtype) for h in model_spec.hidden])
+    x_spec = tf.TensorSpec((None, *Xd.shape[1:]), dtype)
+    if use_masks:  # one mask per Dropout layer, shaped like that layer's input
+        x_spec = (x_spec, *[tf.TensorSpec((None, *r.input_shape), dtype)
+                            for r in masked_dropouts(model_spec)])
     signature = (x_spec, tf.TensorSpec((None, *yd.shape[1:]), tf.as_dtype(yd.dtype)),
                  tf.TensorSpec((None,), dtype))
 
@@ -177,22 +179,21 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         def __call__(self, y_true, y_pred, sample_weight=None):
             loss = ops.sum(self.inner(y_true, y_pred, sample_weight=sample_weight))
             if train_spec.l2:
-                penalty = ops.sum(ops.stack([ops.sum(ops.square(k)) for k in self.kernels]))
-                loss = loss + (0.5 * train_spec.l2 / world) * penalty
+                loss = loss + l2_penalty(self.kernels, train_spec.l2 / world)
             step = ops.cast(self.step, "int32")
             self.batch_losses.assign(ops.slice_update(self.batch_losses, (step,),
                                                       ops.reshape(loss, (1,))))
             return loss
 
     with floatx(dtype), strategy.scope():
-        model = mod.build(built_spec, init, dtype)
+        model = build(built_spec, init, dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype)
-        loss = ShardLoss(mod.make_loss(), _kernels(model), optimizer.iterations)
+        loss = ShardLoss(make_loss(model_spec), penalised_variables(model), optimizer.iterations)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=1)
         every = record_every(record_weights)
-        tracker = _Progress(loss, mod.get_weights if every else None, progress,
+        tracker = _Progress(loss, get_weights if every else None, progress,
                             per_step=True, every=every)
-        keeper = _start_weights(mod.get_weights)
+        keeper = _start_weights(get_weights)
         callbacks = [keeper, tracker] + ([_fault_callback(fault)] if fault else [])
         # Before training, Keras's TF trainer builds the optimizer and metrics from a first
         # batch it gets by MEAN-reducing the replicas' first shards
@@ -211,7 +212,7 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         done = int(ops.convert_to_numpy(optimizer.iterations))
         losses = np.asarray(ops.convert_to_numpy(loss.batch_losses.value),
                             dtype=np.float64)[:done]
-        weights = mod.get_weights(model)
+        weights = get_weights(model)
     bad = np.flatnonzero(~np.isfinite(losses))
     stopped_at = int(bad[0]) if len(bad) else None
     if stopped_at is not None:

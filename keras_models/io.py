@@ -3,7 +3,9 @@
 
 Loading is safe only: `keras.models.load_model(path, safe_mode=True, compile=False)` (no
 lambda or other code is deserialised; the model is not compiled, so no custom loss is needed).
-The MLP is the zoo's own `MLP` class, registered with Keras as `zoo>MLP`.
+Every model is the zoo's own `ZooModel` class (`keras_models.model`, registered with Keras as
+`zoo>ZooModel`), whose config is the model spec: loading rebuilds the model from the zoo's layer
+table, and a file whose model is not the one its sidecar records is refused.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import keras_models.mlp  # noqa: F401  (registers zoo>MLP for loading)
-from keras_models.softmax import get_weights
-from keras_models.train import floatx, model_module
+from keras_models.model import ZooModel, build, get_weights
+from keras_models.train import floatx
 from zoo import interchange as ic
 from zoo.errors import DataError
 from zoo.specs import ModelSpec
@@ -37,7 +38,7 @@ def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.P
 
 def _write(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: Path, dtype: str) -> None:
     with floatx(dtype):
-        model = model_module(model_spec).build(model_spec, weights, dtype)
+        model = build(model_spec, weights, dtype)
         with ic.temp_path(path, suffix=".keras") as tmp:
             model.save(tmp, overwrite=True)
             ic.replace_atomically(tmp, path)
@@ -59,4 +60,12 @@ def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
         raise DataError(f"{str(path)!r} could not be loaded as a Keras model "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                         "pass a file written by Keras `model.save` or `zoo train --save`.") from None
+    if not isinstance(model, ZooModel):
+        raise DataError(f"{str(path)!r} holds a Keras {type(model).__name__}, not a zoo model; "
+                        "pass a file written by `zoo train --save` or `zoo convert`.")
+    if model.model_spec != spec:
+        raise DataError(f"{str(path)!r} does not fit its sidecar: the file holds model "
+                        f"{model.model_spec.to_dict()}, the sidecar records {spec.to_dict()}; "
+                        "the file and its .json sidecar belong to different models: re-save "
+                        "the weights with `zoo train --save` or `zoo convert`.")
     return get_weights(model)

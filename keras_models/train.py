@@ -1,6 +1,7 @@
 """The one Keras 3 training loop of the zoo (every model), plus `predict` and `evaluate`.
 
-Idiom: the model from its model file, `compile(loss=..., optimizer=...)` with the optimizer of
+Idiom: the model of `keras_models.model.build` (every model, from its canonical layer list),
+`compile(loss=..., optimizer=...)` with the optimizer of
 `keras_models.optimizers.make_optimizer`, `fit` on a `keras.utils.PyDataset`, `predict` and
 `evaluate`. There is no hand-written gradient loop: Keras's own `train_step` computes every
 gradient and update.
@@ -14,18 +15,20 @@ What makes it agree with TF1, torch and the float64 reference step by step:
   runs inside TensorFlow and halves an epoch at batch 256 (docs/benchmarks.md). The partial
   last batch is kept and its loss is the mean over its own size, as in the other frameworks.
 - losses from logits (`from_logits=True`), mean reduction, targets int labels (N,) for
-  cross-entropy and hinge, float (N, 1) for binary cross-entropy and MSE;
-- the L2 penalty 0.5 * l2 * sum(kernel**2) is added to the compiled loss (biases are not
-  penalised; Keras's `weight_decay` would be decoupled decay, a different update under momentum);
+  cross-entropy, hinge and the quadratic cost, float (N, 1) for binary cross-entropy and MSE;
+  inputs X of shape (N, *spec.input_shape): flat features, or NHWC images;
+- the L2 penalty 0.5 * l2 * sum(kernel**2) over the weight table's penalised tensors (Dense and
+  Conv2D kernels; never biases) is added to the compiled loss (Keras's `weight_decay` would be
+  decoupled decay, a different update under momentum);
 - per-step losses: `logs["loss"]` in Keras 3 callbacks is the running, batch-size-weighted mean
   over the epoch, not the batch loss, and recovering batch losses from it by differencing
   accumulates rounding error. So the compiled loss is wrapped in `RecordedLoss`, which writes the
   very scalar that is differentiated into slot `optimizer.iterations` of a preallocated
   variable: exact, and it also works with `steps_per_execution > 1`.
 - dropout: "shared" makes the PyDataset yield `((x, mask_0, mask_1), y)` with the masks of
-  `zoo.specs.dropout_masks` (the MLP applies them as h * mask / (1 - rate)); "native" yields
-  `(x, y)` and `keras.layers.Dropout` draws its own masks (`fit` calls the model with
-  training=True); "off" builds the MLP with rate 0.
+  `zoo.specs.dropout_masks` (the model applies them as h * (mask / (1 - rate))); "native"
+  yields `(x, y)` and `keras.layers.Dropout` draws its own masks (`fit` calls the model with
+  training=True); "off" builds the model with rate 0 (no Dropout layer).
 - float64: Keras keeps its loss, metrics and the optimizer's learning rate in
   `keras.config.floatx()` (float32 by default, so lr 0.1 would run as 0.10000000149), so a
   float64 run sets floatx to float64 while it builds, compiles, fits, predicts and evaluates,
@@ -35,17 +38,26 @@ What makes it agree with TF1, torch and the float64 reference step by step:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import ModuleType
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_models.model import (
+    build,
+    canonical,
+    get_weights,
+    l2_penalty,
+    make_loss,
+    masked_dropouts,
+    outputs,
+    penalised_variables,
+    weight_variables,
+)
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
@@ -59,17 +71,12 @@ from zoo.specs import (
     records,
 )
 
-__all__ = ["RecordedLoss", "ZooBatches", "evaluate", "floatx", "model_module", "order_dataset",
-           "predict", "train"]
+__all__ = ["RecordedLoss", "ZooBatches", "dropout_plan", "evaluate", "floatx", "order_dataset",
+           "predict", "step_details", "train"]
 
 FRAMEWORK = "keras"
 #: Batch size of `predict` and `evaluate` (any size gives the same mean; this bounds memory).
 EVAL_BATCH = 8192
-
-
-def model_module(model_spec: ModelSpec) -> ModuleType:
-    """The model file of `model_spec` (keras_models.softmax, .svm, .linear, .logistic, .mlp)."""
-    return importlib.import_module(f"keras_models.{model_spec.name}")
 
 
 @contextmanager
@@ -90,9 +97,19 @@ def _check(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None) ->
     check_inputs(model_spec, X, y, what="keras_models")
 
 
+def dropout_plan(model_spec: ModelSpec, train_spec: TrainSpec) -> tuple[ModelSpec, bool]:
+    """(the spec to build, whether batches carry the shared masks) for a run's dropout mode:
+    "off" builds the model without dropout (rate 0: no Dropout layer), "shared" feeds the
+    masks of `zoo.specs.dropout_masks` when the model has a Dropout layer, "native" neither."""
+    built = model_spec
+    if train_spec.dropout_mode == "off" and model_spec.dropout:
+        built = dataclasses.replace(model_spec, dropout=0.0)
+    return built, train_spec.dropout_mode == "shared" and bool(masked_dropouts(model_spec))
+
+
 def _targets(model_spec: ModelSpec, y: np.ndarray, dtype: str) -> np.ndarray:
-    """Targets as the Keras losses take them: int64 labels (N,) for cross-entropy and hinge,
-    float (N, 1) in the model's dtype for binary cross-entropy and MSE."""
+    """Targets as the Keras losses take them: int64 labels (N,) for cross-entropy, hinge and
+    the quadratic cost, float (N, 1) in the model's dtype for binary cross-entropy and MSE."""
     if model_spec.task == "classification":
         return np.asarray(y).reshape(-1).astype(np.int64)
     return np.asarray(y, dtype=np.dtype(dtype)).reshape(-1, 1)
@@ -171,7 +188,7 @@ class RecordedLoss(keras.losses.Loss):
     step, before the update (so with the pre-update kernels), and it is the same tensor that
     Keras differentiates. `batch_losses` holds `n_steps` slots.
 
-    `guard` ({canonical name: weight variable}): while every loss so far is finite, each step
+    `guard` ({keras native name: weight variable}): while every loss so far is finite, each step
     copies the weights it starts from into `self.backup` (before the update, which Keras
     applies even when the loss is non-finite); from the first non-finite loss on the copy is
     frozen, so it holds the last finite weights, also with steps_per_execution > 1.
@@ -191,10 +208,7 @@ class RecordedLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         loss = self.loss(y_true, y_pred, sample_weight)
         if self.l2:
-            penalty = ops.sum(ops.stack([ops.sum(ops.square(k)) for k in self.kernels]))
-            # A Python float times a tensor takes the tensor's dtype exactly; ops.cast of a
-            # Python float would round it to float32 first (a 1e-9 relative error in float64).
-            loss = loss + (0.5 * self.l2) * penalty
+            loss = loss + l2_penalty(self.kernels, self.l2)
         step = ops.cast(self.step, "int32")
         self.batch_losses.assign(ops.slice_update(self.batch_losses, (step,),
                                                   ops.reshape(loss, (1,))))
@@ -257,12 +271,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
           resume: bool = False, force: bool = False) -> History:
     """Train `model_spec` on (X, y) with `compile` + `fit` as `train_spec` says.
 
-    X (N, F) float; y int64 (N,) labels (classification, binary) or float (N, 1) values
-    (regression). init: canonical initial weights (default: Keras's own initialiser,
-    glorot-uniform kernels and zero biases). `History.losses[k]` is step k's mini-batch loss
-    before its update, l2 term included. Training stops at the first non-finite loss
-    (`History.stopped_at`; with steps_per_execution > 1 the run goes on to its end and the
-    losses are cut there). Keras has already applied that step's update then, so the weights
+    X (N, *model_spec.input_shape) float: (N, F) features or (N, H, W, C) images; y int64 (N,)
+    labels (classification, binary) or float (N, 1) values (regression). init: canonical
+    initial weights (default: the layers' own initialisers, `keras_models.model.build`).
+    `History.losses[k]` is step k's mini-batch loss before its update, l2 term included.
+    Training stops at the first non-finite loss (`History.stopped_at`; with
+    steps_per_execution > 1 the run goes on to its end and the losses are cut there). Keras has already applied that step's update then, so the weights
     returned are the copy `RecordedLoss` kept of the last finite ones (as torch and TF1 return).
 
     steps_per_execution > 1 runs up to that many steps per `tf.function` call (faster for
@@ -287,12 +301,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         raise ConfigError("record_weights and progress need one step per execution; "
                           "pass steps_per_execution=1.")
     dtype = train_spec.dtype
-    mod = model_module(model_spec)
-    built_spec = model_spec
-    if train_spec.dropout_mode == "off" and model_spec.dropout:
-        built_spec = dataclasses.replace(model_spec, dropout=0.0)  # Dropout(0.0): identity
-    use_masks = (train_spec.dropout_mode == "shared" and bool(model_spec.hidden)
-                 and model_spec.dropout > 0)
+    built_spec, use_masks = dropout_plan(model_spec, train_spec)
     Xd, yd = np.asarray(X, dtype=np.dtype(dtype)), _targets(model_spec, y, dtype)
     steps_per_epoch = math.ceil(len(Xd) / train_spec.batch_size)
     n_steps = steps_per_epoch * train_spec.epochs
@@ -303,13 +312,13 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         data = order_dataset(train_spec, Xd, yd, start_epoch)
 
     with floatx(dtype):
-        model = mod.build(built_spec, init, dtype)
+        model = build(built_spec, init, dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype)
-        loss = RecordedLoss(mod.make_loss(), _kernels(model), train_spec.l2, n_steps,
-                            optimizer.iterations, dtype, guard=_weight_variables(model))
+        loss = RecordedLoss(make_loss(model_spec), penalised_variables(model), train_spec.l2,
+                            n_steps, optimizer.iterations, dtype, guard=weight_variables(model))
         spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
-        tracker = _Progress(loss, mod.get_weights if every else None, progress,
+        tracker = _Progress(loss, get_weights if every else None, progress,
                             per_step=spe == 1, every=every)
         callbacks: list[keras.callbacks.Callback] = [tracker]
         if ckpt is not None:
@@ -320,15 +329,15 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 tracker.epoch_seconds = list(state.epoch_seconds)
                 tracker.global_step = start_epoch * steps_per_epoch
             callbacks.append(checkpoint.CheckpointCallback(
-                ckpt, mod.get_weights, loss.batch_losses, tracker.epoch_seconds))
+                ckpt, get_weights, loss.batch_losses, tracker.epoch_seconds))
         if n_items:
             model.fit(data, epochs=train_spec.epochs, steps_per_epoch=steps_per_epoch,
                       shuffle=False, verbose=0, callbacks=callbacks, initial_epoch=start_epoch)
         done = int(ops.convert_to_numpy(optimizer.iterations))
         losses = np.asarray(ops.convert_to_numpy(loss.batch_losses), dtype=np.float64)[:done]
-        weights = mod.get_weights(model)
+        weights = get_weights(model)
         if not np.all(np.isfinite(losses)):  # the weights before the non-finite step's update
-            weights = {n: np.asarray(ops.convert_to_numpy(v)) for n, v in loss.backup.items()}
+            weights = canonical(model, loss.backup)
 
     bad = np.flatnonzero(~np.isfinite(losses))
     stopped_at = int(bad[0]) if len(bad) else None
@@ -351,37 +360,25 @@ def _divisor_at_most(steps_per_epoch: int, requested: int) -> int:
     return max(d for d in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
-def _weight_variables(model: keras.Model) -> dict:
-    """{canonical name: variable} of every dense layer's kernel and bias."""
-    from keras_models.softmax import dense_layers
-
-    return {f"{n}/{kind}": getattr(layer, kind) for n, layer in dense_layers(model).items()
-            for kind in ("kernel", "bias")}
-
-
-def _kernels(model: keras.Model) -> list:
-    from keras_models.softmax import dense_layers
-
-    return [layer.kernel for layer in dense_layers(model).values()]
-
-
 def _weights_dtype(weights: dict[str, np.ndarray]) -> str:
-    kernel = np.asarray(weights.get("dense_0/kernel", np.zeros(0, np.float32)))
-    return "float64" if kernel.dtype == np.float64 else "float32"
+    """float64 when the canonical weights are float64, else float32."""
+    first = np.asarray(next(iter(weights.values()), np.zeros(0, np.float32)))
+    return "float64" if first.dtype == np.float64 else "float32"
 
 
 def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    """Probabilities (N, C) for softmax / svm (softmax of scores) / mlp, P(y=1) (N, 1) for
-    logistic, values (N, 1) for linear. `model.predict` calls the model with training=False,
-    so there is never any dropout. Computed in the weights' dtype."""
+    """What the model predicts (`keras_models.model.outputs`): probabilities (N, C) for the
+    softmax outputs (softmax, svm: softmax of the scores, mlp, cnn, lenet), sigmoids (P(y=1)
+    (N, 1) for logistic, every unit for nielsen), values (N, 1) for linear. `model.predict`
+    calls the model with training=False, so there is never any dropout. Computed in the
+    weights' dtype."""
     _check(model_spec, X)
     dtype = _weights_dtype(weights)
-    mod = model_module(model_spec)
     with floatx(dtype):
-        model = mod.build(model_spec, weights, dtype)
+        model = build(model_spec, weights, dtype)
         out = model.predict(np.asarray(X, dtype=np.dtype(dtype)), batch_size=EVAL_BATCH,
                             verbose=0)
-        return mod.probabilities(out)
+        return outputs(model_spec, out)
 
 
 def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
@@ -390,17 +387,16 @@ def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
     `model.evaluate`: the model's data loss (mean over X, no L2 term), without dropout."""
     _check(model_spec, X, y)
     dtype = _weights_dtype(weights)
-    mod = model_module(model_spec)
     if model_spec.task == "regression":
         metric = keras.metrics.MeanSquaredError(name="mse")
     elif model_spec.task == "binary":
         # The model outputs a logit: logit > 0 <=> sigmoid > 0.5.
         metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
-    else:
+    else:  # the largest raw output is the largest probability (softmax or sigmoid)
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     with floatx(dtype):
-        model = mod.build(model_spec, weights, dtype)
-        model.compile(loss=mod.make_loss(), metrics=[metric])
+        model = build(model_spec, weights, dtype)
+        model.compile(loss=make_loss(model_spec), metrics=[metric])
         result = model.evaluate(np.asarray(X, dtype=np.dtype(dtype)),
                                 _targets(model_spec, y, dtype), batch_size=EVAL_BATCH,
                                 verbose=0, return_dict=True)
@@ -410,32 +406,28 @@ def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
 def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
                  y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
     """One batch at `weights`, through this framework's own model, loss and autodiff:
-    {"logits": (N, C) or (N, 1), "loss": float (l2 term included), "grads": canonical dict}.
+    {"logits": raw outputs (N, C) or (N, 1), "loss": float (l2 term included), "grads":
+    canonical dict of every tensor of the weight table}.
 
     What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. The model
     is called with training=False (no native dropout); shared `masks`, when given, are
     applied. Works on the TensorFlow backend (GradientTape) and the torch backend (autograd)."""
-    from keras_models.softmax import dense_layers
-
     _check(model_spec, X, y)
     dtype = _weights_dtype(weights)
-    mod = model_module(model_spec)
     with floatx(dtype):
-        model = mod.build(model_spec, weights, dtype)
+        model = build(model_spec, weights, dtype)
         x = np.asarray(X, dtype=np.dtype(dtype))
         inputs = (x, *[np.asarray(m, dtype=np.dtype(dtype)) for m in masks]) if masks else x
         targets = _targets(model_spec, y, dtype)
-        loss_fn = mod.make_loss()
-        layers = dense_layers(model)
-        variables = [(f"{n}/{kind}", getattr(layer, kind)) for n, layer in layers.items()
-                     for kind in ("kernel", "bias")]
+        loss_fn = make_loss(model_spec)
+        variables = weight_variables(model)
+        kernels = penalised_variables(model)
 
         def objective():
             logits = model(inputs, training=False)
             loss = loss_fn(targets, logits)
             if l2:
-                loss = loss + (0.5 * l2) * ops.sum(ops.stack(
-                    [ops.sum(ops.square(layer.kernel)) for layer in layers.values()]))
+                loss = loss + l2_penalty(kernels, l2)
             return logits, loss
 
         if keras.backend.backend() == "tensorflow":
@@ -443,16 +435,15 @@ def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.nd
 
             with tf.GradientTape() as tape:
                 logits, loss = objective()
-            grads = tape.gradient(loss, [v for _, v in variables])
+            grads = tape.gradient(loss, list(variables.values()))
         elif keras.backend.backend() == "torch":
             import torch
 
             logits, loss = objective()
-            grads = torch.autograd.grad(loss, [v.value for _, v in variables])
+            grads = torch.autograd.grad(loss, [v.value for v in variables.values()])
         else:
             raise ConfigError(f"step_details supports the tensorflow and torch backends, not "
                               f"{keras.backend.backend()!r}.")
         return {"logits": np.asarray(ops.convert_to_numpy(logits)),
                 "loss": float(ops.convert_to_numpy(loss)),
-                "grads": {name: np.asarray(ops.convert_to_numpy(g))
-                          for (name, _), g in zip(variables, grads, strict=True)}}
+                "grads": canonical(model, dict(zip(variables, grads, strict=True)))}

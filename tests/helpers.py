@@ -19,12 +19,57 @@ TOL = {dtype: atol for dtype, (atol, _rtol) in TOLERANCES.items()}
 
 @cache
 def load(name: str, dtype: str = "float32", preprocess: str | None = None) -> data.Dataset:
-    """Each dataset once per test session (the scikit-learn loaders and the split cost time)."""
+    """Each dataset once per test session (the scikit-learn loaders and the split cost time).
+    "digits28" is scikit-learn's digits as 28x28x1 images (each pixel 3x3, 2 pixels of
+    border): LeNet-sized images that need no download."""
+    if name == "digits28":
+        return digits28(dtype)
     return data.load(name, dtype=dtype, preprocess=preprocess)
 
 
+def _upsample(X: np.ndarray) -> np.ndarray:
+    imgs = np.kron(X.reshape(-1, 8, 8), np.ones((3, 3), X.dtype))
+    return np.pad(imgs, ((0, 0), (2, 2), (2, 2))).reshape(len(X), -1)
+
+
+@cache
+def digits28(dtype: str = "float32") -> data.Dataset:
+    import dataclasses
+
+    ds = data.load("digits", dtype=dtype)
+    return dataclasses.replace(ds, name="digits28", X_train=_upsample(ds.X_train),
+                               X_test=_upsample(ds.X_test), image_shape=(28, 28, 1))
+
+
+def image_shape(ds: data.Dataset) -> tuple[int, ...] | None:
+    """(H, W, C) of an image dataset (digits: 8x8x1), else None."""
+    shape = ds.image_shape or ((8, 8) if ds.name == "digits" else None)
+    if shape is None:
+        return None
+    return tuple(shape) if len(shape) == 3 else (*shape, 1)
+
+
+#: The optimizer the default test run trains the layer models (cnn, lenet, nielsen) with in
+#: every framework; the other four run with `-m slow` (their one-epoch trainings would
+#: double the suite's time on two cores).
+DEFAULT_RUN_OPTIMIZER = "adam"
+
+
+def optimizer_params(opts, fast=(DEFAULT_RUN_OPTIMIZER,)) -> list:
+    """pytest params of `opts`, the ones not in `fast` marked slow."""
+    import pytest
+
+    return [pytest.param(o, marks=() if o in fast else pytest.mark.slow) for o in opts]
+
+
 def spec_for(model: str, ds: data.Dataset) -> ModelSpec:
-    return model_spec_for(model, ds.n_features, ds.n_outputs)
+    """The zoo's spec of `model` for `ds` (image models get the dataset's (H, W, C))."""
+    return model_spec_for(model, ds.n_features, ds.n_outputs, input_shape=image_shape(ds))
+
+
+def model_inputs(X: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """X in the model's input shape: (N, F) features or (N, H, W, C) images."""
+    return np.asarray(X).reshape(len(X), *spec.input_shape)
 
 
 def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:

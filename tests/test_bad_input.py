@@ -6,6 +6,10 @@ message asserted) and, where the row can be reached from the command line, a CLI
 no traceback). The CLI cases run once, four at a time, in a module fixture; each test then
 reads its case's result.
 
+Image models add their own rows: an image model on flat data, images smaller than a model
+needs (a kernel larger than what reaches it), and `--init` weights of another model or of the
+same model for other inputs (a channel count that does not fit).
+
 Two rows are not errors, by design:
 - a batch size above the number of samples gives one full batch per epoch (full-batch gradient
   descent); `zoo train` says so in one line and trains;
@@ -65,7 +69,8 @@ def _files(d: Path) -> dict[str, Path]:
         "withnan.npz", "withinf.npz", "negative.npz", "fractional.npz", "bigvalues.npz",
         "onehot.npz", "empty.npz", "noX.npz", "noy.npz", "pickled.npz", "truncated.npz",
         "ok.csv", "nonnumeric.csv", "ragged.csv", "headeronly.csv", "w.pt", "other.pt",
-        "shape.pt", "evil.pt", "evil.keras", "corrupt.pt")}
+        "shape.pt", "evil.pt", "evil.keras", "corrupt.pt", "tiny.npz", "rgb.npz", "cnn1.npz",
+        "mlp.npz")}
     np.savez(f["withnan.npz"], X=nan_X, y=y)
     np.savez(f["withinf.npz"], X=inf_X, y=y)
     np.savez(f["negative.npz"], X=X, y=y - 1)
@@ -99,6 +104,13 @@ def _files(d: Path) -> dict[str, Path]:
     interchange.sidecar_path(f["evil.keras"]).write_text(json.dumps({**side, "format": "keras"}))
     f["corrupt.pt"].write_bytes(f["w.pt"].read_bytes()[:200])
     interchange.sidecar_path(f["corrupt.pt"]).write_text(json.dumps(side))
+    # images: 3x3 (too small for lenet), 8x8 RGB; canonical weights of a 1-channel 8x8 cnn
+    # and of an iris MLP (written without any framework)
+    np.savez(f["tiny.npz"], X=rng.random((40, 3, 3)), y=np.arange(40) % 2 + 1)
+    np.savez(f["rgb.npz"], X=rng.random((40, 8, 8, 3)), y=np.arange(40) % 4)
+    cnn1 = model_spec_for("cnn", 64, 4, input_shape=(8, 8, 1))
+    interchange.save("npz", cnn1, init_weights(cnn1), f["cnn1.npz"])
+    interchange.save("npz", mlp, init_weights(mlp), f["mlp.npz"])
     # MNIST folders: a fake mnist.npz (checksum mismatch), a truncated IDX .gz, nothing
     for sub in ("fake", "truncated", "nothing"):
         (d / sub).mkdir()
@@ -118,6 +130,20 @@ def _files(d: Path) -> dict[str, Path]:
 
 
 TRAIN = ["train", "softmax", "--framework", "torch"]
+
+FLAT = ("zoo compare: error: model 'cnn' takes images but dataset 'iris' has 4 flat features; "
+        "use an image dataset (digits, mnist, mnist10k) or an NPZ of (N, H, W) or (N, H, W, C) "
+        "images.")
+TOO_SMALL = ("model 'lenet' needs images of at least 12x12 but dataset 'digits' has 8x8x1 images "
+             "(conv2d_1: its 5x5 kernel is larger than its 4x4 input ('valid' padding)); use "
+             "larger images or a model that fits 8x8 images: cnn.")
+KERNEL = ("model 'lenet' needs images of at least 12x12 but dataset 'tiny' has 3x3x1 images "
+          "(conv2d_1: its 5x5 kernel is larger than its 1x1 input ('valid' padding)); use larger "
+          "images or a model that fits 3x3 images: cnn.")
+CHANNELS = ("--init '{cnn1.npz}' holds a cnn for 1-channel images but dataset 'rgb' has "
+            "3-channel images; pass weights trained on 3-channel images or leave --init out.")
+OTHER_MODEL = ("--init '{mlp.npz}' holds weights of model 'mlp', not 'softmax'; pass weights "
+               "saved for softmax (zoo train softmax ... --save PATH) or leave --init out.")
 
 #: case id -> (CLI arguments with {name} placeholders for fixture files, the expected line)
 CLI: dict[str, tuple[list[str], str]] = {
@@ -166,10 +192,15 @@ CLI: dict[str, tuple[list[str], str]] = {
                "e.g. --lr 0.01."),
     "unknown-model": (["train", "softmx", "--framework", "torch", "--dataset", "iris"],
                       "zoo train: error: unknown model 'softmx'. Did you mean 'softmax'? Known "
-                      "models: linear, logistic, mlp, softmax, svm."),
+                      "models: cnn, lenet, linear, logistic, mlp, nielsen, softmax, svm."),
     "unknown-framework": (["train", "softmax", "--framework", "trch", "--dataset", "iris"],
                           "zoo train: error: unknown framework 'trch'. Did you mean 'torch'? "
                           "Known frameworks: keras, tf1, torch."),
+    "framework-not-in-process": (["train", "softmax", "--framework", "keras-torch", "--dataset",
+                                  "iris"],
+                                 "zoo train: error: zoo train runs keras, tf1 and torch in its own "
+                                 "process, not keras-torch; train keras-torch with `zoo compare "
+                                 "MODEL --frameworks keras-torch,...`."),
     "unknown-optimizer": ([*TRAIN, "--dataset", "iris", "--optimizer", "adm"],
                           "zoo train: error: unknown optimizer 'adm'. Did you mean 'adam'? Known "
                           "optimizers: adagrad, adam, centered_rmsprop, momentum, nesterov, "
@@ -212,15 +243,17 @@ CLI: dict[str, tuple[list[str], str]] = {
                         "zoo data: error: {dir}/truncated/t10k-images-idx3-ubyte.gz: SHA-256 "),
     "weights-other-model": (["predict", "{other.pt}", "--dataset", "iris"],
                             "zoo predict: error: the state_dict in '{other.pt}' does not fit model "
-                            "'mlp' of its sidecar (Error(s) in loading state_dict for MLP: ...); "
-                            "the file and its .json sidecar belong to different models: re-save "
-                            "the weights with `zoo train --save` or `zoo convert`."),
+                            "'mlp' of its sidecar (torch tensors do not match the model: missing "
+                            "['dense_1.weight', 'dense_1.bias', 'dense_2.weight', "
+                            "'dense_2.bias'], unplaced nothing); the file and its .json sidecar "
+                            "belong to different models: re-save the weights with `zoo train "
+                            "--save` or `zoo convert`."),
     "weights-other-shapes": (["predict", "{shape.pt}", "--dataset", "iris"],
                              "zoo predict: error: the state_dict in '{shape.pt}' does not fit "
-                             "model 'softmax' of its sidecar (Error(s) in loading state_dict for "
-                             "SoftmaxRegression: ...); the file and its .json sidecar belong to "
-                             "different models: re-save the weights with `zoo train --save` or "
-                             "`zoo convert`."),
+                             "model 'softmax' of its sidecar (torch tensor dense_0.weight: "
+                             "expected shape (3, 5), got (3, 4)); the file and its .json sidecar "
+                             "belong to different models: re-save the weights with `zoo train "
+                             "--save` or `zoo convert`."),
     "weights-corrupt": (["predict", "{corrupt.pt}", "--dataset", "iris"],
                         "zoo predict: error: '{corrupt.pt}' is not a torch state_dict that loads "
                         "safely (torch.load(weights_only=True) refused it: PytorchStreamReader "
@@ -237,6 +270,28 @@ CLI: dict[str, tuple[list[str], str]] = {
                            "zoo train: error: {pickled.npz}: not a readable .npz archive (a "
                            "pickle, which is never loaded for safety); save the arrays with "
                            "np.savez(path, X=..., y=...)."),
+    "image-model-on-flat-data": (["compare", "cnn", "--dataset", "iris", "--frameworks", "numpy",
+                                  "--json", "{dir}/never.json"], FLAT),
+    "image-weights-on-flat-data": (["predict", "{cnn1.npz}", "--dataset", "iris"],
+                                   "zoo predict: error: '{cnn1.npz}' holds a cnn model for 8x8x1 "
+                                   "images but dataset 'iris' has 4 flat features; predict the "
+                                   "dataset the model was trained on."),
+    "images-too-small": (["train", "lenet", "--framework", "torch", "--dataset", "digits",
+                          "--save", "{dir}/never.pt"], "zoo train: error: " + TOO_SMALL),
+    "kernel-larger-than-input": (["train", "lenet", "--framework", "torch", "--npz",
+                                  "{tiny.npz}"], "zoo train: error: " + KERNEL),
+    "init-channels": (["train", "cnn", "--framework", "torch", "--npz", "{rgb.npz}", "--init",
+                       "{cnn1.npz}", "--save", "{dir}/never2.pt"],
+                      "zoo train: error: " + CHANNELS),
+    "init-other-model": (["train", "softmax", "--framework", "torch", "--dataset", "iris",
+                          "--init", "{mlp.npz}", "--save", "{dir}/never3.pt"],
+                         "zoo train: error: " + OTHER_MODEL),
+    "init-other-shapes": (["compare", "softmax", "--dataset", "digits", "--frameworks", "numpy",
+                           "--init", "{w.pt}", "--json", "{dir}/never2.json"],
+                          "zoo compare: error: --init '{w.pt}' holds a softmax for input 4 and 3 "
+                          "outputs but dataset 'digits' needs input 64 and 10 outputs "
+                          "(dense_0/kernel is (4, 3), the model needs (64, 10)); pass weights "
+                          "saved for this data or leave --init out."),
 }
 
 
@@ -290,8 +345,8 @@ def _torch_train(spec, X, y, **train_kw):
 
 def test_features_mismatch(env):
     ds = _iris()
-    with pytest.raises(ConfigError, match=r"^torch_models: the model expects 5 features, got 4; "
-                       r"build the spec from the dataset's sizes\.$"):
+    with pytest.raises(ConfigError, match=r"^torch_models: the model expects samples of shape "
+                       r"\(5,\), got \(4,\); build the spec from the dataset's sizes\.$"):
         _torch_train(ModelSpec("softmax", 5, 3), ds.X_train, ds.y_train)
     check_cli(env, "features-mismatch")
 
@@ -409,7 +464,8 @@ def test_unknown_names_suggest_the_closest(env):
         with pytest.raises(UnknownNameError) as info:
             make()
         assert str(info.value).startswith(f"unknown {message} Known "), str(info.value)
-    for case in ("unknown-model", "unknown-framework", "unknown-optimizer", "unknown-dataset"):
+    for case in ("unknown-model", "unknown-framework", "unknown-optimizer", "unknown-dataset",
+                 "framework-not-in-process"):
         check_cli(env, case)
 
 
@@ -491,3 +547,89 @@ def test_a_pickle_where_weights_or_data_are_expected_is_never_unpickled(env):
     assert not [p.name for p in d.glob("unpickled-*")]
     assert pickle.loads(files["evil.pt"].read_bytes()) is None  # the payload does work
     assert (d / "unpickled-pt").exists()
+
+
+# ----------------------------------------------------------------------------- images
+def _never_written(d: Path) -> None:
+    """Bad input writes nothing: no report, no weights."""
+    assert not [p.name for p in d.glob("never*")]
+
+
+def test_image_model_on_flat_data(env):
+    from zoo.commands.compare import spec_for_dataset
+
+    with pytest.raises(ConfigError) as info:
+        spec_for_dataset("cnn", _iris())
+    assert "zoo compare: error: " + str(info.value) == FLAT
+    check_cli(env, "image-model-on-flat-data")
+    check_cli(env, "image-weights-on-flat-data")
+    _never_written(env[0])
+
+
+def test_images_smaller_than_the_model_needs(env):
+    """LeNet on the 8x8 digits: its second 5x5 'valid' convolution would get a 4x4 map; the
+    message names the smallest size it takes (`zoo.specs.minimum_size`: 12x12) and the image
+    models that fit."""
+    from helpers import load
+
+    from zoo.commands.compare import spec_for_dataset
+    from zoo.specs import minimum_size
+
+    digits = load("digits")
+    assert minimum_size(model_spec_for("lenet", 64, 10, input_shape=(8, 8, 1))) == 12
+    assert minimum_size(model_spec_for("cnn", 64, 10, input_shape=(8, 8, 1))) == 2
+    with pytest.raises(ConfigError) as info:
+        spec_for_dataset("lenet", digits)
+    assert str(info.value) == TOO_SMALL
+    check_cli(env, "images-too-small")
+    _never_written(env[0])
+
+
+def test_kernel_larger_than_its_input(env):
+    _, files, _ = env
+    from zoo.commands.compare import spec_for_dataset
+
+    tiny = data.load(npz=files["tiny.npz"])
+    assert tiny.image_shape == (3, 3, 1) and tiny.n_classes == 3
+    with pytest.raises(ConfigError) as info:
+        spec_for_dataset("lenet", tiny)
+    assert str(info.value) == KERNEL
+    assert spec_for_dataset("cnn", tiny).input_shape == (3, 3, 1)  # the model it suggests fits
+    check_cli(env, "kernel-larger-than-input")
+
+
+def test_init_weights_for_another_channel_count(env):
+    d, files, _ = env
+    from zoo.commands.compare import load_init, spec_for_dataset
+
+    rgb = data.load(npz=files["rgb.npz"])
+    spec = spec_for_dataset("cnn", rgb)
+    assert spec.input_shape == (8, 8, 3)
+    with pytest.raises(ConfigError) as info:
+        load_init(str(files["cnn1.npz"]), spec, rgb.name, "float32")
+    assert str(info.value) == _fill(CHANNELS, files, d)
+    check_cli(env, "init-channels")
+    _never_written(d)
+
+
+def test_init_weights_of_another_model_or_other_data(env):
+    d, files, _ = env
+    from helpers import load
+
+    from zoo.commands.compare import load_init, spec_for_dataset
+
+    with pytest.raises(ConfigError) as info:
+        load_init(str(files["mlp.npz"]), spec_for_dataset("softmax", _iris()), "iris", "float32")
+    assert str(info.value) == _fill(OTHER_MODEL, files, d)
+    with pytest.raises(ConfigError, match=r"holds a softmax for input 4 and 3 outputs but "
+                       r"dataset 'digits' needs input 64 and 10 outputs"):
+        load_init(str(files["w.pt"]), spec_for_dataset("softmax", load("digits")), "digits",
+                  "float32")
+    # weights that fit are taken as they are, in the run's dtype
+    w = load_init(str(files["w.pt"]), spec_for_dataset("softmax", _iris()), "iris", "float64")
+    _, saved = interchange.load(files["w.pt"])
+    assert list(w) == ["dense_0/kernel", "dense_0/bias"]
+    assert all(w[k].dtype == np.float64 and np.array_equal(w[k], saved[k]) for k in w)
+    check_cli(env, "init-other-model")
+    check_cli(env, "init-other-shapes")
+    _never_written(d)

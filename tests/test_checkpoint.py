@@ -7,7 +7,6 @@ is refused with one clear error."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import pickle
@@ -22,13 +21,12 @@ import pytest
 from cli_run import one_error_line, zoo
 from helpers import load
 
+from zoo import frameworks as F
 from zoo import interchange
 from zoo.checkpoint import checkpoint_path
 from zoo.errors import ConfigError, DataError, DataNotFoundError
 from zoo.optimizers import OptimizerSpec
 from zoo.specs import TrainSpec, init_weights, model_spec_for
-
-PACKAGES = {"torch": "torch_models", "tf1": "tf1_compat", "keras": "keras_models"}
 
 
 class Interrupt(Exception):
@@ -50,7 +48,7 @@ def _equal(a: dict, b: dict) -> bool:
                                           ("keras", "adam"), ("keras", "nesterov")])
 def test_interrupted_mid_epoch_and_resumed_is_bitwise_equal(fw, optimizer, tmp_path):
     ds, spec, ts = _setup(optimizer)
-    pkg = importlib.import_module(f"{PACKAGES[fw]}.train")
+    pkg = F.get(fw).module("train")
     full = pkg.train(spec, ts, ds.X_train, ds.y_train, init_weights(spec))
 
     def stop_mid_epoch_1(epoch, step, loss):

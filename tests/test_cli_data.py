@@ -26,7 +26,7 @@ def test_data_iris_json(capsys):
 def test_data_mnist10k_table(shared_mnist):
     r = zoo("data", "mnist10k", "--data-dir", str(shared_mnist))
     assert r.returncode == 0, r.stderr
-    assert "8,000 train / 2,000 test" in r.stdout and "784 (28x28 images)" in r.stdout
+    assert "8,000 train / 2,000 test" in r.stdout and "784 (28x28x1 images)" in r.stdout
     assert "classes" in r.stdout and " 10 " in r.stdout
 
 

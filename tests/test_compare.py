@@ -1,7 +1,9 @@
-"""The comparison harness: alignment, first divergence, reports and the `zoo compare` CLI.
+"""The comparison harness: alignment, first divergence, reports, the one runner of framework
+processes, and the `zoo compare` CLI.
 
 Fast tests use the float64 numpy reference as a "framework" (a worker process each); the
-cross-framework acceptance test runs keras, tf1 and torch on iris."""
+cross-framework acceptance tests run keras, tf1 and torch on iris (softmax) and on the digits
+images (cnn)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 from zoo import compare as cmp
 from zoo import data, report
+from zoo import frameworks as F
 from zoo.errors import ConfigError, UnknownNameError
 from zoo.optimizers import OptimizerSpec
 from zoo.specs import History, TrainSpec, model_spec_for
@@ -153,17 +156,11 @@ def test_compare_cli_errors(args, message):
 
 
 # ----------------------------------------------------------------------------- weight records
-TRAINERS = {"numpy": "zoo.reference", "keras": "keras_models.train", "tf1": "tf1_compat.train",
-            "torch": "torch_models.train"}
-
-
-@pytest.mark.parametrize("fw", list(TRAINERS))
+@pytest.mark.parametrize("fw", ["numpy", "keras", "tf1", "torch"])
 def test_weights_recorded_at_a_stride(fw):
     """record_weights=k keeps the snapshots after global steps k-1, 2k-1, ...: exactly the
     every-step snapshots at those steps."""
-    import importlib
-
-    mod = importlib.import_module(TRAINERS[fw])
+    mod = F.get(fw).module("train")
     ds = data.load("iris")
     ms = model_spec_for("softmax", ds.n_features, ds.n_outputs)
     ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2)  # 8 steps
@@ -236,6 +233,24 @@ def test_compare_cli_points_at_the_diagnosis_when_a_framework_parts(tmp_path):
         "different computation." in rep["notes"]
 
 
+def test_compare_cli_starts_from_init_weights(tmp_path):
+    """`zoo compare ... --init W.npz`: every framework starts from the file's weights (here
+    the numpy reference in its worker, equal bit for bit to the reference in this process)."""
+    from zoo import interchange, reference
+
+    ds = data.load("iris")
+    ms = model_spec_for("softmax", ds.n_features, ds.n_outputs)
+    start = {k: v + 0.25 for k, v in cmp.init_weights(ms, 7).items()}
+    interchange.save("npz", ms, start, tmp_path / "start.npz")
+    r = zoo("compare", "softmax", "--dataset", "iris", "--frameworks", "numpy", "--epochs", "1",
+            "--init", str(tmp_path / "start.npz"), "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    losses = json.loads((tmp_path / "r.json").read_text())["frameworks"]["numpy"]["losses"]
+    want = reference.train(ms, TrainSpec(OptimizerSpec("sgd", lr=0.5)), ds.X_train, ds.y_train,
+                           start).losses
+    assert losses == [float(v) for v in want] and len(losses) == 4
+
+
 def test_compare_cli_refuses_to_overwrite_before_training(tmp_path):
     (tmp_path / "r.json").write_text("{}")
     r = zoo("compare", "softmax", "--dataset", "iris", "--frameworks", "numpy",
@@ -245,13 +260,22 @@ def test_compare_cli_refuses_to_overwrite_before_training(tmp_path):
 
 
 def test_list_imports_no_framework():
+    """`zoo list` shows every model of zoo.models in every framework of the registry (each
+    builds any layer list), the quadratic demo where it exists, and the frameworks."""
+    from zoo.models import ARCHITECTURES
+
     code = ("import sys; from zoo.cli import main; main(['list', '--json']);"
             "bad=[m for m in ('tensorflow','torch','keras') if m in sys.modules]; assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    matrix = json.loads(r.stdout)["models"]
-    assert all(matrix[m][fw] for m in ("softmax", "svm", "linear", "logistic", "mlp")
-               for fw in ("keras", "tf1", "torch"))
+    doc = json.loads(r.stdout)
+    matrix = doc["models"]
+    assert list(matrix) == [*ARCHITECTURES, "quadratic"]
+    assert {"cnn", "lenet", "nielsen"} <= set(matrix)
+    assert all(matrix[m][fw] for m in ARCHITECTURES for fw in F.NAMES)
+    assert [fw for fw, ok in matrix["quadratic"].items() if ok] == ["keras", "tf1", "torch"]
+    assert list(doc["frameworks"]) == list(F.NAMES)
+    assert doc["frameworks"]["keras-torch"]["package"] == "keras_models"
 
 
 def test_compare_softmax_iris_three_frameworks(tmp_path):
@@ -280,3 +304,100 @@ def test_keras_on_torch_backend_matches(tmp_path):
     assert r.returncode == 0, r.stderr
     f = json.loads((tmp_path / "r.json").read_text())["frameworks"]["keras-torch"]
     assert f["max_weight_diff"] <= 1e-6 and f["first_divergent_step"] is None
+
+
+def test_compare_cnn_digits_every_framework_agrees(tmp_path):
+    """Acceptance on images: `zoo compare cnn --dataset digits --epochs 1` trains the convnet
+    on the 8x8x1 digit images (NHWC for Keras and TF1, NCHW inside torch, the float64 numpy
+    reference) from the same weights and batches: every framework within 1e-6 of Keras at every
+    step (45 steps, 1,898 weights: two conv kernels, TF's asymmetric 'same' padding at stride
+    2, and the Dense after a Flatten whose rows torch orders C, H, W)."""
+    out = tmp_path / "cnn.json"
+    r = zoo("compare", "cnn", "--dataset", "digits", "--epochs", "1", "--frameworks",
+            "keras,tf1,torch,numpy", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["model"]["input_shape"] == [8, 8, 1] and rep["train"]["optimizer"]["lr"] == 0.1
+    fws = rep["frameworks"]
+    assert len(fws["keras"]["losses"]) == 45 and fws["keras"]["test_metric"] > 0.5
+    for fw in ("tf1", "torch", "numpy"):
+        assert fws[fw]["first_divergent_step"] is None, (fw, fws[fw])
+        assert fws[fw]["max_weight_diff"] <= 1e-6 and fws[fw]["max_loss_diff"] <= 1e-5, fw
+        assert fws[fw]["test_metric"] == pytest.approx(fws["keras"]["test_metric"], abs=1 / 360)
+
+
+# ----------------------------------------------------------------------------- the runner
+HANGS = """
+import json, sys, time
+print("not json", flush=True)
+print(json.dumps({"event": "progress", "step": 0}), flush=True)
+print(json.dumps([1, 2]), flush=True)
+time.sleep(600)
+"""
+FAILS = """
+import json, sys
+print(json.dumps({"event": "error", "type": "ValueError", "message": "bad job"}), flush=True)
+sys.exit(2)
+"""
+DIES = """
+import pathlib, sys
+pathlib.Path(sys.argv[1]).with_suffix(".error").write_text("RuntimeError: it broke")
+sys.stderr.write("line 1\\nline 2\\n")
+sys.exit(3)
+"""
+
+
+@pytest.fixture
+def modules(tmp_path, monkeypatch):
+    """Three job modules on PYTHONPATH: one hangs, one reports an error, one dies."""
+    for name, code in (("zoo_hangs", HANGS), ("zoo_fails", FAILS), ("zoo_dies", DIES)):
+        (tmp_path / f"{name}.py").write_text(code)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    return tmp_path
+
+
+def test_run_process_kills_at_the_deadline_and_streams_events(modules, tmp_path):
+    import time
+
+    events = []
+    t0 = time.monotonic()
+    out = cmp.run_process("numpy", "zoo_hangs", {"a": 1}, tmp_path / "job.json", events.append,
+                          timeout=3.0)
+    assert out.returncode is None and out.error is None
+    assert 3.0 <= time.monotonic() - t0 < 15.0
+    assert events == [{"event": "progress", "step": 0}]  # JSON objects only
+    assert json.loads((tmp_path / "job.json").read_text()) == {"a": 1}
+
+
+def test_run_process_reports_the_process_own_error(modules, tmp_path):
+    out = cmp.run_process("torch", "zoo_fails", {}, tmp_path / "job.json", timeout=60)
+    assert (out.returncode, out.error) == (2, "ValueError: bad job")
+    out = cmp.run_process("keras", "zoo_dies", {}, tmp_path / "job2.json", timeout=60)
+    assert (out.returncode, out.error) == (3, "RuntimeError: it broke")
+    assert [ln.strip() for ln in out.stderr] == ["line 1", "line 2"]
+
+
+def test_distributed_jobs_run_through_the_same_runner(monkeypatch, tmp_path):
+    """`zoo.distributed.run_module` is `run_process` in the environment of the module's
+    framework, with the distributed messages."""
+    from zoo import distributed
+
+    seen = {}
+
+    def fake(framework, module, job, job_path, on_event=None, timeout=0.0):
+        seen.update(framework=getattr(framework, "name", framework), module=module,
+                    timeout=timeout)
+        return processes.ProcessOutcome(None, None, [])
+
+    from zoo import processes
+
+    assert cmp.run_process is processes.run_process  # one runner, imported by compare
+    monkeypatch.setattr(processes, "run_process", fake)  # what zoo.distributed calls
+    monkeypatch.setattr(cmp, "run_process", fake)        # compare's name for it
+    with pytest.raises(distributed.DistributedError, match=r"^keras_models\.distributed: the "
+                       r"distributed run did not finish within 7 s and was stopped"):
+        distributed.run_module("keras_models.distributed", {}, tmp_path / "j.json", 7.0)
+    assert seen == {"framework": "keras", "module": "keras_models.distributed", "timeout": 7.0}
+    # and the comparison's workers: the same runner, the worker module, the worker's messages
+    assert cmp.run_worker("tf1", {}, tmp_path / "w.json", timeout=9.0) == "timed out after 9 s"
+    assert seen == {"framework": "tf1", "module": "zoo.worker", "timeout": 9.0}

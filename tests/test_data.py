@@ -166,7 +166,7 @@ def test_real_t10k_checksums_and_shape(shared_mnist):
     assert (len(ds.X_train), len(ds.X_test), ds.n_features, ds.n_classes) == (8000, 2000, 784, 10)
     np.testing.assert_array_equal(ds.y_test, labels[8000:])  # the fixed split: file order
     np.testing.assert_array_equal(ds.X_test, (images[8000:].reshape(2000, -1) / 255.0).astype(np.float32))
-    assert ds.image_shape == (28, 28) and 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
+    assert ds.image_shape == (28, 28, 1) and 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
 
 
 def test_mnist_from_keras_style_npz(tmp_path):
@@ -250,6 +250,59 @@ def test_bundled_datasets(name, n, features, classes):
     # standardisation fitted on the train split only
     np.testing.assert_allclose(ds.X_train.mean(axis=0), 0, atol=1e-5)
     assert abs(ds.X_test.mean()) > 1e-6
+
+
+def test_image_datasets_keep_x_flat_and_give_images_in_the_model_input_shape():
+    """digits are 8x8x1 images: X stays (N, 64), `inputs(spec)` gives (N, 8, 8, 1) NHWC for an
+    image model (pixel (r, c) of sample i is feature 8r + c) and the flat X for a dense one."""
+    from zoo.specs import model_spec_for
+
+    ds = data.load("digits")
+    assert ds.image_shape == (8, 8, 1) and ds.X_train.shape == (1437, 64)
+    assert ds.summary()["image_shape"] == [8, 8, 1]
+    cnn = model_spec_for("cnn", 64, 10, input_shape=ds.image_shape)
+    images = ds.inputs(cnn, "test")
+    assert images.shape == (360, 8, 8, 1) and images.dtype == np.float32
+    np.testing.assert_array_equal(images[5, 3, 6, 0], ds.X_test[5, 8 * 3 + 6])
+    assert ds.inputs(model_spec_for("softmax", 64, 10)) is ds.X_train
+    assert data.load("iris").image_shape is None
+
+
+def test_inputs_refuses_data_the_model_cannot_take():
+    from zoo.specs import model_spec_for
+
+    iris, digits = data.load("iris"), data.load("digits")
+    with pytest.raises(ConfigError, match=r"^model 'cnn' takes images but dataset 'iris' has 4 "
+                       r"flat features; use an image dataset \(digits, mnist, mnist10k\) or an "
+                       r"NPZ of \(N, H, W\) or \(N, H, W, C\) images\.$"):
+        iris.inputs(model_spec_for("cnn", 4, 3, input_shape=(2, 2, 1)))
+    with pytest.raises(ConfigError, match=r"^model 'cnn' was built for 16x4x1 images but dataset "
+                       r"'digits' has 8x8x1 images; build the model spec from the dataset's "
+                       r"image shape\.$"):
+        digits.inputs(model_spec_for("cnn", 64, 10, input_shape=(16, 4, 1)))
+    with pytest.raises(ConfigError, match=r"^the model expects 4 features but the dataset "
+                       r"'digits' has 64\.$"):
+        digits.inputs(model_spec_for("softmax", 4, 10))
+
+
+@pytest.mark.parametrize("shape,image_shape", [((30, 5, 6), (5, 6, 1)), ((30, 5, 6, 3), (5, 6, 3)),
+                                               ((30, 7), None)])
+def test_npz_images_are_kept_flat_with_their_shape(tmp_path, shape, image_shape):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=shape)
+    np.savez(tmp_path / "imgs.npz", X=X, y=np.arange(30) % 3)
+    ds = data.load(npz=tmp_path / "imgs.npz", preprocess="none", dtype="float64")
+    assert ds.image_shape == image_shape and ds.X_train.shape == (24, int(np.prod(shape[1:])))
+    # the flat features are the pixels in H, W, C order: the rows come back unchanged
+    rows = {tuple(r) for r in X.reshape(30, -1)}
+    assert all(tuple(r) in rows for r in ds.X_train)
+
+
+def test_npz_of_another_rank_is_refused(tmp_path):
+    np.savez(tmp_path / "five.npz", X=np.zeros((4, 2, 2, 2, 2)), y=np.arange(4) % 2)
+    with pytest.raises(DataError, match=r"^five: X has shape \(4, 2, 2, 2, 2\); expected "
+                       r"\(N, features\), \(N, H, W\) images or \(N, H, W, C\) images\.$"):
+        data.load(npz=tmp_path / "five.npz")
 
 
 def test_icecream_is_seed_002_model():

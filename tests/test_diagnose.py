@@ -18,7 +18,7 @@ import torch
 from helpers import load
 from torch import nn
 
-import torch_models.softmax
+import torch_models.model
 import torch_models.train as T
 from zoo import reference as ref
 from zoo.data import batch_order
@@ -207,7 +207,7 @@ class ProbabilitiesAsInput(nn.Module):
 
 
 def test_probabilities_fed_to_the_loss_is_a_loss_difference(monkeypatch):
-    monkeypatch.setattr(torch_models.softmax, "make_loss", ProbabilitiesAsInput)
+    monkeypatch.setattr(torch_models.model, "make_loss", lambda spec: ProbabilitiesAsInput())
     # float64, so that the large logits of a saturated model compare exactly; weights x30
     # make some true-class probabilities fall below the clip at 1e-7
     sgd64 = TrainSpec(OptimizerSpec("sgd", lr=0.1), dtype="float64")
@@ -220,7 +220,8 @@ def test_probabilities_fed_to_the_loss_is_a_loss_difference(monkeypatch):
 
 
 def test_sum_reduction_is_a_loss_difference(monkeypatch):
-    monkeypatch.setattr(torch_models.softmax, "make_loss", lambda: nn.CrossEntropyLoss(reduction="sum"))
+    monkeypatch.setattr(torch_models.model, "make_loss",
+                        lambda spec: nn.CrossEntropyLoss(reduction="sum"))
     d = run("softmax", SGD)
     assert (d.step, d.quantity) == (0, "loss")
     assert d.difference > 10  # a sum over 32 samples against their mean
@@ -230,14 +231,14 @@ def test_sum_reduction_is_a_loss_difference(monkeypatch):
 def test_transposed_square_kernel_is_a_forward_difference(monkeypatch):
     # digits has 64 features, so the MLP's first layer is 64 x 64: the wrong layout loads
     # without any error. Inject a loader that forgets the transpose at the layout edge.
-    original = torch_models.softmax.set_weights
+    original = torch_models.model.set_weights
 
     def forgets_transpose(model, weights):
         w = dict(weights)
         w["dense_0/kernel"] = np.ascontiguousarray(np.asarray(w["dense_0/kernel"]).T)
         original(model, w)
 
-    monkeypatch.setattr(torch_models.softmax, "set_weights", forgets_transpose)
+    monkeypatch.setattr(torch_models.model, "set_weights", forgets_transpose)
     d = run("mlp", SGD)
     assert (d.step, d.quantity) == (0, "logits")
     assert d.difference > 1e-2
@@ -282,3 +283,17 @@ def test_compare_cli_diagnoses_rounding_in_a_real_run(tmp_path):
         " ".join(r.stdout.split())
     assert d["step"] > 100 and d["quantity"] == "update"
     assert d["cause"].startswith(ROUNDING_CAUSES)  # here a kink: gradient shift 1.2e-5
+
+
+def test_diagnose_and_compare_share_the_agreement_rules_without_a_cycle():
+    """The tolerances and the first divergence live in `zoo.agreement`: the diagnosis does not
+    import the comparison harness, which imports the same rules."""
+    from zoo import agreement, compare
+
+    code = ("import sys, zoo.diagnose; assert 'zoo.agreement' in sys.modules; "
+            "assert 'zoo.compare' not in sys.modules, 'diagnose imports compare'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert compare.TOLERANCES is agreement.TOLERANCES
+    assert compare.first_divergence is agreement.first_divergence
+    assert agreement.TOLERANCES == {"float32": (1e-6, 1e-5), "float64": (1e-12, 1e-10)}

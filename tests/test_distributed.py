@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from helpers import TOL, load, max_diff, spec_for
 
+from zoo import frameworks as F
 from zoo.distributed import DistributedError, check_workers, data_parallel, shard, shard_bounds
 from zoo.errors import ConfigError
 from zoo.optimizers import OptimizerSpec
@@ -111,12 +112,10 @@ def test_float64_two_workers_equal_one_process_to_rounding(framework, optimizer)
     """In float64 the only difference left is the summation order (measured: 1e-16), where
     averaging the shards' means instead of summing sum / n moves the SGD weights by 5.4e-3
     after this epoch (float64 numpy, shards of 12 + 11 and 3 + 2 rows)."""
-    import importlib
-
     ds, ms, ts, init = _setup(optimizer, dtype="float64")
-    pkg = {"torch": "torch_models", "keras": "keras_models"}[framework]
-    one = importlib.import_module(f"{pkg}.train").train(ms, ts, ds.X_train, ds.y_train, init)
-    two = importlib.import_module(f"{pkg}.distributed").train(
+    fw = F.get(framework)
+    one = fw.module("train").train(ms, ts, ds.X_train, ds.y_train, init)
+    two = fw.module("distributed").train(
         ms, ts, ds.X_train, ds.y_train, init, workers=2, timeout=TIMEOUT)
     assert max_diff(two.weights, one.weights) <= TOL["float64"]
     assert np.max(np.abs(two.losses - one.losses)) <= TOL["float64"]
@@ -257,17 +256,15 @@ def test_keras_hanging_run_is_stopped_at_its_deadline():
 def test_diverging_run_stops_where_one_process_stops_with_the_last_finite_weights(framework):
     """tests/test_divergence.py's run (linear regression on the ice-cream data, SGD lr 10):
     the data-parallel run stops at the same step with the same last finite weights."""
-    import importlib
-
     from zoo.specs import model_spec_for
 
     ds = load("icecream")
     ms = model_spec_for("linear", ds.n_features, 1)
     ts = TrainSpec(OptimizerSpec("sgd", lr=10.0), epochs=5, batch_size=32)
     init = init_weights(ms)
-    pkg = {"torch": "torch_models", "keras": "keras_models"}[framework]
-    one = importlib.import_module(f"{pkg}.train").train(ms, ts, ds.X_train, ds.y_train, init)
-    two = importlib.import_module(f"{pkg}.distributed").train(
+    fw = F.get(framework)
+    one = fw.module("train").train(ms, ts, ds.X_train, ds.y_train, init)
+    two = fw.module("distributed").train(
         ms, ts, ds.X_train, ds.y_train, init, workers=2, timeout=TIMEOUT)
     assert one.stopped_at is not None and two.stopped_at == one.stopped_at
     assert len(two.losses) == len(one.losses) == one.stopped_at + 1
@@ -307,12 +304,10 @@ def test_zoo_train_and_compare_with_two_workers_print_the_one_process_results(tm
 def test_progress_reports_every_step_with_the_recorded_loss(framework):
     """The spawned ranks (torch: rank 0, through a queue) and the Keras subprocess (its
     stdout) report (epoch, step, loss) for every step, in order, with the History's losses."""
-    import importlib
-
     ds, ms, ts, init = _setup(epochs=2)
-    pkg = {"torch": "torch_models", "keras": "keras_models"}[framework]
+    fw = F.get(framework)
     events: list[tuple] = []
-    hist = importlib.import_module(f"{pkg}.distributed").train(
+    hist = fw.module("distributed").train(
         ms, ts, ds.X_train, ds.y_train, init, workers=2, timeout=TIMEOUT,
         progress=lambda *ev: events.append(ev))
     assert [(e, s) for e, s, _ in events] == [(e, s) for e in range(2) for s in range(6)]

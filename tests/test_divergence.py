@@ -9,18 +9,16 @@ the same advice in its table's and report's notes."""
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 from cli_run import one_error_line, zoo, zoo_lines
 from helpers import load
 
+from zoo import frameworks as F
 from zoo import interchange
 from zoo.optimizers import OptimizerSpec
 from zoo.specs import TrainSpec, init_weights, model_spec_for
 
-PACKAGES = {"torch": "torch_models", "tf1": "tf1_compat", "keras": "keras_models"}
 LR = 10.0  # linear regression on the ice-cream data (targets ~1e2): |1 - lr * curvature| > 1
 
 
@@ -28,7 +26,7 @@ def _run(fw: str, record_weights: bool = False):
     ds = load("icecream")
     spec = model_spec_for("linear", ds.n_features, 1)
     train_spec = TrainSpec(OptimizerSpec("sgd", lr=LR), epochs=5, batch_size=32)
-    pkg = importlib.import_module(f"{PACKAGES[fw]}.train")
+    pkg = F.get(fw).module("train")
     return spec, pkg.train(spec, train_spec, ds.X_train, ds.y_train, init_weights(spec),
                            record_weights=record_weights)
 

@@ -41,6 +41,11 @@ def softmax(fw: str, z: list[float]) -> np.ndarray:
     return torch.softmax(torch.from_numpy(z2), dim=-1).numpy()[0]
 
 
+def _spec(model: str, logits) -> ModelSpec:
+    """A one-layer spec whose loss is `model`'s (softmax or svm) for len(logits) classes."""
+    return ModelSpec(model, len(logits), len(logits))
+
+
 def loss_and_logit_grad(fw: str, model: str, logits: list[float], label: int
                         ) -> tuple[float, np.ndarray]:
     """The model's own loss of one sample (mean over a batch of one) and d loss / d logits."""
@@ -54,29 +59,29 @@ def loss_and_logit_grad(fw: str, model: str, logits: list[float], label: int
     if fw == "keras":
         import importlib
 
-        mod = importlib.import_module(f"keras_models.{model}")
+        mod = importlib.import_module("keras_models.model")
         zt = tf.Variable(z)
         with tf.GradientTape() as tape:
-            loss = mod.make_loss()(y, zt)
+            loss = mod.make_loss(_spec(model, logits))(y, zt)
         return float(loss), tape.gradient(loss, zt).numpy()[0]
     if fw == "tf1":
         import importlib
 
-        mod = importlib.import_module(f"tf1_compat.{model}")
+        mod = importlib.import_module("tf1_compat.model")
         g = tf.Graph()
         with g.as_default():
             zp = tf.compat.v1.placeholder(tf.float64, [None, len(logits)])
             yp = tf.compat.v1.placeholder(tf.int64, [None])
-            loss = mod.loss(zp, yp)
+            loss = mod.make_loss(_spec(model, logits))(zp, yp)
             grad = tf.compat.v1.gradients(loss, zp)[0]
         with tf.compat.v1.Session(graph=g) as sess:
             lv, gv = sess.run([loss, grad], {zp: z, yp: y})
         return float(lv), gv[0]
     import importlib
 
-    mod = importlib.import_module(f"torch_models.{model}")
+    mod = importlib.import_module("torch_models.model")
     zt = torch.tensor(z, requires_grad=True)
-    loss = mod.make_loss()(zt, torch.from_numpy(y))
+    loss = mod.make_loss(_spec(model, logits))(zt, torch.from_numpy(y))
     loss.backward()
     return loss.item(), zt.grad.numpy()[0]
 

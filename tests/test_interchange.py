@@ -1,6 +1,7 @@
-"""Weight interchange: native formats (.keras, .pt state_dict, TF1 .ckpt), conversion in all
-six directions and a round trip with equal predictions, safe loading and bad files, no
-overwrite without force, and the `zoo train --save`, `zoo convert`, `zoo predict` commands."""
+"""Weight interchange: native formats (.keras, .pt state_dict, TF1 .ckpt) and the canonical
+.npz, conversion in every direction and round trips with equal predictions (dense models and
+the convnet, whose torch layouts permute kernels), safe loading and bad files, no overwrite
+without force, and the `zoo train --save/--init`, `zoo convert`, `zoo predict` commands."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zoo import frameworks as F
 from zoo import interchange as ic
 from zoo.data import load as load_dataset
 from zoo.errors import ConfigError, DataError, DataNotFoundError, ZooError
 from zoo.specs import init_weights, model_spec_for
 
 ROOT = Path(__file__).resolve().parent.parent
-SUFFIX = {"keras": ".keras", "torch": ".pt", "tf1": ".ckpt"}
-PKG = {"keras": "keras_models", "torch": "torch_models", "tf1": "tf1_compat"}
+NATIVE = ("keras", "torch", "tf1")
+#: every format the zoo reads and writes: the native ones and the canonical .npz
+FORMATS = (*NATIVE, "npz")
+SUFFIX = {fmt: F.for_format(fmt).suffix or ".npz" for fmt in FORMATS}
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +52,18 @@ def models(iris):
 
 
 def _predict(fmt, spec, weights, X):
-    import importlib
+    """Predictions of the framework that reads format `fmt` (npz: the numpy reference)."""
+    return F.for_format(fmt).predict(spec, weights, X)
 
-    return importlib.import_module(f"{PKG[fmt]}.train").predict(spec, weights, X)
+
+def _native_name(spec, name, framework):
+    """The native name of canonical tensor `name` in `framework` (the weight table's)."""
+    return next(t for r in spec.resolved for t in r.tensors if t.name == name) \
+        .native_name(framework)
 
 
-@pytest.mark.parametrize("src,dst", list(itertools.permutations(["keras", "torch", "tf1"], 2)))
-def test_convert_six_directions(tmp_path, models, iris, src, dst):
+@pytest.mark.parametrize("src,dst", list(itertools.permutations(FORMATS, 2)))
+def test_convert_every_direction(tmp_path, models, iris, src, dst):
     for name, (spec, w) in models.items():
         a = tmp_path / f"{name}{SUFFIX[src]}"
         b = tmp_path / f"{name}_out{SUFFIX[dst]}"
@@ -90,13 +99,14 @@ def test_round_trip_all_formats(tmp_path, models, iris):
     assert spec2 == spec
     for k in w:
         np.testing.assert_array_equal(w2[k], w[k])
-    for fmt in ("keras", "torch", "tf1"):
+    for fmt in FORMATS:
         np.testing.assert_allclose(_predict(fmt, spec2, w2, iris.X_test), p0, atol=1e-6, rtol=0)
     # native formats really are native: plain torch / Keras / TF readers understand them
     import torch
 
     sd = torch.load(tmp_path / "m_torch.pt", weights_only=True)
-    np.testing.assert_array_equal(sd["layers.dense_0.weight"].numpy(), w["dense_0/kernel"].T)
+    assert _native_name(spec, "dense_0/kernel", "torch") == "dense_0.weight"
+    np.testing.assert_array_equal(sd["dense_0.weight"].numpy(), w["dense_0/kernel"].T)
     import tensorflow as tf
 
     reader = tf.compat.v1.train.load_checkpoint(str(tmp_path / "m_tf1.ckpt"))
@@ -106,7 +116,7 @@ def test_round_trip_all_formats(tmp_path, models, iris):
 def test_float64_kept(tmp_path, iris):
     spec = model_spec_for("softmax", 4, 3)
     w = {k: v.astype(np.float64) for k, v in _weights(spec).items()}
-    for fmt in ("keras", "torch", "tf1"):
+    for fmt in FORMATS:
         p = tmp_path / f"d{SUFFIX[fmt]}"
         ic.save(fmt, spec, w, p)
         _, w2 = ic.load(p)
@@ -140,7 +150,7 @@ def test_pickle_renamed_pt_is_refused(tmp_path, models, monkeypatch):
 def test_random_bytes_and_foreign_files(tmp_path, models):
     spec, w = models["softmax"]
     rng = np.random.default_rng(0)
-    for fmt in ("keras", "torch", "tf1"):
+    for fmt in FORMATS:
         good = tmp_path / f"good{SUFFIX[fmt]}"
         ic.save(fmt, spec, w, good)
         bad = tmp_path / f"bad{SUFFIX[fmt]}"
@@ -166,7 +176,7 @@ def test_checkpoint_for_another_model(tmp_path, models):
     spec, w = models["softmax"]
     mspec, mw = models["mlp"]
     other = model_spec_for("softmax", 64, 10)  # digits sizes
-    for fmt in ("keras", "torch", "tf1"):
+    for fmt in FORMATS:
         a = tmp_path / f"a{SUFFIX[fmt]}"
         ic.save(fmt, spec, w, a)
         ic.write_sidecar(fmt, other, init_weights(other), a)  # sidecar of another shape
@@ -198,13 +208,13 @@ def test_missing_file_sidecar_and_suffix(tmp_path, models):
     with pytest.raises(ZooError, match="Did you mean 'torch'"):
         ic.format_of("x.bin", to="troch")
     assert ic.format_of("x.bin", to="tf1") == "tf1"
-    assert {ic.format_of(f"a{s}") for s in ic.FORMATS} == {"keras", "torch", "tf1"}
+    assert {ic.format_of(f"a{s}") for s in ic.FORMATS} == {"keras", "torch", "tf1", "npz"}
 
 
 def test_no_overwrite_without_force(tmp_path, models):
     spec, w = models["softmax"]
     w2 = {k: v + 1 for k, v in w.items()}
-    for fmt in ("keras", "torch", "tf1"):
+    for fmt in FORMATS:
         p = tmp_path / f"w{SUFFIX[fmt]}"
         ic.save(fmt, spec, w, p)
         with pytest.raises(ConfigError, match="already exists.*--force"):
@@ -296,3 +306,134 @@ def test_keras_lambda_refused_by_safe_mode(tmp_path, models):
     ic.write_sidecar("keras", spec, w, path)
     with pytest.raises(DataError, match="lam.keras.*Lambda"):
         ic.load(path)
+
+
+# ----------------------------------------------------------------------------- canonical .npz
+def test_npz_holds_the_canonical_weights_and_needs_no_framework(tmp_path, models):
+    """`.npz` = canonical names as keys, canonical layout, plain arrays: np.load reads it; the
+    zoo writes and reads it without importing any framework, with the same sidecar."""
+    spec, w = models["mlp"]
+    code = ("import sys, numpy as np, zoo.interchange as ic; from zoo.specs import "
+            "model_spec_for, init_weights; s = model_spec_for('mlp', 4, 3); "
+            f"ic.save('npz', s, init_weights(s, 1), {str(tmp_path / 'a.npz')!r}); "
+            f"ic.load({str(tmp_path / 'a.npz')!r}); "
+            "assert not {'torch', 'tensorflow', 'keras'} & set(sys.modules), sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    ic.save("npz", spec, w, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+        assert z.files == list(spec.weight_shapes())  # model order
+        for k in w:
+            np.testing.assert_array_equal(z[k], w[k])
+    side = json.loads(ic.sidecar_path(tmp_path / "m.npz").read_text())
+    assert side == {"format": "npz", "model": spec.to_dict(), "dtype": "float32",
+                    "shapes": {k: list(v) for k, v in spec.weight_shapes().items()}}
+
+
+def test_npz_with_missing_extra_or_pickled_arrays_is_refused(tmp_path, models):
+    spec, w = models["softmax"]
+    good = tmp_path / "good.npz"
+    ic.save("npz", spec, w, good)
+    side = ic.sidecar_path(good).read_text()
+    cases = {"extra.npz": {**w, "dense_9/bias": np.zeros(3, np.float32)},
+             "missing.npz": {"dense_0/kernel": w["dense_0/kernel"]},
+             "pickled.npz": {**w, "dense_0/bias": np.array([{"x": 1}, None], dtype=object)}}
+    for name, arrays in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        (tmp_path / f"{name}.json").write_text(side)
+    with pytest.raises(DataError, match=r"missing nothing, unexpected \['dense_9/bias'\]"):
+        ic.load(tmp_path / "extra.npz")
+    with pytest.raises(DataError, match=r"missing \['dense_0/bias'\], unexpected nothing"):
+        ic.load(tmp_path / "missing.npz")
+    with pytest.raises(DataError, match=r"could not be read as canonical weights \(ValueError: "
+                       r"Object arrays cannot be loaded when allow_pickle=False\)"):
+        ic.load(tmp_path / "pickled.npz")
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    """The convnet on the digits images, with weights that are not its initial ones."""
+    ds = load_dataset("digits", seed=0)
+    spec = model_spec_for("cnn", ds.n_features, ds.n_outputs, input_shape=ds.image_shape)
+    return ds, spec, _weights(spec, seed=3)
+
+
+def test_expected_shapes_come_from_the_layer_tables(cnn):
+    _, spec, _ = cnn
+    assert ic.expected_shapes(spec) == {
+        "conv2d_0/kernel": (3, 3, 1, 8), "conv2d_0/bias": (8,),
+        "conv2d_1/kernel": (3, 3, 8, 16), "conv2d_1/bias": (16,),
+        "dense_0/kernel": (2 * 2 * 16, 10), "dense_0/bias": (10,)}
+    nielsen = model_spec_for("nielsen", 784, 10)
+    assert ic.expected_shapes(nielsen) == {"dense_0/kernel": (784, 30), "dense_0/bias": (30,),
+                                           "dense_1/kernel": (30, 10), "dense_1/bias": (10,)}
+
+
+def test_cnn_round_trip_through_every_format_predicts_the_same(tmp_path, cnn):
+    """keras -> torch -> tf1 -> npz -> keras: the convnet's weights come back bit for bit, and
+    every framework predicts the digits from its own file as the float64 reference does from
+    the .npz (within 1e-6): the torch file holds OIHW kernels and a Dense whose rows follow
+    torch's C, H, W flattening, and computes the same function."""
+    ds, spec, w = cnn
+    X = ds.inputs(spec, "test")
+    path = tmp_path / "c.keras"
+    ic.save("keras", spec, w, path)
+    files = {"keras": path}
+    for fmt in ("torch", "tf1", "npz"):
+        nxt = tmp_path / f"c{SUFFIX[fmt]}"
+        ic.convert(path, nxt)
+        files[fmt] = path = nxt
+    back = tmp_path / "back.keras"
+    ic.convert(path, back)
+    spec2, w2 = ic.load(back)
+    assert spec2 == spec and list(w2) == list(w)
+    for k in w:
+        np.testing.assert_array_equal(w2[k], w[k])
+    import torch
+
+    sd = torch.load(files["torch"], weights_only=True)
+    np.testing.assert_array_equal(sd["conv2d_0.weight"].numpy(),
+                                  w["conv2d_0/kernel"].transpose(3, 2, 0, 1))
+    flat = w["dense_0/kernel"].reshape(2, 2, 16, 10).transpose(3, 2, 0, 1).reshape(10, 64)
+    np.testing.assert_array_equal(sd["dense_0.weight"].numpy(), flat)
+    reference = _predict("npz", *ic.load(files["npz"]), X)
+    assert reference.shape == (360, 10)
+    for fmt in NATIVE:
+        np.testing.assert_allclose(_predict(fmt, *ic.load(files[fmt]), X), reference,
+                                   atol=1e-6, rtol=0)
+
+
+def test_cli_npz_convert_predict_and_init(tmp_path, iris, cnn):
+    """`zoo convert SRC out.npz`, `zoo predict w.npz` (the float64 reference computes) and
+    `zoo train --init` from another framework's file, which trains exactly as the framework
+    does from those weights in-process."""
+    ds, spec, w = cnn
+    ic.save("torch", spec, w, tmp_path / "c.pt")
+    r = _zoo("convert", "c.pt", "c.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "wrote c.npz (npz, model cnn, 1898 parameters) from c.pt"
+    r = _zoo("predict", "c.npz", "--dataset", "digits", "--json", "p.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert (doc["model"], doc["format"]) == ("cnn", "npz")
+    np.testing.assert_allclose(np.array(doc["predictions"]),
+                               _predict("torch", spec, w, ds.inputs(spec, "test")),
+                               atol=1e-6, rtol=0)
+
+    soft = model_spec_for("softmax", iris.n_features, iris.n_outputs)
+    start = _weights(soft, seed=5)
+    ic.save("keras", soft, start, tmp_path / "start.keras")
+    r = _zoo("train", "softmax", "--framework", "torch", "--dataset", "iris", "--epochs", "2",
+             "--init", "start.keras", "--save", "end.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from torch_models.train import train
+    from zoo.optimizers import OptimizerSpec
+    from zoo.specs import TrainSpec
+
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.5), epochs=2)
+    want = train(soft, ts, iris.X_train, iris.y_train, start).weights
+    spec_end, end = ic.load(tmp_path / "end.npz")
+    assert spec_end == soft
+    for k in want:
+        np.testing.assert_array_equal(end[k], want[k])

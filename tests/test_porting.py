@@ -72,9 +72,9 @@ def softmax_setup(n: int = 5, f: int = 4, c: int = 3, seed: int = 0):
 
 
 def three_softmax(spec, init):
-    import keras_models.softmax as ks
-    import tf1_compat.softmax as ts
-    import torch_models.softmax as ps
+    import keras_models.model as ks
+    import tf1_compat.model as ts
+    import torch_models.model as ps
 
     return ks.build(spec, init), ts.build(spec, init), ps.build(spec, init)
 
@@ -99,7 +99,7 @@ def test_doc_drifts_when_the_code_changes(tmp_path: Path) -> None:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     assert render(tmp_path) == render(ROOT)
-    path = tmp_path / "keras_models" / "softmax.py"
+    path = tmp_path / "keras_models" / "model.py"
     text = path.read_text(encoding="utf-8")
     old = "SparseCategoricalCrossentropy(from_logits=True)"
     assert old in text
@@ -307,8 +307,8 @@ def test_row_global_variables_initializer() -> None:
 def test_row_get_variable() -> None:
     spec, init, X, _ = softmax_setup()
     km, gm, pm = three_softmax(spec, init)
-    import keras_models.softmax as ks
-    import torch_models.softmax as ps
+    import keras_models.model as ks
+    import torch_models.model as ps
 
     held = {"keras": ks.get_weights(km), "tf1": gm.get_weights(), "torch": ps.get_weights(pm)}
     gm.close()
@@ -364,7 +364,7 @@ def test_row_checkpoints(tmp_path: Path) -> None:
     keras_kernel = keras.models.load_model(tmp_path / "m.keras").layers[0].kernel.numpy()
     # torch state_dict
     torch.save(pm.state_dict(), tmp_path / "m.pt")
-    import torch_models.softmax as ps
+    import torch_models.model as ps
 
     fresh = ps.build(spec)  # torch's own random initialisation
     fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
@@ -682,8 +682,8 @@ def test_gotcha_default_initialisers() -> None:
     spec = ModelSpec("softmax", 64, 64)
     init = init_weights(spec)
     km, gm, pm = three_softmax(spec, init)
-    import keras_models.softmax as ks
-    import torch_models.softmax as ps
+    import keras_models.model as ks
+    import torch_models.model as ps
 
     held = {"keras": ks.get_weights(km), "tf1": gm.get_weights(), "torch": ps.get_weights(pm)}
     gm.close()
@@ -792,9 +792,9 @@ def test_gotcha_regression_target() -> None:
 # ================================================================ gotchas: dropout
 
 def _mlps():
-    import keras_models.mlp as km
-    import tf1_compat.mlp as tm
-    import torch_models.mlp as pm
+    import keras_models.model as km
+    import tf1_compat.model as tm
+    import torch_models.model as pm
 
     spec = ModelSpec("mlp", 8, 3, hidden=(16, 8), dropout=0.5)
     init = init_weights(spec, seed=4)
@@ -815,7 +815,7 @@ def test_gotcha_dropout_streams() -> None:
     k_shared = kmodel((X, *masks)).numpy()
     with torch.no_grad():
         t_shared = tmodel(torch.from_numpy(X), masks=[torch.from_numpy(m) for m in masks]).numpy()
-    feed = {gmodel.x: X, gmodel.shared_rate: spec.dropout, **dict(zip(gmodel.masks, masks, strict=True))}
+    feed = {gmodel.x: X, **dict(zip(gmodel.masks, masks, strict=True))}
     g_shared = gmodel.session.run(gmodel.logits, feed_dict=feed)
     gmodel.close()
     assert measured(g, "after the fix",
@@ -877,8 +877,8 @@ def softmax_runs() -> dict[str, dict[str, np.ndarray]]:
     """One epoch of softmax regression, 100 samples in batches of 32 (last batch 4), SGD
     lr 0.5, from the same initial weights: TF1 (a Session in its own graph), then Keras
     `fit` in the same process, and torch with mean and with sum reduction."""
-    import keras_models.softmax as ks
-    import torch_models.softmax as ps
+    import keras_models.model as ks
+    import torch_models.model as ps
     from tf1_compat.train import train as tf1_train
 
     spec, init, X, y = softmax_setup(n=100, f=4, c=3, seed=6)
@@ -888,7 +888,7 @@ def softmax_runs() -> dict[str, dict[str, np.ndarray]]:
 
     def keras_fit(**kw):
         model = ks.build(spec, init)
-        model.compile(loss=ks.make_loss(), optimizer=keras.optimizers.SGD(lr))
+        model.compile(loss=ks.make_loss(spec), optimizer=keras.optimizers.SGD(lr))
         model.fit(X, y, batch_size=bs, epochs=1, verbose=0, **kw)
         return ks.get_weights(model)
 

@@ -1,6 +1,6 @@
 """Property tests (hypothesis) of the loss functions, in the float64 numpy reference and in each
 framework's own loss (the ones the models train with: torch `nn.CrossEntropyLoss`, Keras
-`SparseCategoricalCrossentropy(from_logits=True)`, TF1 `tf1_compat.softmax.loss`), on random
+`SparseCategoricalCrossentropy(from_logits=True)`, TF1 `tf1_compat.model.make_loss`), on random
 logits and labels:
 
 - softmax is invariant to shifting the logits by a constant and sums to 1;
@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 
 from zoo import reference as ref
 from zoo.data import one_hot
+from zoo.specs import ModelSpec
 
 TOL = 1e-12  # float64 everywhere
 
@@ -96,10 +97,10 @@ def test_reference_hinge_and_binary_cross_entropy_non_negative(batch):
 
 # ----------------------------------------------------------------------------- torch
 def _torch_loss_and_grad(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    from torch_models.softmax import make_loss
+    from torch_models.model import make_loss
 
     z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
-    loss = make_loss()(z, torch.from_numpy(labels.astype(np.int64)))
+    loss = make_loss(ModelSpec("softmax", 1, logits.shape[1]))(z, torch.from_numpy(labels.astype(np.int64)))
     loss.backward()
     return float(loss.item()), z.grad.numpy()
 
@@ -124,16 +125,17 @@ def test_torch_loss_properties(batch, shift):
 @settings(max_examples=50, deadline=None)
 @given(batches())
 def test_torch_hinge_and_bce_match_reference_and_are_non_negative(batch):
-    from torch_models.logistic import make_loss as bce
-    from torch_models.svm import make_loss as hinge
+    from torch_models.model import make_loss
 
     logits, labels = batch
+    hinge = make_loss(ModelSpec("svm", 1, logits.shape[1]))
+    bce = make_loss(ModelSpec("logistic", 1, 1))
     z = torch.from_numpy(logits)
-    h = float(hinge()(z, torch.from_numpy(labels.astype(np.int64))).item())
+    h = float(hinge(z, torch.from_numpy(labels.astype(np.int64))).item())
     assert h >= 0.0
     np.testing.assert_allclose(h, ref.hinge_loss(logits, labels), rtol=TOL, atol=TOL)
     t = (labels % 2).astype(np.float64).reshape(-1, 1)
-    b = float(bce()(z[:, :1], torch.from_numpy(t)).item())
+    b = float(bce(z[:, :1], torch.from_numpy(t)).item())
     assert b >= 0.0
     np.testing.assert_allclose(b, ref.binary_cross_entropy_with_logits(logits[:, 0], t), rtol=TOL,
                                atol=TOL)
@@ -143,11 +145,11 @@ def test_torch_hinge_and_bce_match_reference_and_are_non_negative(batch):
 def _keras_loss_and_grad(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     import tensorflow as tf
 
-    from keras_models.softmax import make_loss
+    from keras_models.model import make_loss
     from keras_models.train import floatx
 
     with floatx("float64"):
-        loss_fn = make_loss()
+        loss_fn = make_loss(ModelSpec("softmax", 1, logits.shape[1]))
         z = tf.Variable(logits, dtype=tf.float64)
         with tf.GradientTape() as tape:
             loss = loss_fn(tf.constant(labels.astype(np.int64)), z)
@@ -179,9 +181,10 @@ def test_keras_loss_properties(batch, shift):
 def _tf1_loss_and_grad(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     import tensorflow as tf
 
-    from tf1_compat.softmax import loss as tf1_loss
+    from tf1_compat.model import make_loss
 
     tf1 = tf.compat.v1
+    tf1_loss = make_loss(ModelSpec("softmax", 1, logits.shape[1]))
     graph = tf.Graph()
     with graph.as_default():
         z = tf1.placeholder(tf.float64, (None, logits.shape[1]))

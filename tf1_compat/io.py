@@ -1,8 +1,9 @@
 """TF1 weights in TF1's native format: a checkpoint written by `tf.compat.v1.train.Saver` (in
 the model's own `tf.Graph` and Session) under a prefix ending in `.ckpt` (files
 `<prefix>.index` and `<prefix>.data-00000-of-00001`), plus the JSON sidecar `<prefix>.json` of
-`zoo.interchange` (model spec, shapes, dtype). The variables keep their canonical names
-(`dense_0/kernel`, ...), so the checkpoint is readable by any TF1 code using those scopes.
+`zoo.interchange` (model spec, shapes, dtype). The variables have the weight tables' tf1
+names (`dense_0/kernel`, `conv2d_0/bias`, ...: the canonical ones, canonical layouts), so the
+checkpoint is readable by any TF1 code using those scopes.
 
 Loading uses `tf.compat.v1.train.load_checkpoint` (a checkpoint reader: tensors only, no code).
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tf1_compat.train import build
+from tf1_compat.model import build
 from zoo import interchange as ic
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
+from zoo.layers import from_native
 from zoo.specs import ModelSpec
 
 __all__ = ["FORMAT", "load", "save"]
@@ -68,4 +70,8 @@ def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
                         f"({type(exc).__name__}: {first}); pass the prefix of a checkpoint "
                         "written by `tf.compat.v1.train.Saver`, `zoo train --save` or "
                         "`zoo convert` (model.ckpt, not model.ckpt.index).") from None
-    return {k: v.astype(dtype) for k, v in weights.items()}
+    weights = {k: v.astype(dtype) for k, v in weights.items()}
+    try:  # by the weight table's tf1 names and layouts
+        return from_native(weights, spec.resolved, "tf1")
+    except ConfigError:  # another model's file: `load_with` names the misfit for the sidecar
+        return weights

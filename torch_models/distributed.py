@@ -67,7 +67,8 @@ def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: n
     """This rank's part of a data-parallel run, in an initialised gloo process group.
 
     Returns the History of the whole run (global-batch losses, identical on every rank)."""
-    from torch_models.train import _l2_penalty, run_loop
+    from torch_models.model import penalty
+    from torch_models.train import _masks, run_loop
 
     rank, world = dist.get_rank(), dist.get_world_size()
 
@@ -77,17 +78,16 @@ def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: n
         mine, lo, hi = shard(idx, rank, world)
         index = torch.from_numpy(mine)
         # the global batch's masks, this rank's rows
-        tmasks = [torch.from_numpy(m[lo:hi]) for m in masks] if masks is not None else None
-        out = net(Xt[index], masks=tmasks)
+        out = net(Xt[index], masks=_masks(None if masks is None else [m[lo:hi] for m in masks]))
         if len(mine):
             part = loss_fn(out, yt[index]) * (len(mine) / n)  # this shard's sum / n
         else:
             part = out.sum() * 0.0  # zero gradients for every parameter
-        penalty = _l2_penalty(model, l2)
-        (part * world + penalty).backward()  # DDP averages over the ranks
+        l2_term = penalty(model, l2)  # Dense and Conv2D kernels, on every rank in full
+        (part * world + l2_term).backward()  # DDP averages over the ranks
         total = part.detach().clone()
         dist.all_reduce(total)  # sum over ranks: the global batch's mean data loss
-        return float(total.item()) + float(penalty), _done
+        return float(total.item()) + float(torch.as_tensor(l2_term).detach()), _done
 
     # DDP on CPU: no device_ids; it broadcasts rank 0's weights
     return run_loop(model_spec, train_spec, X, y, init, record_weights=record_weights,

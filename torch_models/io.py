@@ -1,9 +1,12 @@
 """torch weights in torch's native format: the model's `state_dict` saved with `torch.save` to a
 `.pt` file, plus the JSON sidecar `<path>.json` of `zoo.interchange` (model spec, shapes, dtype).
+The keys are the weight tables' torch names (`dense_0.weight`, `conv2d_1.bias`, ...): what any
+`nn.Module` with those children loads with `load_state_dict`.
 
 Loading is safe only: `torch.load(path, weights_only=True)`, which refuses any pickle that is
-not plain tensors and containers; the state_dict is then loaded strictly into a freshly built
-model of the sidecar's spec.
+not plain tensors and containers; the tensors are then placed through the weight tables of
+the sidecar's spec (every missing or unplaced key and every wrong shape is named) and loaded
+into a freshly built model of that spec, in the sidecar's dtype.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torch_models.softmax import get_weights
-from torch_models.train import model_module
+from torch_models import model as M
 from zoo import interchange as ic
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
+from zoo.layers import from_native
 from zoo.specs import ModelSpec
 
 __all__ = ["FORMAT", "load", "save"]
@@ -35,7 +38,7 @@ def save(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: str | os.P
 
 
 def _write(model_spec: ModelSpec, weights: dict[str, np.ndarray], path: Path, dtype: str) -> None:
-    model = model_module(model_spec).build(model_spec, weights, dtype)
+    model = M.build(model_spec, weights, dtype)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with ic.temp_path(path, suffix=".pt") as tmp:
         torch.save(state, tmp)
@@ -59,15 +62,15 @@ def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
                         f"(torch.load(weights_only=True) refused it: {first}); the zoo never "
                         "unpickles arbitrary objects: pass a state_dict written by "
                         "`zoo train --save` or `zoo convert`.") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
         raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict of "
                         "tensors; pass a file written by `zoo train --save` or `zoo convert`.")
-    model = model_module(spec).build(spec, None, dtype)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        weights = from_native({k: v.numpy() for k, v in state.items()}, spec.resolved, FORMAT)
+    except ConfigError as exc:
         raise DataError(f"the state_dict in {str(path)!r} does not fit model {spec.name!r} of "
-                        f"its sidecar ({str(exc).strip().splitlines()[0]} ...); the file and "
-                        "its .json sidecar belong to different models: re-save the weights "
-                        "with `zoo train --save` or `zoo convert`.") from None
-    return get_weights(model)
+                        f"its sidecar ({str(exc).rstrip('.')}); the file and its .json sidecar "
+                        "belong to different models: re-save the weights with `zoo train "
+                        "--save` or `zoo convert`.") from None
+    return M.get_weights(M.build(spec, weights, dtype))  # in the sidecar's dtype

@@ -1,11 +1,13 @@
 """Migration comparisons: train one model in several frameworks from the same data, initial
 weights, batch order and optimizer, then align the per-step histories against a reference.
 
-Each framework runs in its own process (`zoo.worker`), so Keras can run on the torch backend
-(`keras-torch`) beside Keras on TensorFlow, and no framework's import side effects leak into
-another's. The result is a `Comparison`: per framework the final loss, the test metric,
-seconds per epoch, the largest per-step loss and final weight differences against the
-reference, and the first step at which they exceed the tolerance.
+Each framework (`zoo.frameworks`) runs in its own process (`zoo.worker`), so Keras can run on
+the torch backend (`keras-torch`) beside Keras on TensorFlow, and no framework's import side
+effects leak into another's. `run_process` is the one way the zoo starts a framework's process
+(the workers here, the data-parallel jobs of `zoo.distributed`). The result is a `Comparison`:
+per framework the final loss, the test metric, seconds per epoch, the largest per-step loss and
+final weight differences against the reference, and the first step at which they exceed the
+tolerance (`zoo.agreement`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -24,15 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import ConfigError, ZooError, unknown_name
+from zoo import frameworks as registry
+from zoo.agreement import (  # noqa: F401  (TOLERANCES, first_divergence: importable here too)
+    TOLERANCES,
+    differences,
+    first_divergence,
+)
+from zoo.errors import ConfigError, ZooError
+from zoo.frameworks import DEFAULT_COMPARE
+from zoo.processes import ProcessOutcome, run_process  # noqa: F401  (importable here too)
 from zoo.specs import History, ModelSpec, TrainSpec, init_weights
-
-FRAMEWORKS = ("keras", "tf1", "torch", "keras-torch", "numpy")
-DEFAULT_FRAMEWORKS = ("keras", "tf1", "torch")
-
-#: Agreement is |a - b| <= ATOL + RTOL * |b| for every loss and weight (porting-facts §19-20:
-#: with all recipes applied, float32 frameworks differ only by rounding, ~1e-7 after an epoch).
-TOLERANCES = {"float32": (1e-6, 1e-5), "float64": (1e-12, 1e-10)}
 
 
 class WorkerError(ZooError):
@@ -113,127 +114,45 @@ class Comparison:
 
 
 def parse_frameworks(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Framework names from `--frameworks` (comma-separated) or a list, each known to the
+    registry (`zoo.frameworks`), none twice."""
     names = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
     names = [n for n in names if n]
     if not names:
-        raise ConfigError("name at least one framework, e.g. --frameworks keras,tf1,torch.")
+        raise ConfigError("name at least one framework, e.g. --frameworks "
+                          f"{','.join(DEFAULT_COMPARE)}.")
     for n in names:
-        if n not in FRAMEWORKS:
-            raise unknown_name("framework", n, list(FRAMEWORKS))
+        registry.get(n)
     if len(set(names)) != len(names):
         raise ConfigError(f"a framework is named twice in {','.join(names)}.")
     return names
 
 
-def _max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
-    if set(a) != set(b):
-        raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
-    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
-               for k in a)
-
-
-def _exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
-    return bool(np.any(np.abs(a - b) > atol + rtol * np.abs(b)))
-
-
-def _same_stride(h: History, ref: History) -> None:
-    if h.step_weights and ref.step_weights and h.weights_every != ref.weights_every:
-        raise ConfigError(f"{h.framework} recorded its weights every {h.weights_every} steps "
-                          f"but {ref.framework} every {ref.weights_every}; record both at the "
-                          "same stride.")
-
-
-def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -> int | None:
-    """The first global step at which `h`'s loss or weights leave `ref`'s by more than
-    `tolerance` (atol, rtol), or None when they agree throughout. With weights recorded every
-    k > 1 steps (`History.weights_every`), a divergence seen in the weights only is reported
-    at the first recorded step that shows it (the true step is at most k - 1 earlier)."""
-    atol, rtol = tolerance
-    _same_stride(h, ref)
-    n = min(len(h.losses), len(ref.losses))
-    la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
-    with np.errstate(invalid="ignore"):  # inf - inf after a divergence
-        bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
-    first = int(np.argmax(bad_loss)) if bad_loss.any() else None
-    if h.step_weights and ref.step_weights:
-        m = min(len(h.step_weights), len(ref.step_weights))
-        for i, at in enumerate(ref.recorded_steps()[:m]):
-            if first is not None and at >= first:
-                break
-            if any(_exceeds(np.asarray(h.step_weights[i][k], np.float64),
-                            np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
-                   for k in h.weights):
-                return int(at)
-    elif first is None and any(
-            _exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
-                     atol, rtol) for k in h.weights):
-        return n - 1
-    if first is None and len(h.losses) != len(ref.losses):
-        return n
-    return first
-
-
 def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[float, float]) -> None:
-    """Fill in every result's differences against `reference`, step by step."""
+    """Fill in every result's differences against `reference`, step by step
+    (`zoo.agreement.differences`)."""
     ref = results[reference].history
     for r in results.values():
-        h = r.history
-        n = min(len(h.losses), len(ref.losses))
-        with np.errstate(invalid="ignore"):  # inf - inf after a divergence
-            r.loss_diff = np.abs(np.asarray(h.losses[:n], np.float64)
-                                 - np.asarray(ref.losses[:n], np.float64))
-        r.max_loss_diff = float(np.max(r.loss_diff)) if n else 0.0
-        r.max_weight_diff = _max_abs_diff(h.weights, ref.weights)
-        if h.step_weights and ref.step_weights:
-            _same_stride(h, ref)
-            m = min(len(h.step_weights), len(ref.step_weights))
-            r.weight_diff = np.array([_max_abs_diff(h.step_weights[i], ref.step_weights[i])
-                                      for i in range(m)])
-            r.weight_steps = ref.recorded_steps()[:m]
-        r.first_divergent_step = first_divergence(h, ref, tolerance)
-
-
-def _worker_env(framework: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["KERAS_BACKEND"] = "torch" if framework == "keras-torch" else "tensorflow"
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
-    return env
+        d = differences(r.history, ref, tolerance)
+        r.loss_diff, r.max_loss_diff, r.max_weight_diff = d.loss_diff, d.max_loss_diff, \
+            d.max_weight_diff
+        r.weight_diff, r.weight_steps = d.weight_diff, d.weight_steps
+        r.first_divergent_step = d.first_divergent_step
 
 
 def run_worker(fw: str, job: dict, job_path: Path,
                on_event: Callable[[str, dict], None] | None = None,
                timeout: float = 3600.0) -> str | None:
-    """Run one worker process on `job`, streaming its events to `on_event(fw, event)`.
-    Returns None on success, else the error (the worker's own message when it sent one)."""
-    job_path.write_text(json.dumps(job))
-    with subprocess.Popen([sys.executable, "-m", "zoo.worker", str(job_path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=_worker_env(fw)) as proc:
-        stderr_lines: list[str] = []
-        t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
-        t.start()
-        err = None
-        for line in proc.stdout:  # type: ignore[union-attr]
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a framework printing to stdout
-            if ev.get("event") == "error":
-                err = f"{ev['type']}: {ev['message']}" + (
-                    f"\n{ev['traceback']}" if ev.get("traceback") else "")
-            if on_event:
-                on_event(fw, ev)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return f"timed out after {timeout:.0f} s"
-        t.join(timeout=5)
-    if rc != 0 or err:
-        tail = "".join(stderr_lines[-5:]).strip()
-        return err or f"exit code {rc}: {tail or 'no output'}"
+    """Run one `zoo.worker` process on `job` (`run_process`), streaming its events to
+    `on_event(fw, event)`. Returns None on success, else the error (the worker's own message
+    when it sent one)."""
+    forward = (lambda ev: on_event(fw, ev)) if on_event is not None else None
+    out = run_process(fw, "zoo.worker", job, job_path, forward, timeout)
+    if out.returncode is None:
+        return f"timed out after {timeout:.0f} s"
+    if out.returncode != 0 or out.error:
+        tail = "".join(out.stderr[-5:]).strip()
+        return out.error or f"exit code {out.returncode}: {tail or 'no output'}"
     return None
 
 
@@ -328,11 +247,11 @@ def record_plan(model_spec: ModelSpec, train_spec: TrainSpec, n_train: int,
     weights fit in `budget_mb` (all frameworks together; the numpy reference and float64
     runs count 8 bytes a number), else the smallest stride that fits; an int is taken as
     it is; False records none."""
-    from zoo.specs import layer_sizes, record_every
+    from zoo.specs import record_every
 
-    n_params = sum(i * o + o for i, o in layer_sizes(model_spec))
+    n_params = model_spec.n_params
     steps = -(-n_train // train_spec.batch_size) * train_spec.epochs
-    itemsizes = sum(8 if fw == "numpy" or train_spec.dtype == "float64" else 4
+    itemsizes = sum(np.dtype(registry.get(fw).fixed_dtype or train_spec.dtype).itemsize
                     for fw in frameworks)
     full_mb = steps * n_params * itemsizes / 2**20
     if isinstance(record_weights, (bool, np.bool_)) and record_weights:
@@ -343,15 +262,16 @@ def record_plan(model_spec: ModelSpec, train_spec: TrainSpec, n_train: int,
 
 
 def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
-            frameworks: list[str] | tuple[str, ...] = DEFAULT_FRAMEWORKS,
+            frameworks: list[str] | tuple[str, ...] = DEFAULT_COMPARE,
             reference: str | None = None, init: dict[str, np.ndarray] | None = None,
             record_weights: bool | int = True,
             on_event: Callable[[str, dict], None] | None = None,
             workers: int = 1, record_budget_mb: float = RECORD_BUDGET_MB) -> Comparison:
     """Train `model_spec` in every framework on `dataset` (a `zoo.data.Dataset`) and align
-    the histories against `reference` (default: the first framework). workers > 1 trains
-    keras and torch data-parallel on that many workers (`zoo.distributed`); the others
-    train in one process as always.
+    the histories against `reference` (default: the first framework). Every framework gets
+    the data in the model's input shape (`Dataset.inputs`: images NHWC). workers > 1 trains
+    the frameworks that can data-parallel on that many workers (`zoo.distributed`); the
+    others train in one process as always.
 
     record_weights: True records the weights after every step when they fit in
     `record_budget_mb` (all frameworks together), else after every k-th step for the
@@ -359,7 +279,7 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     every k-th step; False records only the final weights."""
     import time
 
-    from zoo.distributed import DATA_PARALLEL, check_workers
+    from zoo.distributed import check_workers
 
     frameworks = parse_frameworks(frameworks)
     workers = check_workers(workers, train_spec.batch_size)
@@ -367,17 +287,15 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     if reference not in frameworks:
         raise ConfigError(f"the reference framework {reference!r} is not among the compared "
                           f"frameworks ({', '.join(frameworks)}); add it to --frameworks.")
-    if dataset.n_features != model_spec.n_features:
-        raise ConfigError(f"the model expects {model_spec.n_features} features but the dataset "
-                          f"{dataset.name!r} has {dataset.n_features}.")
+    X_train, X_test = dataset.inputs(model_spec, "train"), dataset.inputs(model_spec, "test")
     init = init if init is not None else init_weights(model_spec, train_spec.seed, train_spec.dtype)
     plan = record_plan(model_spec, train_spec, len(dataset.X_train), frameworks, record_weights,
                        record_budget_mb)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zoo-compare-") as tmp:
         job_dir = Path(tmp)
-        np.savez(job_dir / "data.npz", X_train=dataset.X_train, y_train=dataset.y_train,
-                 X_test=dataset.X_test, y_test=dataset.y_test)
+        np.savez(job_dir / "data.npz", X_train=X_train, y_train=dataset.y_train,
+                 X_test=X_test, y_test=dataset.y_test)
         np.savez(job_dir / "init.npz", **init)
         jobs = {fw: {"framework": fw, "model": model_spec.to_dict(), "train": train_spec.to_dict(),
                      "data": str(job_dir / "data.npz"), "init": str(job_dir / "init.npz"),
@@ -395,7 +313,7 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     if plan.note():
         comp.notes.append(plan.note())
     if workers > 1:
-        parallel = [fw for fw in frameworks if fw in DATA_PARALLEL]
+        parallel = [fw for fw in frameworks if registry.get(fw).data_parallel]
         comp.notes.append(f"data-parallel on {workers} workers: {', '.join(parallel) or 'none'}"
                           "; the other frameworks trained in one process.")
     if model_spec.dropout > 0 and train_spec.dropout_mode == "native":
@@ -420,12 +338,14 @@ def diagnose_comparison(comp: Comparison, dataset) -> dict[str, Any]:
 
     ref = comp.results[comp.reference]
     # every side computes in the precision it trained in (the numpy reference: float64)
-    dtype_of = {fw: None if fw == "numpy" else comp.train.dtype for fw in comp.results}
+    dtype_of = {fw: None if registry.get(fw).fixed_dtype else comp.train.dtype
+                for fw in comp.results}
     details_ref = worker_details(comp.reference, comp.model, dtype_of[comp.reference])
+    X = dataset.inputs(comp.model, "train")
     for fw, r in comp.results.items():
         if fw == comp.reference:
             continue
-        comp.diagnoses[fw] = diagnose(comp.model, comp.train, dataset.X_train, dataset.y_train,
+        comp.diagnoses[fw] = diagnose(comp.model, comp.train, X, dataset.y_train,
                                       comp.init, ref.history, r.history, details_ref,
                                       worker_details(fw, comp.model, dtype_of[fw]),
                                       tolerance=comp.tolerance)

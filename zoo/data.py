@@ -69,13 +69,46 @@ _IDX_DTYPES = {
 }
 
 TASKS = ("classification", "binary", "regression")
+#: The named datasets of images and each sample's (H, W, C): image models run on these (and
+#: on a user's NPZ of (N, H, W) or (N, H, W, C) images).
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (8, 8, 1), "mnist": (28, 28, 1),
+                                                 "mnist10k": (28, 28, 1)}
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """(28, 28, 1) -> "28x28x1"."""
+    return "x".join(str(int(d)) for d in shape)
+
+
+def flat_data_message(model: str, ds: Dataset) -> str:
+    """Why image model `model` cannot run on the flat dataset `ds`, and the fix."""
+    return (f"model {model!r} takes images but dataset {ds.name!r} has {ds.n_features} flat "
+            f"features; use an image dataset ({', '.join(IMAGE_SHAPES)}) or an NPZ of "
+            "(N, H, W) or (N, H, W, C) images.")
+
+
+def image_shape_of(X: np.ndarray, what: str = "data") -> tuple[int, ...] | None:
+    """The per-sample (H, W, C) of an array of images, (N, H, W) meaning one channel; None
+    for flat (N, F) features. Other ranks are a DataError."""
+    X = np.asarray(X)
+    if X.ndim <= 2:
+        return None
+    if X.ndim == 3:
+        return (int(X.shape[1]), int(X.shape[2]), 1)
+    if X.ndim == 4:
+        return tuple(int(d) for d in X.shape[1:])
+    raise DataError(f"{what}: X has shape {X.shape}; expected (N, features), (N, H, W) images "
+                    "or (N, H, W, C) images.")
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A dataset split into train and test, ready for any framework.
 
-    `X_*` are float arrays of shape (N, features). For classification and binary tasks `y_*`
+    `X_*` are float arrays of shape (N, features), always flat; for images `image_shape` is
+    each sample's (H, W, C) (the features are the pixels in H, W, C order) and
+    `inputs(spec)` gives X in a model's input shape: (N, H, W, C) NHWC images for image
+    models, the flat (N, features) for the others. For classification and binary tasks `y_*`
     are int64 class labels of shape (N,); for regression float targets of shape (N, 1)
     (never (N,): torch and raw TF would broadcast (N,) against (N, 1) into N x N).
     """
@@ -105,6 +138,27 @@ class Dataset:
     @property
     def dtype(self) -> np.dtype:
         return self.X_train.dtype
+
+    def inputs(self, spec, part: str = "train") -> np.ndarray:
+        """X of the `part` split ("train" or "test") in the input shape of `spec` (a
+        `zoo.specs.ModelSpec`): (N, *spec.input_shape). Images the model cannot take (flat
+        features for an image model, other sizes or channels) are a ConfigError naming both."""
+        if part not in ("train", "test"):
+            raise ConfigError(f"part must be 'train' or 'test', got {part!r}.")
+        X = self.X_train if part == "train" else self.X_test
+        want = tuple(spec.input_shape)
+        if len(want) == 1:  # flat models take the features as they are, images flattened
+            if self.n_features != want[0]:
+                raise ConfigError(f"the model expects {want[0]} features but the dataset "
+                                  f"{self.name!r} has {self.n_features}.")
+            return X
+        if self.image_shape is None:
+            raise ConfigError(flat_data_message(spec.name, self))
+        if tuple(self.image_shape) != want:
+            raise ConfigError(f"model {spec.name!r} was built for {shape_text(want)} images but "
+                              f"dataset {self.name!r} has {shape_text(self.image_shape)} "
+                              "images; build the model spec from the dataset's image shape.")
+        return X.reshape(len(X), *want)
 
     def summary(self) -> dict:
         """A JSON-friendly summary: sizes, features, classes and counts (or target range)."""
@@ -525,7 +579,8 @@ def _sklearn(name: str):
         bunch = {"iris": datasets.load_iris, "digits": datasets.load_digits,
                  "breast_cancer": datasets.load_breast_cancer}[name]()
         feats = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
-        return bunch.data, bunch.target, f"scikit-learn load_{name}()", feats, None
+        return (bunch.data, bunch.target, f"scikit-learn load_{name}()", feats,
+                IMAGE_SHAPES.get(name))
     return loader
 
 
@@ -553,7 +608,7 @@ def _mnist(parts: tuple[str, ...]):
         if X.ndim != 3 or X.shape[1:] != (28, 28) or len(X) != len(y):
             raise DataError(f"{where}: expected 28x28 MNIST images with one label each, got "
                             f"images {X.shape} and labels {y.shape}.")
-        return X.reshape(len(X), -1), y, where, (), (28, 28)
+        return X.reshape(len(X), -1), y, where, (), IMAGE_SHAPES["mnist"]
     return loader
 
 
@@ -621,9 +676,9 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
             arrays = load_npz_arrays(npz, ["X", "y"])
             X, y = arrays["X"], arrays["y"]
             source, label = str(npz), Path(npz).stem
-            if X.ndim > 2 and X.shape[0] > 0:
-                image_shape = tuple(X.shape[1:])
-                X = X.reshape(len(X), -1)
+            image_shape = image_shape_of(X, what=label)
+            if image_shape is not None:  # kept flat, in H, W, C order (`Dataset.inputs`)
+                X = X.reshape(len(X), int(np.prod(X.shape[1:])))
         task = task or _infer_task(y) if len(np.asarray(y)) else (task or "classification")
         default_prep = "standard"
     else:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.compare import TOLERANCES, first_divergence
+from zoo.agreement import TOLERANCES, first_divergence
 from zoo.data import batch_order
 from zoo.errors import ConfigError
 from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks

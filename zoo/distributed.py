@@ -2,7 +2,9 @@
 `keras_models.distributed`): how a global batch is split into shards, how each shard's loss is
 weighted so that averaged (or summed) gradients equal the single-process mean over the global
 batch, free loopback ports, and running a framework's distributed job in a subprocess with a
-deadline and a clear error when it dies.
+deadline and a clear error when it dies (through `zoo.processes.run_process`, the one runner of
+the zoo's framework processes). Which frameworks train data-parallel is the registry's
+`Framework.data_parallel` (`zoo.frameworks`).
 
 The one rule (docs/distributed.md): the global batch of step k is exactly the single-process
 batch `zoo.data.batch_order(...)[k]`; rank r of W takes the contiguous rows
@@ -13,21 +15,19 @@ last batch gives shards of unequal sizes (or empty ones), so each rank's loss is
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from zoo.errors import ConfigError, ZooError
+from zoo.frameworks import get, names, of_module
 
-__all__ = ["DATA_PARALLEL", "LOOPBACK", "DistributedError", "check_workers", "data_parallel",
-           "free_port", "inject_fault", "run_module", "shard", "shard_bounds", "torchrun_world", "write_error"]
+__all__ = ["LOOPBACK", "DistributedError", "check_workers", "data_parallel", "free_port",
+           "inject_fault", "run_module", "shard", "shard_bounds", "torchrun_world", "write_error"]
 
 #: Every listening socket of the tests and of `--workers N` on one machine is on this address.
 LOOPBACK = "127.0.0.1"
@@ -104,67 +104,34 @@ def torchrun_world() -> tuple[int, int] | None:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["KERAS_BACKEND"] = "tensorflow"
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def run_module(module: str, job: dict, job_path: Path, timeout: float = DEFAULT_TIMEOUT,
                on_event: Callable[[dict], None] | None = None) -> None:
-    """Run `python -m module JOB.json` and wait at most `timeout` seconds; each JSON object
-    the job prints on a line of stdout goes to `on_event` (from a reader thread).
+    """Run `python -m module JOB.json` in the environment of the framework whose package
+    holds `module` (`zoo.processes.run_process`) and wait at most `timeout` seconds; each JSON
+    object the job prints on a line of stdout goes to `on_event` (from a reader thread).
 
     Raises DistributedError naming what happened (the job's own error line when it wrote one,
     the exit code or signal and the end of its stderr otherwise, or the timeout, after which
     the process is killed)."""
-    job_path.write_text(json.dumps(job))
-    err_path = job_path.with_suffix(".error")
-    with subprocess.Popen([sys.executable, "-m", module, str(job_path)],
-                          stdout=subprocess.PIPE if on_event else subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, env=_env()) as proc:
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-        reader.start()
-        if on_event is not None:
-            threading.Thread(target=_events, args=(proc.stdout, on_event), daemon=True).start()
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise DistributedError(f"{module}: the distributed run did not finish within "
-                                   f"{timeout:.0f} s and was stopped; raise the timeout or "
-                                   "check that every worker can reach the others.") from None
-        reader.join(timeout=5)
-    if rc != 0:
-        if err_path.is_file():
-            raise DistributedError(f"{module}: {err_path.read_text().strip()}")
+    from zoo.processes import run_process
+
+    out = run_process(of_module(module), module, job, job_path, on_event, timeout)
+    if out.returncode is None:
+        raise DistributedError(f"{module}: the distributed run did not finish within "
+                               f"{timeout:.0f} s and was stopped; raise the timeout or "
+                               "check that every worker can reach the others.")
+    if out.returncode != 0:
+        if out.error:
+            raise DistributedError(f"{module}: {out.error}")
+        rc = out.returncode
         how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
-        tail = " | ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or "no output"
+        tail = " | ".join(ln.strip() for ln in out.stderr[-3:] if ln.strip()) or "no output"
         raise DistributedError(f"{module}: the distributed run died ({how}): {tail}")
-
-
-def _events(stream, on_event: Callable[[dict], None]) -> None:
-    for line in stream:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a framework printing to stdout
-        if isinstance(event, dict):
-            on_event(event)
 
 
 def write_error(job_path: str | os.PathLike, exc: BaseException) -> None:
     """What a distributed job's subprocess writes before exiting non-zero (read by run_module)."""
     Path(job_path).with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}")
-
-
-#: Frameworks with a data-parallel path: framework name -> its package.
-DATA_PARALLEL = {"keras": "keras_models", "torch": "torch_models"}
 
 
 def data_parallel(pkg, framework: str, workers: int | None, *, cli: bool = False):
@@ -181,13 +148,11 @@ def data_parallel(pkg, framework: str, workers: int | None, *, cli: bool = False
     launched = torchrun_world() if framework == "torch" else None
     if workers == 1 and launched is None:
         return pkg
-    if framework not in DATA_PARALLEL:
+    if not get(framework).data_parallel:
         raise ConfigError(f"--workers {workers}: data-parallel training exists for "
-                          f"{' and '.join(DATA_PARALLEL)}, not {framework}; leave --workers "
-                          "out for it.")
-    import importlib
-
-    dist_mod = importlib.import_module(f"{DATA_PARALLEL[framework]}.distributed")
+                          f"{' and '.join(names(data_parallel=True))}, not {framework}; leave "
+                          "--workers out for it.")
+    dist_mod = get(framework).module("distributed")
 
     def train(model_spec, train_spec, X, y, init=None, **kwargs):
         extra = sorted(k for k in kwargs if k not in ("record_weights", "progress"))

@@ -1,21 +1,23 @@
-"""Weight interchange between the three frameworks, framework-free.
+"""Weight interchange between the frameworks, framework-free.
 
 Each framework package has an `io` module (`keras_models.io`, `tf1_compat.io`,
 `torch_models.io`) with `save(model_spec, weights, path, force=False)` writing its NATIVE format
 (a `.keras` file, a torch `state_dict` in a `.pt` file, a TF1 `Saver` checkpoint with the
 prefix `<name>.ckpt`) and `load(path) -> (model_spec, canonical weights)`, loading safely only
 (`torch.load(weights_only=True)`, `keras.models.load_model(safe_mode=True)`, a TF1 checkpoint
-reader: no user file is ever unpickled). Beside every file sits a JSON sidecar `<path>.json`
-with {"format", "model": ModelSpec.to_dict(), "shapes", "dtype"}.
+reader: no user file is ever unpickled). The zoo's own format, the canonical weights in an
+`.npz` (canonical names as keys, canonical layout, `np.savez`; read with `allow_pickle=False`),
+is written and read here, with no framework at all. Beside every file sits a JSON sidecar
+`<path>.json` with {"format", "model": ModelSpec.to_dict(), "shapes", "dtype"}.
 
 This module picks the format from the path's suffix (or `to=`), imports only the framework
-package that format needs, lazily, and holds the checks every `io` module shares: the sidecar,
-the no-overwrite rule, atomic replacement and the shape validation.
+package that format needs (`zoo.frameworks`), lazily, and holds the checks every `io` module
+shares: the sidecar, the no-overwrite rule, atomic replacement and the shape validation.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import json
 import os
 import tempfile
@@ -27,33 +29,42 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ConfigError, DataError, DataNotFoundError, unknown_name
-from zoo.specs import ModelSpec, layer_sizes
+from zoo.frameworks import CANONICAL_FORMAT, FRAMEWORKS, for_format, import_in_order
+from zoo.specs import ModelSpec
 
-__all__ = ["FORMATS", "PACKAGES", "check_target", "check_weights", "convert", "expected_shapes",
+__all__ = ["CANONICAL", "FORMATS", "check_target", "check_weights", "convert", "expected_shapes",
            "format_of", "load", "read_sidecar", "replace_atomically", "save", "sidecar_path",
            "stored_format", "temp_path", "write_sidecar"]
 
-#: file suffix -> format (= framework name)
-FORMATS: dict[str, str] = {".keras": "keras", ".pt": "torch", ".ckpt": "tf1"}
-#: format -> framework package holding its `io` module
-PACKAGES: dict[str, str] = {"keras": "keras_models", "torch": "torch_models", "tf1": "tf1_compat"}
+#: the zoo's own format: canonical weights in an .npz, no framework involved
+CANONICAL = CANONICAL_FORMAT
+#: file suffix -> format: each framework's native one (`zoo.frameworks`), then the canonical
+FORMATS: dict[str, str] = {**{fw.suffix: fw.weight_format for fw in FRAMEWORKS.values()
+                              if fw.suffix and fw.weight_format}, ".npz": CANONICAL}
 _SUFFIX = {fmt: suffix for suffix, fmt in FORMATS.items()}
 #: TF1 checkpoint files written for a prefix (Saver(write_version=V2), one shard)
 TF1_FILES = (".index", ".data-00000-of-00001")
 
 
 def format_of(path: str | os.PathLike, to: str | None = None) -> str:
-    """The format of `path`: `to` if given (keras, torch or tf1), else from the suffix."""
+    """The format of `path`: `to` if given (keras, tf1, torch or npz), else from the suffix."""
     if to is not None:
-        if to not in PACKAGES:
-            raise unknown_name("format", to, list(PACKAGES))
+        if to not in _SUFFIX:
+            raise unknown_name("format", to, list(_SUFFIX))
         return to
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"cannot tell the weight format of {str(path)!r} from its suffix "
-                          f"{suffix or '(none)'!r}; name it *.keras (Keras), *.pt (torch) or "
-                          "*.ckpt (TF1 checkpoint prefix), or pass --to keras|torch|tf1.")
+                          f"{suffix or '(none)'!r}; name it {_suffix_list()}, or pass "
+                          f"--to {'|'.join(_SUFFIX)}.")
     return FORMATS[suffix]
+
+
+def _suffix_list() -> str:
+    """"*.keras (Keras), ..., or *.npz (canonical weights)"."""
+    items = [f"*{suffix} ({for_format(fmt).weight_file or 'canonical weights'})"
+             for suffix, fmt in FORMATS.items()]
+    return ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def stored_format(path: str | os.PathLike) -> str:
@@ -67,17 +78,54 @@ def stored_format(path: str | os.PathLike) -> str:
             fmt = json.loads(side.read_text()).get("format")
         except (ValueError, AttributeError):
             fmt = None
-        if fmt in PACKAGES:
+        if fmt in _SUFFIX:
             return fmt
     raise ConfigError(f"cannot tell the weight format of {str(path)!r}: its suffix is not "
-                      ".keras, .pt or .ckpt and it has no zoo sidecar "
+                      f"{', '.join(FORMATS)} and it has no zoo sidecar "
                       f"{str(side)!r}; pass a file written by `zoo train --save` or "
                       "`zoo convert`.")
 
 
 def _io(fmt: str):
     """The `io` module of format `fmt` (imports that one framework only)."""
-    return importlib.import_module(f"{PACKAGES[fmt]}.io")
+    return for_format(fmt).module("io")
+
+
+def _save(fmt: str, model_spec: ModelSpec, weights: dict[str, np.ndarray],
+          path: str | os.PathLike, force: bool) -> Path:
+    if fmt == CANONICAL:
+        return save_with(CANONICAL, functools.partial(_write_npz, weights), model_spec,
+                         weights, path, force)
+    return _io(fmt).save(model_spec, weights, path, force=force)
+
+
+def _write_npz(weights: dict[str, np.ndarray], path: Path, dtype: str) -> None:
+    with temp_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.savez adds no second suffix
+            np.savez(f, **{k: np.asarray(v) for k, v in weights.items()})
+        replace_atomically(tmp, path)
+
+
+def _read_npz(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
+    """The canonical weights of an .npz, never unpickled; every array must be a tensor of
+    `spec` and every tensor of `spec` must be there (nothing is dropped silently)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise DataError(f"{str(path)!r} is not an .npz archive of canonical weights (not a zip "
+                        "archive); pass a file written by `zoo convert SRC out.npz` or "
+                        "`zoo train --save out.npz`.")
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # object arrays (pickles), a truncated zip, ...
+        raise DataError(f"{str(path)!r} could not be read as canonical weights "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+                        " the zoo never unpickles: pass plain arrays written by `zoo convert` "
+                        "or np.savez.") from None
+    order = list(spec.weight_shapes())  # model order; strays last (check_weights names them)
+    return dict(sorted(arrays.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
+                       else len(order)))
 
 
 def _files(fmt: str, path: str | os.PathLike) -> list[Path]:
@@ -92,12 +140,16 @@ def save(framework_or_format: str, model_spec: ModelSpec, weights: dict[str, np.
          path: str | os.PathLike, force: bool = False) -> Path:
     """Write `weights` of `model_spec` to `path` in a framework's native format, with a sidecar.
 
-    framework_or_format: "keras", "torch", "tf1", or a suffix (".keras", ".pt", ".ckpt").
+    framework_or_format: a framework ("keras", "tf1", "torch"), a format ("npz" for the
+    canonical weights) or a suffix (".keras", ".pt", ".ckpt", ".npz").
     """
-    fmt = format_of(path, FORMATS.get(framework_or_format, framework_or_format))
+    fw = FRAMEWORKS.get(framework_or_format)
+    to = fw.weight_format if fw is not None and fw.weight_format else \
+        FORMATS.get(framework_or_format, framework_or_format)
+    fmt = format_of(path, to)
     check_target(fmt, path, force)
     check_weights(model_spec, weights, str(path))
-    _io(fmt).save(model_spec, weights, path, force=force)
+    _save(fmt, model_spec, weights, path, force)
     return Path(path)
 
 
@@ -105,6 +157,8 @@ def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """(model spec, canonical weights) of a file written by any `io.save`."""
     fmt = stored_format(path)
     check_exists(fmt, path)  # before importing any framework
+    if fmt == CANONICAL:
+        return load_with(CANONICAL, _read_npz, path)
     return _io(fmt).load(path)
 
 
@@ -120,10 +174,9 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str | None = Non
                           f"format is {dst_fmt}; name it *{_SUFFIX[dst_fmt]} or drop --to.")
     check_exists(src_fmt, src)
     check_target(dst_fmt, dst, force)  # fail before loading anything
-    if "torch" in (src_fmt, dst_fmt):
-        importlib.import_module("torch")  # torch before tensorflow in one process
+    import_in_order([for_format(src_fmt), for_format(dst_fmt)])  # torch before tensorflow
     spec, weights = load(src)
-    _io(dst_fmt).save(spec, weights, dst, force=force)
+    _save(dst_fmt, spec, weights, dst, force)
     return spec, weights, dst_fmt
 
 
@@ -156,12 +209,8 @@ def check_target(fmt: str, path: str | os.PathLike, force: bool) -> None:
 
 
 def expected_shapes(model_spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> shape of every weight of `model_spec`."""
-    out: dict[str, tuple[int, ...]] = {}
-    for i, (n_in, n_out) in enumerate(layer_sizes(model_spec)):
-        out[f"dense_{i}/kernel"] = (n_in, n_out)
-        out[f"dense_{i}/bias"] = (n_out,)
-    return out
+    """Canonical name -> shape of every weight of `model_spec` (its layers' weight tables)."""
+    return model_spec.weight_shapes()
 
 
 def check_weights(model_spec: ModelSpec, weights: dict[str, Any], where: str) -> None:

@@ -39,8 +39,6 @@ __all__ = ["ACTIVATIONS", "Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout
            "from_native", "resolve", "same_padding", "to_native", "weight_shapes"]
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
-#: The frameworks whose native names and layouts the weight tables record.
-NATIVE = ("keras", "tf1", "torch")
 
 
 # ----------------------------------------------------------------------------- layouts

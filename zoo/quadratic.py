@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ConfigError, unknown_name
+from zoo.frameworks import FRAMEWORKS as REGISTRY
 from zoo.optimizers import OptimizerSpec
 from zoo.reference import NumpyOptimizer
 
@@ -56,13 +57,14 @@ __all__ = [
     "run_saddle_frameworks",
 ]
 
-#: framework name -> module with minimize/saddle/escape_steps. Order = import order (torch
-#: before tensorflow).
+#: framework name -> module with minimize/saddle/escape_steps: `<package>/quadratic.py` of
+#: each framework package (`zoo.frameworks`; Keras on its default backend, in this process).
+#: Order = import order (torch before tensorflow).
 FRAMEWORKS: dict[str, str] = {
-    "torch": "torch_models.quadratic",
-    "keras": "keras_models.quadratic",
-    "tf1": "tf1_compat.quadratic",
-}
+    fw.name: fw.module_name("quadratic")
+    for fw in sorted({fw.package: fw for fw in reversed(REGISTRY.values())
+                      if not fw.single_module}.values(),
+                     key=lambda fw: ("torch" not in fw.imports, list(REGISTRY).index(fw.name)))}
 DTYPES = ("float32", "float64")
 #: seeds 000 and 004: J(w) = w**2 - 10w + 25, w0 = 0, GradientDescentOptimizer(0.01), 1000 steps
 SEED_COEFFICIENTS = (1.0, -10.0, 25.0)

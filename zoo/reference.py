@@ -1,30 +1,75 @@
-"""Float64 numpy references: activations, losses, forward passes and hand-derived gradients.
+"""Float64 numpy reference of every zoo model: activations, losses, every canonical layer's
+forward pass and hand-derived backward pass, the optimizers, and the training loop.
 
-These are the oracles every framework is tested against: the same formulas in plain numpy,
-computed in float64, with no framework involved. Losses take logits (never probabilities)
-and reduce by the mean over the batch, as every framework in the zoo does.
+This is the oracle every framework is tested against: the same formulas in plain numpy,
+computed in float64, with no framework and no autodiff involved. It runs any `spec.resolved`
+layer list (`zoo.layers`): Dense, Conv2D (NHWC images, HWIO kernels, strides, 'valid' and
+TF's 'same' padding, asymmetric when the total is odd), MaxPool2D and AvgPool2D ('valid'),
+Flatten (a plain reshape of NHWC: H, W, C order), Dropout (the shared masks, as
+``h * (mask / (1 - rate))``; the identity without masks) and the activations relu, sigmoid,
+tanh and linear. Losses take the raw outputs (logits, never probabilities) and reduce by the
+mean over the batch, as every framework in the zoo does.
+
+Convolutions are im2col + one BLAS matmul per batch, vectorised over the batch; the patches
+are gathered (and the input gradient scattered back) by a loop over the kh * kw kernel
+offsets, never over samples or pixels. Images travel channel-major inside the network (see
+the layers section); everything in and out is NHWC.
+
+It also implements the framework contract (`build`, `get_weights`, `set_weights`, `train`,
+`predict`, `evaluate`, `step_details`), so a harness can treat it as one more framework.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from zoo.specs import ModelSpec, layer_sizes
+from zoo.errors import ConfigError
+from zoo.layers import Resolved
+from zoo.specs import (
+    History,
+    ModelSpec,
+    TrainSpec,
+    check_canonical,
+    check_inputs,
+    dropout_masks,
+    init_weights,
+    record_every,
+    records,
+)
 
 __all__ = [
+    "NumpyOptimizer",
+    "ReferenceModel",
     "binary_cross_entropy_with_logits",
+    "build",
     "cross_entropy",
     "cross_entropy_with_logits",
+    "evaluate",
     "forward",
+    "get_weights",
     "hinge_loss",
     "log_softmax",
     "loss_and_grads",
     "mse",
+    "predict",
+    "quadratic_loss",
+    "rounding_scale",
+    "set_weights",
     "sigmoid",
     "softmax",
+    "step_details",
+    "train",
 ]
+
+FRAMEWORK = "numpy"
+#: Largest im2col patch matrix (in float64 numbers) one forward pass of `forward` builds:
+#: larger inputs are run in chunks of samples (a 2,000-image LeNet test set would otherwise
+#: allocate 300 MB of patches at once).
+_PATCH_BUDGET = 4_000_000
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -87,69 +132,277 @@ def mse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean((pred - target) ** 2))
 
 
-def _layers(spec: ModelSpec, weights: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = []
-    for i, (n_in, n_out) in enumerate(layer_sizes(spec)):
-        k = np.asarray(weights[f"dense_{i}/kernel"], np.float64)
-        b = np.asarray(weights[f"dense_{i}/bias"], np.float64)
-        if k.shape != (n_in, n_out) or b.shape != (n_out,):
-            raise ValueError(f"dense_{i}: expected kernel {(n_in, n_out)} and bias {(n_out,)}, "
-                             f"got {k.shape} and {b.shape} (canonical layout is Keras's (in, out)).")
-        out.append((k, b))
+def quadratic_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Seed 001's quadratic cost: the mean over samples of 0.5 * sum_j (sigmoid(z_j) - y_j)^2,
+    y the one-hot of the integer labels (half the squared error summed over the outputs, not
+    averaged over them as Keras's `mse` would)."""
+    a = sigmoid(logits)
+    return float(np.mean(0.5 * np.sum((a - _one_hot(labels, a.shape[1])) ** 2, axis=1)))
+
+
+def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    labels = np.asarray(labels, np.int64).ravel()
+    out = np.zeros((len(labels), n_classes))
+    out[np.arange(len(labels)), labels] = 1.0
     return out
 
 
-def forward(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
-            masks: list[np.ndarray] | None = None) -> np.ndarray:
-    """The model's raw output (logits, or values for regression) in float64.
+# ----------------------------------------------------------------------------- layers
+# Each layer kind has a forward (input -> output, plus what its backward needs) and a
+# backward (output gradient -> input gradient and weight gradients). Inside the network,
+# images travel channel-major, (C, N, H, W): each kernel or pool offset then reads whole image
+# rows, the conv's matmul writes its output in that layout directly, and the HWIO kernel
+# reshapes to the patch matrix as it is. The public interface stays NHWC: the layout changes
+# at the input, at a Flatten (which flattens in H, W, C order) and for image-shaped masks.
 
-    Hidden layers are Dense -> (Dropout as h * mask / (1 - rate) when `masks` are given) -> ReLU.
-    """
-    return _forward(spec, weights, X, masks)[0]
-
-
-def rounding_scale(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
-                   masks: list[np.ndarray] | None = None, dtype: str = "float32") -> np.ndarray:
-    """A per-output scale of the rounding a `dtype` forward pass may carry: machine epsilon
-    times the magnitude of what each output sums, |x| propagated through |kernel| and |bias|
-    (and the dropout scaling) with no cancellation. Two correct implementations that sum in
-    different orders differ by a small fraction of it (measured: under 0.1 of it for the
-    digits MLP in float32), while a different computation differs by the outputs' size."""
-    a = np.abs(np.asarray(X, np.float64))
-    layers = _layers(spec, weights)
-    for i, (k, b) in enumerate(layers):
-        a = a @ np.abs(k) + np.abs(b)
-        if i < len(layers) - 1 and masks is not None and spec.dropout > 0:
-            a = a * (np.asarray(masks[i], np.float64) / (1.0 - spec.dropout))
-    return float(np.finfo(np.dtype(dtype)).eps) * a
+def _offsets(start: int, count: int, stride: int) -> slice:
+    """The input rows (or columns) that kernel offset `start` meets at `count` output
+    positions `stride` apart."""
+    return slice(start, start + stride * (count - 1) + 1, stride)
 
 
-def _forward(spec, weights, X, masks):
-    layers = _layers(spec, weights)
-    h = np.asarray(X, np.float64)
-    cache = []
-    for i, (k, b) in enumerate(layers):
-        z = h @ k + b
-        if i == len(layers) - 1:
-            cache.append((h, None, None))
-            return z, cache
-        scale = None
-        if masks is not None and spec.dropout > 0:
-            scale = np.asarray(masks[i], np.float64) / (1.0 - spec.dropout)
-            z = z * scale
-        cache.append((h, z, scale))
-        h = np.maximum(z, 0.0)
-    raise AssertionError("unreachable")
+def _conv_patches(x: np.ndarray, r: Resolved) -> np.ndarray:
+    """im2col of the (C, N, H, W) batch `x` for conv layer `r`: the (kh * kw * C, N * Ho * Wo)
+    patch matrix, rows in the HWIO kernel's (kh, kw, C) order, zero padding included."""
+    layer = r.layer
+    h, w, c = r.input_shape
+    ho, wo, _ = r.output_shape
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    (pt, pb), (pl, pr) = layer.padding_of(r.input_shape)
+    n = x.shape[1]
+    if pt or pb or pl or pr:
+        xp = np.zeros((c, n, h + pt + pb, w + pl + pr))
+        xp[:, :, pt:pt + h, pl:pl + w] = x
+    else:
+        xp = x
+    cols = np.empty((kh, kw, c, n, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            cols[i, j] = xp[:, :, _offsets(i, ho, sh), _offsets(j, wo, sw)]
+    return cols.reshape(kh * kw * c, n * ho * wo)
 
 
-def loss_and_grads(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                   masks: list[np.ndarray] | None = None, l2: float = 0.0
-                   ) -> tuple[float, dict[str, np.ndarray]]:
-    """The batch loss (mean over samples, plus 0.5 * l2 * sum of squared kernels) and its
-    gradient with respect to every weight, derived by hand (no autodiff)."""
-    z, cache = _forward(spec, weights, X, masks)
+def _conv_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, r: Resolved
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-correlation of (C, N, H, W) `x` with the HWIO `kernel`, plus `bias`:
+    ((F, N, Ho, Wo) output, patch matrix)."""
+    cols = _conv_patches(x, r)
+    f = kernel.shape[3]
+    z = (kernel.reshape(-1, f).T @ cols).reshape(f, x.shape[1], *r.output_shape[:2])
+    z += bias[:, None, None, None]
+    return z, cols
+
+
+def _conv_backward(d: np.ndarray, cols: np.ndarray, kernel: np.ndarray, r: Resolved,
+                   need_input: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(input gradient or None, kernel gradient, bias gradient) of a conv layer from the
+    (F, N, Ho, Wo) output gradient `d`. The input gradient is col2im of the patch gradient:
+    each kernel offset adds its slice back into the padded input (a loop over the kh * kw
+    offsets, never over samples), and the padding is cut off."""
+    f = kernel.shape[3]
+    d2 = d.reshape(f, -1)
+    dk = (cols @ d2.T).reshape(kernel.shape)
+    db = d2.sum(axis=1)
+    if not need_input:
+        return None, dk, db
+    layer = r.layer
+    h, w, c = r.input_shape
+    ho, wo, _ = r.output_shape
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    (pt, pb), (pl, pr) = layer.padding_of(r.input_shape)
+    n = d.shape[1]
+    dcols = (kernel.reshape(-1, f) @ d2).reshape(kh, kw, c, n, ho, wo)
+    dxp = np.zeros((c, n, h + pt + pb, w + pl + pr))
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, _offsets(i, ho, sh), _offsets(j, wo, sw)] += dcols[i, j]
+    return dxp[:, :, pt:pt + h, pl:pl + w], dk, db
+
+
+def _pool_windows(x: np.ndarray, r: Resolved) -> np.ndarray:
+    """Every pooling window of (C, N, H, W) `x`: (ph * pw, C, N, Ho, Wo), offsets in window
+    order (row by row)."""
+    (ph, pw), (sh, sw) = r.layer.pool_size, r.layer.strides
+    ho, wo, c = r.output_shape
+    win = np.empty((ph * pw, c, x.shape[1], ho, wo))
+    for i in range(ph):
+        for j in range(pw):
+            win[i * pw + j] = x[:, :, _offsets(i, ho, sh), _offsets(j, wo, sw)]
+    return win
+
+
+def _pool_backward(per_offset: Callable[[int], np.ndarray], n: int, r: Resolved) -> np.ndarray:
+    """Input gradient of a pool: the gradient reaching each window offset (`per_offset(k)`,
+    shaped like the output) added back where that offset reads (windows may overlap)."""
+    (ph, pw), (sh, sw) = r.layer.pool_size, r.layer.strides
+    (h, w, c), (ho, wo, _) = r.input_shape, r.output_shape
+    dx = np.zeros((c, n, h, w))
+    for i in range(ph):
+        for j in range(pw):
+            dx[:, :, _offsets(i, ho, sh), _offsets(j, wo, sw)] += per_offset(i * pw + j)
+    return dx
+
+
+def _max_pool_forward(x: np.ndarray, r: Resolved) -> tuple[np.ndarray, np.ndarray]:
+    """(max of every window, one-hot of the offset that takes the gradient). On ties the
+    FIRST max in window order (row by row) takes the whole gradient, as numpy's argmax and
+    torch's CPU max pool pick it. (A NaN max routes no gradient: its loss stops training.)"""
+    win = _pool_windows(x, r)
+    out = win.max(axis=0)
+    first = win == out
+    taken = first[0].copy()
+    for k in range(1, len(win)):   # cheaper than argmax along the short leading axis
+        first[k] &= ~taken
+        taken |= first[k]
+    return out, first
+
+
+def _to_channels_first(a: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> the network's (C, N, H, W); flat arrays pass unchanged."""
+    return a.transpose(3, 0, 1, 2) if a.ndim == 4 else a
+
+
+def _to_channels_last(a: np.ndarray) -> np.ndarray:
+    return a.transpose(1, 2, 3, 0) if a.ndim == 4 else a
+
+
+# ----------------------------------------------------------------------------- the model
+def _params(spec: ModelSpec, weights: dict[str, Any], X: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's tensors in float64, after checking their names and shapes against its
+    tables and the shape of the samples `X` against its input."""
+    check_canonical(weights, spec)
+    check_inputs(spec, X, what="zoo.reference")
+    return {name: np.asarray(weights[name], np.float64) for name in spec.weight_shapes()}
+
+
+def _scales(spec: ModelSpec, masks: list[np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
+    """Dropout layer name -> mask / (1 - rate) in the network's layout, one mask per Dropout
+    layer of nonzero rate, in order (`zoo.specs.dropout_masks`); no masks: every Dropout is
+    the identity."""
+    if masks is None:
+        return {}
+    drops = [r for r in spec.resolved if r.kind == "dropout" and r.layer.rate > 0]
+    if len(masks) != len(drops):
+        raise ConfigError(f"{len(masks)} dropout masks for the {len(drops)} Dropout layer(s) "
+                          f"{[r.name for r in drops]} of model {spec.name!r}; pass one mask per "
+                          "Dropout layer (zoo.specs.dropout_masks) or None.")
+    out = {}
+    for r, m in zip(drops, masks, strict=True):
+        m = np.asarray(m, np.float64)
+        if m.shape != (n, *r.input_shape):
+            raise ConfigError(f"{r.name}: its dropout mask has shape {m.shape}, expected "
+                              f"{(n, *r.input_shape)} (the batch, then the layer's input).")
+        out[r.name] = _to_channels_first(m / (1.0 - r.layer.rate))
+    return out
+
+
+def _run(spec: ModelSpec, params: dict[str, np.ndarray], X: np.ndarray,
+         scales: dict[str, np.ndarray], bound: bool = False) -> tuple[np.ndarray, list]:
+    """The forward pass: (raw outputs, one cache per layer for the backward pass).
+
+    bound: the magnitude pass of `rounding_scale` (params are then |weights|, X is |X|):
+    sigmoid and tanh outputs are bounded by 1, so they give 1."""
+    h = _to_channels_first(np.asarray(X, np.float64))
+    tape: list[Any] = []
+    for r in spec.resolved:
+        kind, cache = r.kind, None
+        if kind == "dense":
+            cache = h
+            h = h @ params[f"{r.name}/kernel"] + params[f"{r.name}/bias"]
+        elif kind == "conv2d":
+            h, cache = _conv_forward(h, params[f"{r.name}/kernel"], params[f"{r.name}/bias"], r)
+        elif kind == "max_pool2d":
+            h, cache = _max_pool_forward(h, r)
+        elif kind == "avg_pool2d":
+            h = _pool_windows(h, r).mean(axis=0)
+        elif kind == "flatten":
+            h = _to_channels_last(h).reshape(len(X), -1)
+        elif kind == "dropout":
+            cache = scales.get(r.name)
+            if cache is not None:
+                h = h * cache
+        elif kind == "activation":
+            name = r.layer.name
+            if name == "relu":
+                cache = h
+                h = np.maximum(h, 0.0)
+            elif name in ("sigmoid", "tanh"):
+                h = np.ones_like(h) if bound else sigmoid(h) if name == "sigmoid" else np.tanh(h)
+                cache = h
+        else:  # pragma: no cover - zoo.layers knows no other kind
+            raise ConfigError(f"{r.name}: the numpy reference has no {kind!r} layer.")
+        tape.append(cache)
+    return _to_channels_last(h), tape
+
+
+def _backward(spec: ModelSpec, params: dict[str, np.ndarray], tape: list, dz: np.ndarray,
+              l2: float) -> dict[str, np.ndarray]:
+    """Every weight's gradient from the output gradient `dz`, in model order. The walk stops
+    at the first layer with weights: nothing before it needs a gradient."""
+    resolved = spec.resolved
+    weighted = [i for i, r in enumerate(resolved) if r.tensors]
+    if not weighted:
+        return {}
+    grads: dict[str, np.ndarray] = {}
+    n = len(dz)
+    d = _to_channels_first(dz)
+    for i in range(len(resolved) - 1, weighted[0] - 1, -1):
+        r, cache, kind = resolved[i], tape[i], resolved[i].kind
+        need = i > weighted[0]
+        if kind in ("dense", "conv2d"):
+            k = params[f"{r.name}/kernel"]
+            if kind == "dense":
+                gk, gb = cache.T @ d, d.sum(axis=0)
+                d = d @ k.T if need else None
+            else:
+                d, gk, gb = _conv_backward(d, cache, k, r, need)
+            grads[f"{r.name}/kernel"] = gk + l2 * k if l2 else gk
+            grads[f"{r.name}/bias"] = gb
+        elif kind == "max_pool2d":
+            g = d
+            d = _pool_backward(lambda o, g=g, first=cache: np.where(first[o], g, 0.0), n, r)
+        elif kind == "avg_pool2d":
+            g = d / (r.layer.pool_size[0] * r.layer.pool_size[1])
+            d = _pool_backward(lambda o, g=g: g, n, r)
+        elif kind == "flatten":
+            d = _to_channels_first(d.reshape(n, *r.input_shape))
+        elif kind == "dropout":
+            if cache is not None:
+                d = d * cache
+        elif kind == "activation":
+            name = r.layer.name
+            if name == "relu":
+                d = d * (cache > 0)
+            elif name == "sigmoid":
+                d = d * (cache * (1.0 - cache))
+            elif name == "tanh":
+                d = d * (1.0 - cache * cache)
+    return {name: grads[name] for name in spec.weight_shapes()}
+
+
+def _chunk(spec: ModelSpec) -> int | None:
+    """Samples per forward chunk that keep every im2col patch matrix within `_PATCH_BUDGET`
+    (None: a model without convolutions runs in one piece)."""
+    per_sample = [int(np.prod(r.layer.kernel_size)) * r.input_shape[2]
+                  * r.output_shape[0] * r.output_shape[1]
+                  for r in spec.resolved if r.kind == "conv2d"]
+    return max(1, _PATCH_BUDGET // max(per_sample)) if per_sample else None
+
+
+def _chunked(spec: ModelSpec, fn: Callable[[np.ndarray, list | None], np.ndarray],
+             X: np.ndarray, masks: list[np.ndarray] | None) -> np.ndarray:
+    n, size = len(X), _chunk(spec)
+    if size is None or n <= size:
+        return fn(X, masks)
+    parts = [fn(X[s:s + size], None if masks is None else [m[s:s + size] for m in masks])
+             for s in range(0, n, size)]
+    return np.concatenate(parts)
+
+
+def _data_loss(spec: ModelSpec, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The model's loss (`spec.loss`, mean over the batch) and its gradient w.r.t. `z`."""
     n = len(z)
-    if spec.task == "classification" and spec.name == "svm":
+    if spec.loss == "hinge":
         labels = np.asarray(y, np.int64).ravel()
         loss = hinge_loss(z, labels)
         idx = np.arange(n)
@@ -158,41 +411,152 @@ def loss_and_grads(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
         dz = active
         dz[idx, labels] = -active.sum(axis=1)
         dz /= n
-    elif spec.task == "classification":
+    elif spec.loss == "cross_entropy":
         labels = np.asarray(y, np.int64).ravel()
         loss = cross_entropy_with_logits(z, labels)
         dz = softmax(z)
         dz[np.arange(n), labels] -= 1.0
         dz /= n
-    elif spec.task == "binary":
+    elif spec.loss == "quadratic":
+        loss = quadratic_loss(z, y)
+        a = sigmoid(z)
+        dz = (a - _one_hot(y, z.shape[1])) * a * (1.0 - a) / n
+    elif spec.loss == "binary_cross_entropy":
         t = np.asarray(y, np.float64).reshape(-1, 1)
         loss = binary_cross_entropy_with_logits(z, t)
         dz = (sigmoid(z) - t) / n
-    else:
+    elif spec.loss == "mse":
         t = np.asarray(y, np.float64).reshape(-1, 1)
         loss = mse(z, t)
         dz = 2.0 * (z - t) / n
-    grads: dict[str, np.ndarray] = {}
-    layers = _layers(spec, weights)
-    for i in range(len(layers) - 1, -1, -1):
-        h, _, _ = cache[i]
-        k = layers[i][0]
-        grads[f"dense_{i}/kernel"] = h.T @ dz + l2 * k
-        grads[f"dense_{i}/bias"] = dz.sum(axis=0)
-        if i > 0:
-            dh = dz @ k.T
-            _, zprev, scale = cache[i - 1]
-            dz = dh * (zprev > 0)
-            if scale is not None:
-                dz = dz * scale
+    else:  # pragma: no cover - zoo.models checks the loss names
+        raise ConfigError(f"the numpy reference has no loss {spec.loss!r}.")
+    return loss, dz
+
+
+def _penalty(spec: ModelSpec, params: dict[str, np.ndarray], l2: float) -> float:
+    """0.5 * l2 * the sum of the squared penalised tensors (Dense and Conv2D kernels)."""
+    return 0.5 * l2 * sum(float(np.sum(params[t.name] ** 2))
+                          for r in spec.resolved for t in r.tensors if t.penalised)
+
+
+def _details(spec: ModelSpec, weights: dict[str, Any], X: np.ndarray, y: np.ndarray,
+             masks: list[np.ndarray] | None, l2: float
+             ) -> tuple[np.ndarray, float, dict[str, np.ndarray]]:
+    params = _params(spec, weights, X)
+    z, tape = _run(spec, params, X, _scales(spec, masks, len(X)))
+    loss, dz = _data_loss(spec, z, y)
+    grads = _backward(spec, params, tape, dz, l2)
     if l2:
-        loss += 0.5 * l2 * sum(float(np.sum(k ** 2)) for k, _ in layers)
-    return float(loss), {k: grads[k] for k in sorted(grads, key=_order)}
+        loss += _penalty(spec, params, l2)
+    return z, float(loss), grads
 
 
-def _order(name: str) -> tuple[int, int]:
-    layer, kind = name.split("/")
-    return int(layer.split("_")[1]), 0 if kind == "kernel" else 1
+# ----------------------------------------------------------------------------- public API
+def forward(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+            masks: list[np.ndarray] | None = None) -> np.ndarray:
+    """The model's raw output (logits, or values for regression) in float64. `masks`: one
+    0/1 mask per Dropout layer (`zoo.specs.dropout_masks`), applied as h * (mask / (1 -
+    rate)); without them dropout is the identity."""
+    params = _params(spec, weights, X)
+    return _chunked(spec, lambda Xc, mc: _run(spec, params, Xc, _scales(spec, mc, len(Xc)))[0],
+                    X, masks)
+
+
+def rounding_scale(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+                   masks: list[np.ndarray] | None = None, dtype: str = "float32") -> np.ndarray:
+    """A per-output scale of the rounding a `dtype` forward pass may carry: machine epsilon
+    times the magnitude of what each output sums, |x| propagated with no cancellation
+    through |kernel| (matmul or convolution) and |bias|, the pools (max or mean of the
+    magnitudes), Flatten and the dropout scaling; relu and linear keep the magnitude, sigmoid
+    and tanh outputs are bounded by 1. Two correct implementations that sum in different
+    orders differ by a small fraction of it (measured: under 0.1 of it for the digits MLP in
+    float32), while a different computation differs by the outputs' size."""
+    params = {k: np.abs(v) for k, v in _params(spec, weights, X).items()}
+    a = _chunked(spec, lambda Xc, mc: _run(spec, params, np.abs(np.asarray(Xc, np.float64)),
+                                           _scales(spec, mc, len(Xc)), bound=True)[0],
+                 X, masks)
+    return float(np.finfo(np.dtype(dtype)).eps) * a
+
+
+def loss_and_grads(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                   masks: list[np.ndarray] | None = None, l2: float = 0.0
+                   ) -> tuple[float, dict[str, np.ndarray]]:
+    """The batch loss (`spec.loss`, mean over samples, plus 0.5 * l2 * the sum of squared
+    Dense and Conv2D kernels) and its gradient with respect to every weight, in model order,
+    derived by hand (no autodiff)."""
+    _, loss, grads = _details(spec, weights, X, y, masks, l2)
+    return loss, grads
+
+
+def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
+                 y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
+    """The float64 reference's {"logits", "loss", "grads"} of one batch at `weights`, in the
+    form every framework's `train.step_details` returns (see `zoo.diagnose`)."""
+    z, loss, grads = _details(model_spec, weights, X, y, masks, l2)
+    return {"logits": z, "loss": loss, "grads": grads}
+
+
+class ReferenceModel(dict):
+    """The numpy reference's "model": a dict of float64 arrays (canonical names, model
+    order) that knows its spec, so that `set_weights` can check what it is given."""
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
+        super().__init__(weights)
+        self.spec = spec
+
+
+def build(spec: ModelSpec, init: dict[str, np.ndarray] | None = None, dtype: str = "float64"
+          ) -> ReferenceModel:
+    """The model's weights as float64 arrays: `init` (canonical layout), or the zoo's seeded
+    initial weights `zoo.specs.init_weights(spec, 0, "float64")`."""
+    if dtype != "float64":
+        raise ConfigError(f"the numpy reference computes in float64 only, got dtype {dtype!r}; "
+                          "build it with dtype='float64'.")
+    if init is None:
+        init = init_weights(spec, 0, "float64")
+    check_canonical(init, spec)
+    return ReferenceModel(spec, {name: np.array(init[name], dtype=np.float64)
+                                 for name in spec.weight_shapes()})
+
+
+def get_weights(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Copies of the model's weights (canonical layout, model order)."""
+    return {k: np.array(v, dtype=np.float64) for k, v in model.items()}
+
+
+def set_weights(model: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+    """Load canonical `weights` (copied to float64), after checking every name and shape
+    (`zoo.specs.check_canonical`)."""
+    spec = getattr(model, "spec", None)
+    check_canonical(weights, spec if spec is not None
+                    else {k: np.shape(v) for k, v in model.items()})
+    for name in list(model):
+        model[name] = np.array(weights[name], dtype=np.float64)
+
+
+def predict(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """`spec.output` of the raw outputs, never any dropout: softmax probabilities (N, C),
+    sigmoid activations ((N, 1) logistic, (N, C) nielsen) or values (N, 1)."""
+    check_inputs(spec, X, what="zoo.reference")
+    z = forward(spec, weights, X)
+    if spec.output == "softmax":
+        return softmax(z)
+    return sigmoid(z) if spec.output == "sigmoid" else z
+
+
+def evaluate(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray
+             ) -> dict[str, float]:
+    """{"loss", "accuracy"} (classification: argmax of the outputs; binary: output > 0, i.e.
+    sigmoid > 0.5) or {"loss", "mse"} (regression). The loss is the model's data loss (mean
+    over X, no L2 term), without dropout."""
+    check_inputs(spec, X, y, what="zoo.reference")
+    z = forward(spec, weights, X)
+    loss = _data_loss(spec, z, y)[0]
+    if spec.task == "regression":
+        return {"loss": loss, "mse": loss}
+    pred = (z[:, 0] > 0).astype(np.int64) if spec.task == "binary" else z.argmax(axis=1)
+    return {"loss": loss, "accuracy": float(np.mean(pred == np.asarray(y).ravel()))}
 
 
 class NumpyOptimizer:
@@ -252,20 +616,27 @@ class NumpyOptimizer:
                 raise ValueError(s.name)
 
 
-def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
-          init: dict[str, np.ndarray], *, record_weights: bool | int = False, progress=None):
-    """The float64 reference training loop: the shared batch order, the shared dropout masks,
-    the batch loss before each update, and `NumpyOptimizer`. Returns a `zoo.specs.History`."""
+def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
+          init: dict[str, np.ndarray] | None = None, *, record_weights: bool | int = False,
+          progress: Callable[[int, int, float], None] | None = None) -> History:
+    """The float64 reference training loop: the shared batch order, the shared dropout masks
+    ("shared" mode; otherwise dropout is the identity), the batch loss before each update,
+    and `NumpyOptimizer`. Returns a `zoo.specs.History`.
+
+    `init`: canonical initial weights (default `zoo.specs.init_weights(spec, 0, "float64")`).
+    Like every framework, training stops at the first non-finite loss: `History.stopped_at`
+    is that step, the losses end with it, and the weights are the ones it started from (the
+    last finite ones)."""
     from zoo.data import batch_order
-    from zoo.specs import History, dropout_masks, record_every, records
 
     every = record_every(record_weights)
-
-    params = {k: np.array(v, dtype=np.float64) for k, v in init.items()}
+    check_inputs(model_spec, X, y, what="zoo.reference")
+    params = get_weights(build(model_spec, init))
     opt = NumpyOptimizer(train_spec.optimizer)
     losses: list[float] = []
     snaps: list[dict[str, np.ndarray]] = []
     epoch_seconds: list[float] = []
+    stopped_at: int | None = None
     for epoch in range(train_spec.epochs):
         start = time.perf_counter()
         for step, idx in enumerate(batch_order(len(X), train_spec.batch_size, train_spec.seed,
@@ -273,22 +644,23 @@ def train(model_spec: ModelSpec, train_spec, X: np.ndarray, y: np.ndarray,
             masks = None
             if train_spec.dropout_mode == "shared":
                 masks = dropout_masks(model_spec, len(idx), train_spec.seed, epoch, step) or None
-            loss, grads = loss_and_grads(model_spec, params, X[idx], y[idx], masks, train_spec.l2)
-            losses.append(loss)
-            opt.step(params, grads)
+            # A diverging run overflows: the frameworks say so by the stop below, not by
+            # warnings (which pytest would turn into errors), so neither does the reference.
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, grads = loss_and_grads(model_spec, params, X[idx], y[idx], masks,
+                                             train_spec.l2)
+                losses.append(loss)
+                if not np.isfinite(loss):
+                    stopped_at = len(losses) - 1
+                    break
+                opt.step(params, grads)
             if progress is not None:
                 progress(epoch, step, loss)
             if records(every, len(losses) - 1):
                 snaps.append({k: v.copy() for k, v in params.items()})
         epoch_seconds.append(time.perf_counter() - start)
-    return History(framework="numpy", losses=np.asarray(losses), weights=params,
+        if stopped_at is not None:
+            break
+    return History(framework=FRAMEWORK, losses=np.asarray(losses), weights=params,
                    epoch_seconds=epoch_seconds, step_weights=snaps if every else None,
-                   weights_every=every or 1)
-
-
-def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
-                 y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
-    """The float64 reference's {"logits", "loss", "grads"} of one batch at `weights`, in the
-    form every framework's `train.step_details` returns (see `zoo.diagnose`)."""
-    loss, grads = loss_and_grads(model_spec, weights, X, y, masks, l2)
-    return {"logits": forward(model_spec, weights, X, masks), "loss": loss, "grads": grads}
+                   stopped_at=stopped_at, weights_every=every or 1)

@@ -1,17 +1,18 @@
 """One framework's training run, in a process of its own (`python -m zoo.worker JOB.json`).
 
-The comparison harness (`zoo.compare`) writes the data, the initial weights and a job file;
-this worker imports exactly one framework package, trains, evaluates on the test split and
+The comparison harness (`zoo.compare`) writes the data (already in the model's input shape:
+(N, *spec.input_shape), images NHWC), the initial weights and a job file; this worker imports
+exactly one framework's code (`zoo.frameworks`), trains, evaluates on the test split and
 writes its history as an .npz (no pickles) plus a small JSON of metrics. Progress goes to
 stdout as one JSON object per line so that the parent can show it while it trains.
 
-`keras-torch` is the Keras package on the torch backend: the parent sets KERAS_BACKEND=torch,
-which must happen before keras is first imported, hence a process per framework.
+`keras-torch` is the Keras package on the torch backend: the parent (`zoo.processes.run_process`)
+sets KERAS_BACKEND=torch, which must happen before keras is first imported, hence a process
+per framework.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -21,10 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-#: framework name -> the package that implements it. "numpy" is the float64 reference.
-PACKAGES = {"keras": "keras_models", "keras-torch": "keras_models", "tf1": "tf1_compat",
-            "torch": "torch_models", "numpy": "zoo.reference"}
-
 
 def _emit(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -32,26 +29,11 @@ def _emit(obj: dict) -> None:
 
 
 def train_module(framework: str):
-    """The module with `train`, `evaluate` (and `predict`) for a framework."""
-    pkg = PACKAGES[framework]
-    if framework == "numpy":
-        return importlib.import_module("zoo.reference")
-    return importlib.import_module(f"{pkg}.train")
+    """The module with `train`, `evaluate`, `predict` and `step_details` for a framework
+    (`<package>.train`, or `zoo.reference` for the numpy reference)."""
+    from zoo.frameworks import get
 
-
-def evaluate_numpy(model_spec, weights, X, y) -> dict:
-    """Test metrics from the numpy reference (used for the "numpy" framework)."""
-    from zoo import reference as ref
-
-    z = ref.forward(model_spec, weights, X)
-    if model_spec.task == "regression":
-        m = ref.mse(z, np.asarray(y).reshape(-1, 1))
-        return {"loss": m, "mse": m}
-    if model_spec.task == "binary":
-        return {"loss": ref.binary_cross_entropy_with_logits(z, y),
-                "accuracy": float(np.mean((z[:, 0] > 0).astype(int) == np.asarray(y).ravel()))}
-    loss = ref.hinge_loss(z, y) if model_spec.name == "svm" else ref.cross_entropy_with_logits(z, y)
-    return {"loss": loss, "accuracy": float(np.mean(z.argmax(axis=1) == np.asarray(y).ravel()))}
+    return get(framework).module("train")
 
 
 def run_details(job: dict) -> int:
@@ -77,14 +59,17 @@ def run(job_path: str | os.PathLike) -> int:
     job = json.loads(Path(job_path).read_text())
     if job.get("mode") == "details":
         return run_details(job)
+    from zoo.frameworks import get
+
     fw = job["framework"]
+    framework = get(fw)
     t0 = time.perf_counter()
     mod = train_module(fw)
-    if job.get("workers", 1) > 1 and fw in ("keras", "torch"):  # docs/distributed.md
+    if job.get("workers", 1) > 1 and framework.data_parallel:  # docs/distributed.md
         from zoo.distributed import data_parallel
 
         mod = data_parallel(mod, fw, job["workers"])
-    if fw in ("torch", "keras-torch") and job.get("threads"):
+    if framework.runs_on_torch and job.get("threads"):
         # Workers run side by side, one per core: torch's default of one thread per core
         # then oversubscribes the machine (small models ran ~10x slower).
         import torch
@@ -108,10 +93,7 @@ def run(job_path: str | os.PathLike) -> int:
     hist: History = mod.train(model_spec, train_spec, X_train, y_train, init,
                               record_weights=job.get("record_weights", True), progress=progress)
     train_seconds = time.perf_counter() - t1
-    if fw == "numpy":
-        metrics = evaluate_numpy(model_spec, hist.weights, X_test, y_test)
-    else:
-        metrics = mod.evaluate(model_spec, hist.weights, X_test, y_test)
+    metrics = mod.evaluate(model_spec, hist.weights, X_test, y_test)
     np.savez(job["out"], **hist.to_npz_dict())
     info = {"framework": fw, "metrics": {k: float(v) for k, v in metrics.items()},
             "import_seconds": import_seconds, "train_seconds": train_seconds,

@@ -27,19 +27,19 @@ y_pred = model.predict(x, verbose=0)
 losses = history.history["loss"]
 assert losses[-1] < losses[0]  # Adam's default lr 1e-3 moves slowly: the loss only starts to fall
 
-import keras_models.linear
-import tf1_compat.linear
+import keras_models.model
+import tf1_compat.model
 import torch
-import torch_models.linear
+import torch_models.model
 from zoo.specs import model_spec_for
 
 kernel, bias = model.layers[0].get_weights()
 weights = {"dense_0/kernel": kernel, "dense_0/bias": bias}
 spec = model_spec_for("linear", 3, 1)
-zoo_keras = keras_models.linear.build(spec, weights)(x).numpy()
+zoo_keras = keras_models.model.build(spec, weights)(x).numpy()
 with torch.no_grad():
-    zoo_torch = torch_models.linear.build(spec, weights)(torch.from_numpy(x)).numpy()
-graph = tf1_compat.linear.build(spec, weights)
+    zoo_torch = torch_models.model.build(spec, weights)(torch.from_numpy(x)).numpy()
+graph = tf1_compat.model.build(spec, weights)
 zoo_tf1 = graph.session.run(graph.logits, feed_dict={graph.x: x})
 graph.close()
 for got in (zoo_keras, zoo_torch, zoo_tf1):

@@ -52,9 +52,9 @@ for i, lin in enumerate(linears):
     weights[f"dense_{i}/kernel"] = lin.weight.detach().numpy().T.copy()
     weights[f"dense_{i}/bias"] = lin.bias.detach().numpy().copy()
 
-import keras_models.mlp
-import tf1_compat.mlp
-import torch_models.mlp
+import keras_models.model
+import tf1_compat.model
+import torch_models.model
 from zoo.specs import model_spec_for
 
 spec = model_spec_for("mlp", 784, 10)  # 784 -> 64 -> 32 -> 10, dropout 0.5
@@ -62,11 +62,11 @@ x = inputs.reshape(16, 784).numpy()
 mlp.eval()
 with torch.no_grad():
     seed_logits = mlp(inputs).numpy()
-zoo_torch = torch_models.mlp.build(spec, weights).eval()
+zoo_torch = torch_models.model.build(spec, weights).eval()
 with torch.no_grad():
     torch_logits = zoo_torch(torch.from_numpy(x)).numpy()
-keras_logits = keras_models.mlp.build(spec, weights)(x).numpy()
-graph = tf1_compat.mlp.build(spec, weights)
+keras_logits = keras_models.model.build(spec, weights)(x).numpy()
+graph = tf1_compat.model.build(spec, weights)
 tf1_logits = graph.session.run(graph.logits, feed_dict={graph.x: x})
 graph.close()
 assert np.abs(torch_logits - seed_logits).max() == 0.0

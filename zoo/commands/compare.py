@@ -7,15 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from zoo.commands.data import add_data_arguments, load_from_args
 from zoo.compare import RECORD_BUDGET_MB
 from zoo.errors import ConfigError
+from zoo.frameworks import DEFAULT_COMPARE, FRAMEWORKS
 from zoo.optimizers import OPTIMIZERS
-from zoo.specs import MODELS
-
-#: Default learning rates (SGD on standardised features, batch 32): large enough that 20 epochs
-#: of the bundled datasets reach the accuracy floors of the tests, small enough not to diverge.
-DEFAULT_LR = {"softmax": 0.5, "svm": 0.1, "linear": 0.1, "logistic": 0.5, "mlp": 0.1}
+from zoo.specs import MODELS, ModelSpec
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,23 +24,31 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--optimizer", default="sgd", metavar="NAME",
                    help=f"optimizer: {', '.join(OPTIMIZERS)} (default sgd)")
+    # the defaults (zoo.models): SGD on standardised features, batch 32, large enough that 20
+    # epochs of the bundled datasets reach the tests' accuracy floors, small enough not to diverge
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: " + ", ".join(f"{m} {lr:g}" for m, lr in
-                                                             DEFAULT_LR.items()) + ")")
+                   help="learning rate (default: " + ", ".join(f"{m} {a.default_lr:g}" for m, a
+                                                             in MODELS.items()) + ")")
     p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty 0.5*l2*|kernel|^2 (default 0)")
     p.add_argument("--native-dropout", action="store_true",
                    help="let every framework draw its own dropout masks (default: shared masks)")
+    p.add_argument("--init", metavar="WEIGHTS", default=None,
+                   help="start from these weights (any file the zoo reads: *.npz, *.pt, "
+                        "*.keras, *.ckpt) instead of the zoo's initial weights for --seed")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="data-parallel training on N workers for keras and torch, equal to one "
-                        "process (docs/distributed.md; default 1)")
+                   help="data-parallel training on N workers for "
+                        f"{' and '.join(n for n, f in FRAMEWORKS.items() if f.data_parallel)}, "
+                        "equal to one process (docs/distributed.md; default 1)")
+
+
+def _models(where) -> str:
+    return ", ".join(m for m, a in MODELS.items() if where(a))
 
 
 def build_specs(args: argparse.Namespace):
     """(dataset, model spec, train spec) from parsed arguments, with clear errors."""
-    import numpy as np
-
     from zoo.optimizers import OptimizerSpec
     from zoo.specs import TrainSpec, model_spec_for
 
@@ -50,16 +57,19 @@ def build_specs(args: argparse.Namespace):
                           "COLUMN or --npz PATH.")
     if args.model not in MODELS:  # fail before loading any data
         model_spec_for(args.model, 1, 1)
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.model]
+    arch = MODELS[args.model]
+    lr = args.lr if args.lr is not None else arch.default_lr
     opt = OptimizerSpec(args.optimizer, lr=lr)
     train = TrainSpec(opt, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       dtype=args.dtype, l2=args.l2,
                       dropout_mode="native" if args.native_dropout else "shared")
     ds = load_from_args(args, args.dataset)
-    task = MODELS[args.model][0]
+    task = arch.task
     if task == "regression" and ds.task != "regression":
         raise ConfigError(f"model {args.model!r} is a regression model but dataset {ds.name!r} "
-                          f"is a {ds.task} task; use softmax, svm, mlp or logistic.")
+                          f"is a {ds.task} task; use "
+                          f"{_models(lambda a: a.task == 'classification')} or "
+                          f"{_models(lambda a: a.task == 'binary')}.")
     if task != "regression" and ds.task == "regression":
         from zoo.data import not_labels_reason
 
@@ -69,11 +79,84 @@ def build_specs(args: argparse.Namespace):
                           f"regression task{why}; use the linear model, or encode the classes "
                           "as integers 0..C-1.")
     if task == "binary" and ds.task != "binary":
-        raise ConfigError(f"model 'logistic' needs a binary task but dataset {ds.name!r} has "
-                          f"{ds.n_classes} classes; use softmax (C classes) or a binary dataset "
-                          "such as breast_cancer.")
-    n_out = 1 if task in ("binary", "regression") else ds.n_outputs
-    return ds, model_spec_for(args.model, ds.n_features, n_out), train
+        raise ConfigError(f"model {args.model!r} needs a binary task but dataset {ds.name!r} "
+                          f"has {ds.n_classes} classes; use softmax (C classes) or a binary "
+                          "dataset such as breast_cancer.")
+    return ds, spec_for_dataset(args.model, ds), train
+
+
+def spec_for_dataset(model: str, ds, *, dropout: float | None = None) -> ModelSpec:
+    """The zoo's spec of `model` for the dataset `ds` (a `zoo.data.Dataset`): its sizes, and
+    its image shape for image models. An image model on flat data, or on images it cannot
+    take (a kernel larger than what reaches it), is a ConfigError naming the size it needs
+    and the models that fit."""
+    from zoo.data import flat_data_message, shape_text
+    from zoo.layers import resolve
+    from zoo.specs import minimum_size, model_spec_for
+
+    arch = MODELS[model]
+    n_out = 1 if arch.task in ("binary", "regression") else ds.n_outputs
+    if arch.image and ds.image_shape is None:
+        raise ConfigError(flat_data_message(model, ds))
+    spec = model_spec_for(model, ds.n_features, n_out, dropout=dropout,
+                          input_shape=ds.image_shape)
+    try:
+        resolve(spec.layers, spec.input_shape)
+    except ConfigError as exc:
+        h, w = spec.input_shape[:2]
+        need = minimum_size(spec)
+        fit = [m for m, a in MODELS.items() if a.image and m != model
+               and _fits(m, spec.input_shape, n_out)]
+        other = f" or a model that fits {h}x{w} images: {', '.join(fit)}" if fit else ""
+        why = str(exc).split(";")[0]
+        size = f"images of at least {need}x{need}" if need else "larger images"
+        raise ConfigError(f"model {model!r} needs {size} but dataset {ds.name!r} has "
+                          f"{shape_text(spec.input_shape)} images ({why}); use larger "
+                          f"images{other}.") from None
+    return spec
+
+
+def _fits(model: str, shape: tuple[int, ...], n_out: int) -> bool:
+    from zoo.specs import model_spec_for
+
+    try:
+        return bool(model_spec_for(model, int(np.prod(shape)), n_out, input_shape=shape).resolved)
+    except ConfigError:
+        return False
+
+
+def load_init(path: str, spec: ModelSpec, ds_name: str, dtype: str,
+              alongside: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The weights of `--init PATH` (any format the zoo reads) for the run's `spec`, in
+    `dtype`. Weights of another model, or of the same model for other inputs (a channel
+    count, an image size, a number of features or classes), are a ConfigError naming both.
+    `alongside`: frameworks that will share this process (imported in a safe order)."""
+    from zoo import frameworks, interchange
+    from zoo.data import shape_text
+
+    fmt = interchange.stored_format(path)
+    interchange.check_exists(fmt, path)
+    frameworks.import_in_order([*alongside, frameworks.for_format(fmt)])
+    got, weights = interchange.load(path)
+    if got.name != spec.name:
+        raise ConfigError(f"--init {path!r} holds weights of model {got.name!r}, not "
+                          f"{spec.name!r}; pass weights saved for {spec.name} (zoo train "
+                          f"{spec.name} ... --save PATH) or leave --init out.")
+    want, have = spec.weight_shapes(), got.weight_shapes()
+    if want == have:
+        return {k: np.asarray(weights[k], dtype) for k in want}
+    c_got, c_want = got.input_shape[-1], spec.input_shape[-1]
+    if len(spec.input_shape) == 3 and len(got.input_shape) == 3 and c_got != c_want:
+        raise ConfigError(f"--init {path!r} holds a {got.name} for {c_got}-channel images but "
+                          f"dataset {ds_name!r} has {c_want}-channel images; pass weights "
+                          f"trained on {c_want}-channel images or leave --init out.")
+    name = next((k for k in want if have.get(k) != want[k]), None) or next(iter(have))
+    shown = have.get(name)
+    raise ConfigError(f"--init {path!r} holds a {got.name} for input {shape_text(got.input_shape)} "
+                      f"and {got.n_outputs} outputs but dataset {ds_name!r} needs input "
+                      f"{shape_text(spec.input_shape)} and {spec.n_outputs} outputs ({name} is "
+                      f"{shown}, the model needs {want.get(name)}); pass weights saved for this "
+                      "data or leave --init out.")
 
 
 def _record_every_arg(text: str) -> bool | int:
@@ -91,9 +174,10 @@ def _record_every_arg(text: str) -> bool | int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p)
-    p.add_argument("--frameworks", default="keras,tf1,torch",
-                   help="comma-separated: keras, tf1, torch, keras-torch (Keras on the torch "
-                        "backend), numpy (float64 reference). Default keras,tf1,torch")
+    p.add_argument("--frameworks", default=",".join(DEFAULT_COMPARE),
+                   help="comma-separated: " + "; ".join(f"{n} ({fw.description})" for n, fw in
+                                                        FRAMEWORKS.items())
+                        + f". Default {','.join(DEFAULT_COMPARE)}")
     p.add_argument("--reference", default=None,
                    help="framework the others are compared against (default: the first)")
     p.add_argument("--out", metavar="DIR", default=None,
@@ -122,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
     frameworks = cmp.parse_frameworks(args.frameworks)
     record = _record_every_arg(args.record_every)
     ds, model_spec, train_spec = build_specs(args)
+    init = None
+    if args.init:
+        init = load_init(args.init, model_spec, ds.name, train_spec.dtype)
     plan = cmp.record_plan(model_spec, train_spec, len(ds.X_train), frameworks, record)
     if args.diagnose and plan.every > 1 and record is not True:
         raise ConfigError(f"--diagnose needs the weights after every step, not every "
@@ -156,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             elif ev.get("event") == "progress":
                 prog.update(tasks[fw], advance=1, loss=f"{ev['loss']:.4f}")
 
-        comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks,
+        comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks, init=init,
                            reference=args.reference, on_event=on_event,
                            workers=args.workers, record_weights=record)
     if args.diagnose:

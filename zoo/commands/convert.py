@@ -1,16 +1,23 @@
-"""Convert saved weights between the frameworks' native formats: .keras (Keras), .pt (torch
-state_dict) and .ckpt (TF1 Saver checkpoint prefix). The target format follows DST's suffix or
---to; every file is loaded safely (no unpickling) and checked against its JSON sidecar."""
+"""Convert saved weights between the frameworks' native formats, .keras (Keras), .pt (torch
+state_dict) and .ckpt (TF1 Saver checkpoint prefix), and the zoo's canonical .npz (canonical
+names as keys, canonical layout: readable with numpy alone). The target format follows DST's
+suffix or --to; every file is loaded safely (no unpickling) and checked against its JSON
+sidecar, and every written file gets one."""
 
 from __future__ import annotations
 
 import argparse
 
+from zoo.interchange import FORMATS
+
+_FORMATS = tuple(dict.fromkeys(FORMATS.values()))
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", metavar="SRC", help="weights to read: *.keras, *.pt or *.ckpt")
-    p.add_argument("dst", metavar="DST", help="weights to write: *.keras, *.pt or *.ckpt")
-    p.add_argument("--to", choices=("keras", "torch", "tf1"), default=None,
+    suffixes = ", ".join(f"*{s}" for s in FORMATS)
+    p.add_argument("src", metavar="SRC", help=f"weights to read: {suffixes}")
+    p.add_argument("dst", metavar="DST", help=f"weights to write: {suffixes}")
+    p.add_argument("--to", choices=_FORMATS, default=None,
                    help="target format (default: from DST's suffix)")
     p.add_argument("--force", action="store_true", help="overwrite an existing DST")
 

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     t = Table(title=f"dataset {s['name']} ({s['task']})", show_header=False)
     t.add_row("source", s["source"])
-    shape = f" ({'x'.join(map(str, s['image_shape']))} images)" if "image_shape" in s else ""
+    shape = f" ({data.shape_text(s['image_shape'])} images)" if "image_shape" in s else ""
     t.add_row("samples", f"{s['train_samples']:,} train / {s['test_samples']:,} test")
     t.add_row("split", s["split"])
     t.add_row("features", f"{s['features']}{shape}")

@@ -1,4 +1,4 @@
-"""List the models, the frameworks that implement each, the optimizers and the datasets.
+"""List the models, the frameworks that run each, the optimizers and the datasets.
 Nothing here imports a deep-learning framework: module files are located, not imported."""
 
 from __future__ import annotations
@@ -6,19 +6,32 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from zoo.data import DATASETS
+from zoo.data import DATASETS, IMAGE_SHAPES
+from zoo.frameworks import FRAMEWORKS
 from zoo.optimizers import OPTIMIZERS
 from zoo.specs import MODELS
 
-FRAMEWORK_PACKAGES = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models"}
+#: the gradient-descent demo of seeds 000 and 004 (`zoo quadratic`): not a layer model
+QUADRATIC = "quadratic"
+
+
+def _exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def available() -> dict[str, dict[str, bool]]:
-    """model -> framework -> whether `<package>/<model>.py` exists."""
-    out: dict[str, dict[str, bool]] = {}
-    for model in (*MODELS, "quadratic"):
-        out[model] = {fw: importlib.util.find_spec(f"{pkg}.{model}") is not None
-                      for fw, pkg in FRAMEWORK_PACKAGES.items()}
+    """model -> framework -> whether the framework runs it: every model of `zoo.models` runs
+    in every framework that implements the protocol (its model module exists); the quadratic
+    demo where `<package>/quadratic.py` exists."""
+    from zoo.quadratic import FRAMEWORKS as QUADRATIC_FRAMEWORKS
+
+    runs = {n: _exists(fw.module_name("model")) for n, fw in FRAMEWORKS.items()}
+    out = {model: dict(runs) for model in MODELS}
+    out[QUADRATIC] = {n: n in QUADRATIC_FRAMEWORKS and _exists(QUADRATIC_FRAMEWORKS[n])
+                      for n in FRAMEWORKS}
     return out
 
 
@@ -31,23 +44,38 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps({"models": matrix, "optimizers": list(OPTIMIZERS),
-                          "datasets": list(DATASETS)}, indent=2))
+        print(json.dumps({
+            "models": matrix,
+            "frameworks": {n: {"package": fw.package, "description": fw.description,
+                               "weights": fw.suffix, "data_parallel": fw.data_parallel,
+                               "zoo_train": fw.cli_train} for n, fw in FRAMEWORKS.items()},
+            "optimizers": list(OPTIMIZERS), "datasets": list(DATASETS)}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
     t = Table(title="models by framework")
     t.add_column("model")
-    for fw in FRAMEWORK_PACKAGES:
+    for fw in FRAMEWORKS:
         t.add_column(fw, justify="center")
+    t.add_column("input")
     t.add_column("what")
     for model, fws in matrix.items():
-        desc = MODELS[model][2] if model in MODELS else "minimise a*w^2 + b*w + c (seeds 000, 004)"
-        t.add_row(model, *("yes" if fws[fw] else "-" for fw in FRAMEWORK_PACKAGES), desc)
-    console = Console() if Console().is_terminal else Console(width=150)
+        arch = MODELS.get(model)
+        desc = arch.description if arch else "minimise a*w^2 + b*w + c (seeds 000, 004)"
+        kind = ("images" if arch.image else "features") if arch else "-"
+        t.add_row(model, *("yes" if fws[fw] else "-" for fw in FRAMEWORKS), kind, desc)
+    console = Console() if Console().is_terminal else Console(width=170)
     console.print(t)
+    f = Table(title="frameworks")
+    for col in ("framework", "package", "weights", "data-parallel", "zoo train", "what"):
+        f.add_column(col)
+    for n, fw in FRAMEWORKS.items():
+        f.add_row(n, fw.package, fw.suffix or "-", "yes" if fw.data_parallel else "-",
+                  "yes" if fw.cli_train else "-", fw.description)
+    console.print(f)
     console.print(f"optimizers: {', '.join(OPTIMIZERS)}")
-    console.print(f"datasets:   {', '.join(DATASETS)}")
-    console.print("keras-torch (Keras 3 on the torch backend) runs every keras model.")
+    console.print(f"datasets:   {', '.join(DATASETS)} (images: "
+                  + ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in IMAGE_SHAPES.items())
+                  + ")")
     return 0

@@ -1,6 +1,7 @@
-"""Predict a dataset's test split with saved weights of any format (.keras, .pt, .ckpt),
-computed by the framework that wrote the file: class probabilities, P(y=1) for logistic, or
-values for regression, as JSON {"predictions": [[...], ...]}."""
+"""Predict a dataset's test split with saved weights of any format (.keras, .pt, .ckpt, or the
+canonical .npz), computed by the framework that wrote the file (the float64 numpy reference
+for .npz): class probabilities, P(y=1) for logistic, sigmoid activations for nielsen, or values
+for regression, as JSON {"predictions": [[...], ...]}."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from pathlib import Path
 from zoo.commands.data import add_data_arguments, load_from_args
 from zoo.errors import ConfigError
 
-_PACKAGES = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models"}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("weights", metavar="WEIGHTS", help="saved weights: *.keras, *.pt or *.ckpt")
+    p.add_argument("weights", metavar="WEIGHTS",
+                   help="saved weights: *.keras, *.pt, *.ckpt or *.npz (canonical)")
     p.add_argument("--dataset", metavar="NAME", help="dataset name (see `zoo data --list`)")
     add_data_arguments(p)
     p.add_argument("--json", metavar="PATH", default=None,
@@ -23,10 +23,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
 
 
-def run(args: argparse.Namespace) -> int:
-    import importlib
+def split_inputs(spec, ds, weights_path: str):
+    """The dataset's test split in the input shape of the saved model `spec`, or a
+    ConfigError naming what the model was trained on and what the dataset has."""
+    from zoo.data import shape_text
 
-    from zoo import interchange
+    want = tuple(spec.input_shape)
+    have = ds.image_shape if len(want) == 3 else (ds.n_features,)
+    if len(want) == 3 and have is None:
+        what, got = f"{shape_text(want)} images", f"{ds.n_features} flat features"
+    elif have is not None and tuple(have) != want:
+        what = f"{shape_text(want)} images" if len(want) == 3 else f"{want[0]} features"
+        got = f"{shape_text(have)} images" if len(want) == 3 else f"{have[0]}"
+    else:
+        return ds.inputs(spec, "test")
+    raise ConfigError(f"{weights_path!r} holds a {spec.name} model for {what} but dataset "
+                      f"{ds.name!r} has {got}; predict the dataset the model was trained on.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo import frameworks, interchange
 
     fmt = interchange.stored_format(args.weights)
     interchange.check_exists(fmt, args.weights)
@@ -37,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
                           "COLUMN or --npz PATH.")
     ds = load_from_args(args, args.dataset)
     spec, weights = interchange.load(args.weights)
-    if ds.n_features != spec.n_features:
-        raise ConfigError(f"{args.weights!r} holds a {spec.name} model for {spec.n_features} "
-                          f"features but dataset {ds.name!r} has {ds.n_features}; predict "
-                          "the dataset the model was trained on.")
-    pkg = importlib.import_module(f"{_PACKAGES[fmt]}.train")
-    pred = pkg.predict(spec, weights, ds.X_test)
+    X = split_inputs(spec, ds, args.weights)
+    pred = frameworks.for_format(fmt).predict(spec, weights, X)
     doc = {"predictions": [[float(v) for v in row] for row in pred.reshape(len(pred), -1)],
            "model": spec.name, "format": fmt, "dataset": ds.name}
     text = json.dumps(doc)

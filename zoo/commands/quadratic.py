@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.frameworks import NAMES
 from zoo.optimizers import OPTIMIZERS, OptimizerSpec
 from zoo.quadratic import (
     FRAMEWORKS,
@@ -27,7 +28,7 @@ from zoo.quadratic import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frameworks", default=",".join(("keras", "tf1", "torch")),
+    p.add_argument("--frameworks", default=",".join(n for n in NAMES if n in FRAMEWORKS),
                    help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
     p.add_argument("--coefficients", default="1,-10,25", metavar="A,B,C",
                    help="J(w) = A*w^2 + B*w + C with A > 0 (default 1,-10,25; "

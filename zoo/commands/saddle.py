@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import ConfigError
+from zoo.frameworks import NAMES
 from zoo.optimizers import OPTIMIZERS, OptimizerSpec
 from zoo.quadratic import (
     FRAMEWORKS,
@@ -29,7 +30,7 @@ from zoo.quadratic import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frameworks", default="keras,tf1,torch",
+    p.add_argument("--frameworks", default=",".join(n for n in NAMES if n in FRAMEWORKS),
                    help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS),
                    help="comma-separated optimizers (default: all)")

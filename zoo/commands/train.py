@@ -1,27 +1,28 @@
-"""Train one model in one framework (in this process) from the zoo's canonical initial weights,
-print the final loss and the test metric, and optionally save the weights in the framework's
-native format (.keras, .pt or a TF1 .ckpt prefix) with a JSON sidecar."""
+"""Train one model in one framework (in this process) from the zoo's canonical initial weights
+(or --init WEIGHTS), print the final loss and the test metric, and optionally save the weights
+in the framework's native format (.keras, .pt or a TF1 .ckpt prefix) or as the canonical .npz,
+with a JSON sidecar."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from zoo.commands.compare import add_train_arguments, build_specs
-from zoo.errors import unknown_name
+from zoo.commands.compare import add_train_arguments, build_specs, load_init
+from zoo.frameworks import CANONICAL_FORMAT, FRAMEWORKS, names
 
-FRAMEWORKS = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models"}
-_SUFFIX = {"keras": ".keras", "torch": ".pt", "tf1": ".ckpt"}
+#: the frameworks `zoo train` runs in its own process
+TRAINABLE = names(cli_train=True)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p)
-    p.add_argument("--framework", default="keras", metavar="NAME",
-                   help="keras, tf1 or torch (default keras)")
+    p.add_argument("--framework", default=TRAINABLE[0], metavar="NAME",
+                   help=f"{', '.join(TRAINABLE)} (default {TRAINABLE[0]})")
     p.add_argument("--save", metavar="PATH", default=None,
-                   help="save the trained weights here: *.keras, *.pt or *.ckpt (TF1 prefix); "
-                        "the suffix must match the framework's native format")
+                   help="save the trained weights here: the framework's native format ("
+                        + ", ".join(f"*{FRAMEWORKS[n].suffix} {n}" for n in TRAINABLE)
+                        + ") or *.npz (canonical weights)")
     p.add_argument("--checkpoint-dir", metavar="DIR", default=None,
                    help="save a checkpoint (weights, optimizer state, epoch) to DIR/<framework>"
                         ".ckpt.npz at the end of every epoch, atomically")
@@ -32,47 +33,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo import interchange
+    from zoo import frameworks, interchange
     from zoo.errors import ConfigError
     from zoo.specs import init_weights
 
-    if args.framework not in FRAMEWORKS:
-        raise unknown_name("framework", args.framework, list(FRAMEWORKS))
+    if args.framework in frameworks.NAMES and args.framework not in TRAINABLE:
+        raise ConfigError(f"zoo train runs {', '.join(TRAINABLE[:-1])} and {TRAINABLE[-1]} "
+                          f"in its own process, not {args.framework}; train {args.framework} "
+                          f"with `zoo compare MODEL --frameworks {args.framework},...`.")
+    fw = frameworks.get(args.framework, among=TRAINABLE)
     if args.resume and not args.checkpoint_dir:
         raise ConfigError("--resume needs --checkpoint-dir DIR naming the checkpoint to continue.")
     if args.save:
         fmt = interchange.format_of(args.save)
-        if fmt != args.framework:
+        if fmt not in (fw.weight_format, CANONICAL_FORMAT):
             raise ConfigError(f"--save {args.save!r} is a {fmt} file but the model is trained "
-                              f"in {args.framework}; save it as *{_SUFFIX[args.framework]} "
-                              "and use `zoo convert` for other formats.")
+                              f"in {fw.name}; save it as *{fw.suffix} (or *.npz, the canonical "
+                              "weights) and use `zoo convert` for other formats.")
         interchange.check_target(fmt, args.save, args.force)  # fail before training
     ds, model_spec, train_spec = build_specs(args)
+    if args.init:
+        init = load_init(args.init, model_spec, ds.name, train_spec.dtype, alongside=(fw.name,))
+    else:
+        init = init_weights(model_spec, seed=args.seed, dtype=train_spec.dtype)
     if train_spec.batch_size > len(ds.X_train):
         print(f"batch size {train_spec.batch_size} > {len(ds.X_train)} training samples: one "
               "full batch per epoch (full-batch gradient descent)")
-    pkg = importlib.import_module(f"{FRAMEWORKS[args.framework]}.train")
     from zoo.distributed import data_parallel  # --workers N: docs/distributed.md
 
-    pkg = data_parallel(pkg, args.framework, args.workers, cli=True)
-    init = init_weights(model_spec, seed=args.seed, dtype=train_spec.dtype)
+    pkg = data_parallel(fw.module("train"), fw.name, args.workers, cli=True)
     ckpt_args = {}
     if args.checkpoint_dir:
         ckpt_args = {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume,
                      "force": args.force}
-    if args.framework == "keras" and (args.workers or 1) == 1:
+    if fw.name == "keras" and (args.workers or 1) == 1:
         # Keras's fast path: a whole epoch per tf.function call (bit-identical results,
         # tests/test_keras_models.py; ~4x faster at batch 32, docs/benchmarks.md).
         ckpt_args["steps_per_execution"] = -(-len(ds.X_train) // train_spec.batch_size)
-    hist = pkg.train(model_spec, train_spec, ds.X_train, ds.y_train, init, **ckpt_args)
-    metrics = pkg.evaluate(model_spec, hist.weights, ds.X_test, ds.y_test)
+    hist = pkg.train(model_spec, train_spec, ds.inputs(model_spec), ds.y_train, init,
+                     **ckpt_args)
+    metrics = pkg.evaluate(model_spec, hist.weights, ds.inputs(model_spec, "test"), ds.y_test)
     final = float(hist.losses[-1]) if len(hist.losses) else float("nan")
-    print(f"{args.framework} {model_spec.name} on {ds.name}: {len(hist.losses)} steps, "
+    print(f"{fw.name} {model_spec.name} on {ds.name}: {len(hist.losses)} steps, "
           f"final training loss {final:.6f}")
     metric = "mse" if "mse" in metrics else "accuracy"
     print(f"test loss {metrics['loss']:.6f}, test {metric} {metrics[metric]:.4f}")
     if args.save:
-        interchange.save(args.framework, model_spec, hist.weights, args.save, force=args.force)
+        interchange.save(interchange.format_of(args.save), model_spec, hist.weights, args.save,
+                         force=args.force)
         print(f"wrote {args.save} (+ {interchange.sidecar_path(args.save).name})")
     if hist.stopped_at is not None:
         sys.stderr.write(divergence_message(hist.stopped_at, len(ds.X_train), train_spec) + "\n")

@@ -1,0 +1,393 @@
+"""The float64 numpy reference (`zoo.reference`) on every canonical layer and every loss.
+
+The reference is the oracle of every parity test, so it is checked against things that do not
+share its code: central finite differences of its own loss (every layer kind, every loss,
+'same' padding with an odd total, strides, overlapping pools, dropout masks, the L2 term), a
+naive loop convolution and pooling written here, closed forms (seed 001's quadratic cost), and
+the contract every framework keeps (stop at the first non-finite loss).
+
+Layer lists that no zoo model has are run through a probe architecture registered for the
+test only (`zoo.models.ARCHITECTURES` is the one place a model is declared).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from zoo import reference as ref
+from zoo.data import batch_order
+from zoo.data import load as load_data
+from zoo.errors import ConfigError
+from zoo.layers import (
+    Activation,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    same_padding,
+)
+from zoo.models import ARCHITECTURES, Architecture
+from zoo.optimizers import OptimizerSpec
+from zoo.specs import ModelSpec, TrainSpec, dropout_masks, init_weights, model_spec_for
+
+#: Analytic gradients must match central differences (step 1e-6) this closely, relative to
+#: the gradient's norm: truncation ~1e-12, rounding ~eps * loss / step ~1e-10.
+GRAD_RTOL = 1e-6
+TASK_OF = {"cross_entropy": "classification", "hinge": "classification",
+           "quadratic": "classification", "binary_cross_entropy": "binary", "mse": "regression"}
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    """probe(layers, input_shape, loss, n_outputs) -> a ModelSpec of that layer list."""
+
+    def make(layers, input_shape, loss="cross_entropy", n_outputs=3) -> ModelSpec:
+        output = {"cross_entropy": "softmax", "hinge": "softmax", "quadratic": "sigmoid",
+                  "binary_cross_entropy": "sigmoid", "mse": "identity"}[loss]
+        arch = Architecture("probe", TASK_OF[loss], loss, output, "test layer list",
+                            lambda spec: list(layers), image=len(input_shape) == 3)
+        monkeypatch.setitem(ARCHITECTURES, "probe", arch)
+        return ModelSpec("probe", int(np.prod(input_shape)), n_outputs,
+                         input_shape=tuple(input_shape))
+
+    return make
+
+
+def targets(spec: ModelSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    if spec.task == "regression":
+        return rng.normal(size=(n, 1))
+    return rng.integers(0, 2 if spec.task == "binary" else spec.n_outputs, n)
+
+
+def numeric_grads(spec, weights, X, y, masks=None, l2=0.0, step=1e-6) -> dict[str, np.ndarray]:
+    """Central differences of the reference's loss, one weight at a time."""
+    w = {k: np.array(v, np.float64) for k, v in weights.items()}
+    out = {}
+    for name, a in w.items():
+        g = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            keep = a[idx]
+            a[idx] = keep + step
+            up = ref.loss_and_grads(spec, w, X, y, masks, l2)[0]
+            a[idx] = keep - step
+            down = ref.loss_and_grads(spec, w, X, y, masks, l2)[0]
+            a[idx] = keep
+            g[idx] = (up - down) / (2 * step)
+        out[name] = g
+    return out
+
+
+def grad_errors(spec, weights, X, y, masks=None, l2=0.0) -> dict[str, float]:
+    """Per tensor: |analytic - numeric| / |numeric| (Euclidean norms)."""
+    _, grads = ref.loss_and_grads(spec, weights, X, y, masks, l2)
+    num = numeric_grads(spec, weights, X, y, masks, l2)
+    assert list(grads) == list(spec.weight_shapes())  # model order
+    return {k: float(np.linalg.norm(grads[k] - num[k]) / max(np.linalg.norm(num[k]), 1e-12))
+            for k in grads}
+
+
+def random_weights(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
+    """Initial weights plus random biases (zero biases would leave bias paths untested)."""
+    rng = np.random.default_rng(seed)
+    return {k: v + (0.1 * rng.normal(size=v.shape) if k.endswith("/bias") else 0.0)
+            for k, v in init_weights(spec, seed, "float64").items()}
+
+
+# Every layer kind, each after a weighted layer so that its input gradient is exercised.
+LAYER_CASES = {
+    "dense_relu_sigmoid_tanh_linear": (
+        (5,), [Dense(4), Activation("relu"), Dense(4), Activation("sigmoid"), Dense(3),
+               Activation("tanh"), Dense(4), Activation("linear"), Dense(3)]),
+    "conv_valid_stride1": (
+        (6, 6, 2), [Conv2D(3, 3), Activation("tanh"), Conv2D(2, 3), Flatten(), Dense(3)]),
+    "conv_same_stride2_odd_total_even_input": (   # 8 -> 4: total padding 1, (0, 1)
+        (8, 8, 1), [Conv2D(2, 3, padding="same"), Activation("tanh"),
+                    Conv2D(3, 3, strides=2, padding="same"), Flatten(), Dense(3)]),
+    "conv_same_even_kernel_odd_input": (            # 4x4 kernel on 7x7: total 3, (1, 2)
+        (7, 7, 1), [Conv2D(2, (4, 2), padding="same"), Activation("sigmoid"),
+                    Conv2D(2, 4, strides=(2, 3), padding="same"), Flatten(), Dense(3)]),
+    "conv_valid_stride2_leftover_row": (            # 8 -> 3: the last row is never read
+        (8, 8, 2), [Conv2D(2, 3), Activation("tanh"), Conv2D(3, 2, strides=2), Flatten(),
+                    Dense(3)]),
+    "max_pool": (
+        (8, 8, 1), [Conv2D(3, 3, padding="same"), MaxPool2D(2), Conv2D(2, 2), Flatten(),
+                    Dense(3)]),
+    "max_pool_overlapping_odd": (                   # 3x3 windows, stride 2 on 7x7: overlaps
+        (7, 7, 1), [Conv2D(2, 1), MaxPool2D(3, strides=2), Flatten(), Dense(3)]),
+    "avg_pool": (
+        (8, 8, 1), [Conv2D(3, 3, padding="same"), AvgPool2D(2), Activation("relu"), Flatten(),
+                    Dense(3)]),
+    "avg_pool_overlapping_odd": (
+        (7, 7, 2), [Conv2D(2, 2), AvgPool2D((3, 2), strides=(1, 2)), Flatten(), Dense(3)]),
+    "dropout_on_images_and_features": (
+        (6, 6, 1), [Conv2D(2, 3, padding="same"), Dropout(0.3), Activation("relu"), Flatten(),
+                    Dense(5), Dropout(0.5), Activation("relu"), Dense(3)]),
+}
+
+
+@pytest.mark.parametrize("case", list(LAYER_CASES))
+def test_every_layer_gradient_matches_central_differences(probe, case):
+    shape, layers = LAYER_CASES[case]
+    spec = probe(layers, shape)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(5, *shape))
+    y = targets(spec, 5, rng)
+    masks = dropout_masks(spec, 5, seed=3, epoch=0, step=0, dtype="float64") or None
+    errors = grad_errors(spec, random_weights(spec, 2), X, y, masks)
+    assert max(errors.values()) < GRAD_RTOL, errors
+
+
+@pytest.mark.parametrize("loss", list(TASK_OF))
+def test_every_loss_gradient_matches_central_differences(probe, loss):
+    n_out = 1 if loss in ("binary_cross_entropy", "mse") else 3
+    spec = probe([Conv2D(2, 3, strides=2, padding="same"), Activation("relu"), Flatten(),
+                  Dense(4), Activation("sigmoid"), Dense(n_out)], (6, 6, 1), loss, n_out)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(6, 6, 6, 1))
+    errors = grad_errors(spec, random_weights(spec, 5), X, targets(spec, 6, rng))
+    assert max(errors.values()) < GRAD_RTOL, errors
+
+
+def test_l2_adds_half_l2_squared_kernels_to_the_loss_and_l2_kernel_to_the_gradient(probe):
+    spec = probe([Conv2D(2, 3), Activation("relu"), Flatten(), Dense(3)], (5, 5, 1))
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(4, 5, 5, 1)), rng.integers(0, 3, 4)
+    w = random_weights(spec, 7)
+    l2 = 0.03
+    loss0, g0 = ref.loss_and_grads(spec, w, X, y)
+    loss, g = ref.loss_and_grads(spec, w, X, y, l2=l2)
+    kernels = ["conv2d_0/kernel", "dense_0/kernel"]
+    assert loss - loss0 == pytest.approx(
+        0.5 * l2 * sum(float(np.sum(w[k] ** 2)) for k in kernels), rel=1e-12)
+    for k in g:
+        np.testing.assert_allclose(g[k] - g0[k], l2 * w[k] if k in kernels else 0.0,
+                                   rtol=1e-10, atol=1e-15)
+    assert max(grad_errors(spec, w, X, y, l2=l2).values()) < GRAD_RTOL
+
+
+# ----------------------------------------------------------------------------- naive loops
+def naive_conv(x, kernel, bias, strides, padding):
+    """Direct loops: output pixel by pixel, TF padding (the odd one after), in x's dtype."""
+    n, h, w, c = x.shape
+    kh, kw, _, f = kernel.shape
+    sh, sw = strides
+    if padding == "same":
+        (pt, pb), (pl, pr) = same_padding(h, kh, sh), same_padding(w, kw, sw)
+    else:
+        pt = pb = pl = pr = 0
+    xp = np.zeros((n, h + pt + pb, w + pl + pr, c), x.dtype)
+    xp[:, pt:pt + h, pl:pl + w] = x
+    ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    out = np.zeros((n, ho, wo, f), x.dtype)
+    for s in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                for o in range(f):
+                    total = bias[o]
+                    for a in range(kh):
+                        for b in range(kw):
+                            for ch in range(c):
+                                total += xp[s, i * sh + a, j * sw + b, ch] * kernel[a, b, ch, o]
+                    out[s, i, j, o] = total
+    return out
+
+
+def naive_pool(x, size, strides, reduce):
+    n, h, w, c = x.shape
+    (ph, pw), (sh, sw) = size, strides
+    ho, wo = (h - ph) // sh + 1, (w - pw) // sw + 1
+    out = np.zeros((n, ho, wo, c), x.dtype)
+    for s in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                for ch in range(c):
+                    out[s, i, j, ch] = reduce(x[s, i * sh:i * sh + ph, j * sw:j * sw + pw, ch])
+    return out
+
+
+@pytest.mark.parametrize("shape,kernel,strides,padding", [
+    ((6, 6, 2), (3, 3), (1, 1), "valid"),
+    ((6, 6, 2), (3, 3), (1, 1), "same"),
+    ((8, 8, 1), (3, 3), (2, 2), "same"),     # total padding 1: (0, 1)
+    ((7, 6, 2), (4, 2), (2, 3), "same"),
+    ((7, 7, 3), (2, 3), (2, 2), "valid"),
+])
+def test_conv_forward_equals_a_naive_loop(probe, shape, kernel, strides, padding):
+    layer = Conv2D(3, kernel, strides=strides, padding=padding)
+    spec = probe([layer, Flatten()], shape)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3, *shape))
+    w = random_weights(spec, 9)
+    want = naive_conv(X, w["conv2d_0/kernel"], w["conv2d_0/bias"], strides, padding)
+    assert spec.resolved[0].output_shape == want.shape[1:]
+    np.testing.assert_allclose(ref.forward(spec, w, X), want.reshape(len(X), -1),
+                               rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("pool,reduce", [(MaxPool2D, np.max), (AvgPool2D, np.mean)])
+@pytest.mark.parametrize("size,strides", [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 2), (1, 2))])
+def test_pool_forward_equals_a_naive_loop(probe, pool, reduce, size, strides):
+    spec = probe([Conv2D(2, 1), pool(size, strides), Flatten()], (7, 7, 2))
+    w = {"conv2d_0/kernel": np.eye(2).reshape(1, 1, 2, 2), "conv2d_0/bias": np.zeros(2)}
+    X = np.random.default_rng(10).normal(size=(3, 7, 7, 2))
+    np.testing.assert_allclose(ref.forward(spec, w, X),
+                               naive_pool(X, size, strides, reduce).reshape(3, -1), rtol=1e-14)
+
+
+def test_rounding_scale_bounds_a_float32_cnn_forward():
+    # The cnn computed in float32 by the naive loops above (a summation order of its own):
+    # its distance to the float64 forward stays within the generalised rounding scale.
+    spec = model_spec_for("cnn", 64, 10, input_shape=(8, 8, 1))
+    rng = np.random.default_rng(16)
+    w = {k: (v * 5).astype(np.float32) for k, v in random_weights(spec, 17).items()}
+    X = rng.normal(0, 3, (4, 8, 8, 1)).astype(np.float32)
+    h = np.maximum(naive_conv(X, w["conv2d_0/kernel"], w["conv2d_0/bias"], (1, 1), "same"), 0)
+    h = naive_pool(h, (2, 2), (2, 2), np.max)
+    h = np.maximum(naive_conv(h, w["conv2d_1/kernel"], w["conv2d_1/bias"], (2, 2), "same"), 0)
+    h = h.reshape(len(X), -1) @ w["dense_0/kernel"] + w["dense_0/bias"]
+    assert h.dtype == np.float32
+    exact = ref.forward(spec, w, X)
+    scale = ref.rounding_scale(spec, w, X)
+    assert np.all(np.abs(h - exact) <= scale)
+    assert 0 < np.max(np.abs(h - exact)) and np.max(scale) < 1e-3 * np.max(np.abs(exact))
+
+
+def test_max_pool_ties_send_the_gradient_to_the_first_max_in_window_order(probe):
+    # A 1x1 conv summing two channels makes three tied maxima of 2 in one 2x2 window, from
+    # different inputs: the kernel gradient, sum over pixels of x * (gradient there), tells
+    # which pixel received the gradient. Window order is row by row: (0, 0) comes first.
+    spec = probe([Conv2D(1, 1), MaxPool2D(2), Flatten(), Dense(1)], (2, 2, 2), "mse", 1)
+    w = {"conv2d_0/kernel": np.ones((1, 1, 2, 1)), "conv2d_0/bias": np.zeros(1),
+         "dense_0/kernel": np.ones((1, 1)), "dense_0/bias": np.zeros(1)}
+    X = np.array([[[2.0, 0.0], [0.5, 0.5]], [[0.0, 2.0], [1.0, 1.0]]])[None]
+    loss, g = ref.loss_and_grads(spec, w, X, np.zeros((1, 1)))
+    assert loss == 4.0                      # (2 - 0)^2, d loss / d z = 2 * 2 = 4
+    np.testing.assert_array_equal(g["conv2d_0/kernel"].ravel(), [4.0 * 2.0, 4.0 * 0.0])
+
+
+def test_flatten_is_a_plain_reshape_in_h_w_c_order(probe):
+    spec = probe([Conv2D(2, 1), Flatten()], (2, 3, 2))
+    w = {"conv2d_0/kernel": np.eye(2).reshape(1, 1, 2, 2), "conv2d_0/bias": np.zeros(2)}
+    X = np.arange(12.0).reshape(1, 2, 3, 2)
+    np.testing.assert_array_equal(ref.forward(spec, w, X), X.reshape(1, -1))
+
+
+def test_dropout_applies_the_shared_masks_and_is_the_identity_without_them(probe):
+    spec = probe([Dense(4), Dropout(0.25), Dense(2)], (3,), "mse", 2)
+    w = random_weights(spec, 11)
+    X = np.random.default_rng(12).normal(size=(6, 3))
+    mask = dropout_masks(spec, 6, seed=1, epoch=0, step=2, dtype="float64")
+    h = X @ w["dense_0/kernel"] + w["dense_0/bias"]
+    out = lambda h: h @ w["dense_1/kernel"] + w["dense_1/bias"]  # noqa: E731
+    np.testing.assert_allclose(ref.forward(spec, w, X, mask), out(h * mask[0] / 0.75),
+                               rtol=1e-14)
+    np.testing.assert_allclose(ref.forward(spec, w, X), out(h), rtol=1e-14)
+    with pytest.raises(ConfigError, match=r"2 dropout masks for the 1 Dropout layer\(s\) "
+                                          r"\['dropout_0'\]"):
+        ref.forward(spec, w, X, mask * 2)
+    # on images the mask is NHWC, like the images
+    spec = probe([Conv2D(2, 1), Dropout(0.5), Flatten()], (3, 4, 2))
+    w = {"conv2d_0/kernel": np.eye(2).reshape(1, 1, 2, 2), "conv2d_0/bias": np.zeros(2)}
+    X = np.random.default_rng(18).normal(size=(2, 3, 4, 2))
+    mask = dropout_masks(spec, 2, seed=0, epoch=1, step=0, dtype="float64")
+    assert mask[0].shape == X.shape
+    np.testing.assert_array_equal(ref.forward(spec, w, X, mask), (X * mask[0] / 0.5).reshape(2, -1))
+
+
+# ----------------------------------------------------------------------------- models
+def test_cnn_runs_on_digits_images_and_lenet_on_28x28():
+    ds = load_data("digits", dtype="float64")
+    X = ds.X_train[:50].reshape(-1, 8, 8, 1)
+    cnn = model_spec_for("cnn", 64, 10, input_shape=(8, 8, 1))
+    w = init_weights(cnn, 0, "float64")
+    z = ref.forward(cnn, w, X)
+    assert z.shape == (50, 10) and np.all(np.isfinite(z))
+    assert [r.output_shape for r in cnn.resolved][:6] == [
+        (8, 8, 8), (8, 8, 8), (4, 4, 8), (2, 2, 16), (2, 2, 16), (64,)]
+    p = ref.predict(cnn, w, X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
+    m = ref.evaluate(cnn, w, X, ds.y_train[:50])
+    assert m["loss"] == pytest.approx(ref.cross_entropy_with_logits(z, ds.y_train[:50]), rel=1e-15)
+    assert m["accuracy"] == np.mean(z.argmax(axis=1) == ds.y_train[:50])
+
+    lenet = model_spec_for("lenet", 784, 10, input_shape=(28, 28, 1))
+    Xl = np.random.default_rng(13).random((3, 28, 28, 1))
+    assert ref.forward(lenet, init_weights(lenet, 0, "float64"), Xl).shape == (3, 10)
+    assert [r.output_shape for r in lenet.resolved][:7] == [
+        (28, 28, 6), (28, 28, 6), (14, 14, 6), (10, 10, 16), (10, 10, 16), (5, 5, 16), (400,)]
+
+
+def test_forward_in_chunks_equals_forward_in_one_piece(monkeypatch):
+    cnn = model_spec_for("cnn", 64, 10, input_shape=(8, 8, 1))
+    w = init_weights(cnn, 1, "float64")
+    X = np.random.default_rng(14).normal(size=(37, 8, 8, 1))
+    whole = ref.forward(cnn, w, X)
+    monkeypatch.setattr(ref, "_PATCH_BUDGET", 8 * 8 * 9 * 5)  # 5 samples per chunk
+    np.testing.assert_allclose(ref.forward(cnn, w, X), whole, rtol=1e-14, atol=1e-15)
+
+
+def test_quadratic_loss_is_half_the_summed_squared_error_averaged_over_samples(probe):
+    # sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4, sigmoid(-ln 3) = 1/4
+    z = np.array([[0.0, math.log(3)], [-math.log(3), 0.0]])
+    labels = np.array([1, 0])
+    a = np.array([[0.5, 0.75], [0.25, 0.5]])
+    y = np.array([[0.0, 1.0], [1.0, 0.0]])
+    closed = float(np.sum((y - a) ** 2) / (2 * len(z)))
+    assert closed == 0.28125
+    assert ref.quadratic_loss(z, labels) == pytest.approx(closed, rel=1e-15)
+    # through an identity Dense layer: the loss, and d loss / d z = (a - y) a (1 - a) / n
+    spec = probe([Dense(2)], (2,), "quadratic", 2)
+    w = {"dense_0/kernel": np.eye(2), "dense_0/bias": np.zeros(2)}
+    loss, g = ref.loss_and_grads(spec, w, z, labels)
+    assert loss == pytest.approx(closed, rel=1e-15)
+    np.testing.assert_allclose(g["dense_0/bias"], ((a - y) * a * (1 - a) / 2).sum(axis=0),
+                               rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- the contract
+def test_train_stops_at_the_first_non_finite_loss_with_the_last_finite_weights():
+    rng = np.random.default_rng(15)
+    X, y = rng.normal(size=(32, 3)), rng.normal(size=(32, 1))
+    spec = model_spec_for("linear", 3, 1)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=1e6), epochs=50, batch_size=8, dtype="float64")
+    init = init_weights(spec, 0, "float64")
+    h = ref.train(spec, ts, X, y, init, record_weights=True)
+    k = h.stopped_at
+    assert k is not None and 5 < k < 200
+    assert len(h.losses) == k + 1 and not np.isfinite(h.losses[-1])
+    assert np.all(np.isfinite(h.losses[:-1]))
+    assert len(h.step_weights) == k
+    for name in init:  # the weights step k started from
+        np.testing.assert_array_equal(h.weights[name], h.step_weights[-1][name])
+        assert np.all(np.isfinite(h.weights[name]))
+    epoch, step = divmod(k, 4)
+    idx = batch_order(32, 8, ts.seed, epoch)[step]
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert not np.isfinite(ref.loss_and_grads(spec, h.weights, X[idx], y[idx])[0])
+    assert len(h.epoch_seconds) == epoch + 1
+
+
+def test_build_get_set_weights_and_predict():
+    spec = model_spec_for("logistic", 4, 1)
+    model = ref.build(spec)
+    for k, v in init_weights(spec, 0, "float64").items():
+        np.testing.assert_array_equal(model[k], v)
+    w = {k: np.full(s, 0.5, np.float32) for k, s in spec.weight_shapes().items()}
+    ref.set_weights(model, w)
+    got = ref.get_weights(model)
+    assert all(v.dtype == np.float64 for v in got.values())
+    got["dense_0/bias"][0] = 7.0   # a copy: the model keeps its own
+    assert model["dense_0/bias"][0] == 0.5
+    X = np.ones((2, 4))
+    np.testing.assert_allclose(ref.predict(spec, ref.get_weights(model), X),
+                               1 / (1 + np.exp(-2.5)), rtol=1e-15)
+    with pytest.raises(ConfigError, match=r"dense_0/kernel: expected shape \(4, 1\) in the "
+                                          r"canonical \(Keras\) layout, got \(1, 4\)"):
+        ref.set_weights(model, {"dense_0/kernel": np.zeros((1, 4)), "dense_0/bias": np.zeros(1)})
+    with pytest.raises(ConfigError, match="float64 only"):
+        ref.build(spec, dtype="float32")

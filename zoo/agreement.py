@@ -1,0 +1,106 @@
+"""When two trainings agree: the tolerances, the first step at which two histories part, and
+the per-step differences of losses and weights.
+
+The comparison harness (`zoo.compare`) fills its report from `differences`; the diagnosis
+(`zoo.diagnose`) starts from `first_divergence`. Both import this module, which imports
+neither of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from zoo.errors import ConfigError, ZooError
+from zoo.specs import History
+
+__all__ = ["TOLERANCES", "Differences", "differences", "exceeds", "first_divergence",
+           "max_abs_diff", "same_stride"]
+
+#: Agreement is |a - b| <= ATOL + RTOL * |b| for every loss and weight (porting-facts §19-20:
+#: with all recipes applied, float32 frameworks differ only by rounding, ~1e-7 after an epoch).
+TOLERANCES = {"float32": (1e-6, 1e-5), "float64": (1e-12, 1e-10)}
+
+
+def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """The largest |a - b| over every tensor of two weight dicts with the same names."""
+    if set(a) != set(b):
+        raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
+    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
+               for k in a)
+
+
+def exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
+    """Whether any element of `a` leaves `b` by more than atol + rtol * |b|."""
+    return bool(np.any(np.abs(a - b) > atol + rtol * np.abs(b)))
+
+
+def same_stride(h: History, ref: History) -> None:
+    """Two histories' weight records must be taken at the same stride to be compared."""
+    if h.step_weights and ref.step_weights and h.weights_every != ref.weights_every:
+        raise ConfigError(f"{h.framework} recorded its weights every {h.weights_every} steps "
+                          f"but {ref.framework} every {ref.weights_every}; record both at the "
+                          "same stride.")
+
+
+def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -> int | None:
+    """The first global step at which `h`'s loss or weights leave `ref`'s by more than
+    `tolerance` (atol, rtol), or None when they agree throughout. With weights recorded every
+    k > 1 steps (`History.weights_every`), a divergence seen in the weights only is reported
+    at the first recorded step that shows it (the true step is at most k - 1 earlier)."""
+    atol, rtol = tolerance
+    same_stride(h, ref)
+    n = min(len(h.losses), len(ref.losses))
+    la, lb = np.asarray(h.losses[:n], np.float64), np.asarray(ref.losses[:n], np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf after a divergence
+        bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
+    first = int(np.argmax(bad_loss)) if bad_loss.any() else None
+    if h.step_weights and ref.step_weights:
+        m = min(len(h.step_weights), len(ref.step_weights))
+        for i, at in enumerate(ref.recorded_steps()[:m]):
+            if first is not None and at >= first:
+                break
+            if any(exceeds(np.asarray(h.step_weights[i][k], np.float64),
+                           np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
+                   for k in h.weights):
+                return int(at)
+    elif first is None and any(
+            exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
+                    atol, rtol) for k in h.weights):
+        return n - 1
+    if first is None and len(h.losses) != len(ref.losses):
+        return n
+    return first
+
+
+@dataclass
+class Differences:
+    """One history against a reference: per-step |loss difference|, the largest weight
+    difference after every recorded step (and which global step each is), the largest of
+    each, and the first divergent step."""
+
+    loss_diff: np.ndarray
+    max_loss_diff: float
+    max_weight_diff: float
+    weight_diff: np.ndarray | None
+    weight_steps: np.ndarray | None
+    first_divergent_step: int | None
+
+
+def differences(h: History, ref: History, tolerance: tuple[float, float]) -> Differences:
+    """`h` against `ref`, step by step (see `Differences`)."""
+    n = min(len(h.losses), len(ref.losses))
+    with np.errstate(invalid="ignore"):  # inf - inf after a divergence
+        loss_diff = np.abs(np.asarray(h.losses[:n], np.float64)
+                           - np.asarray(ref.losses[:n], np.float64))
+    weight_diff = weight_steps = None
+    if h.step_weights and ref.step_weights:
+        same_stride(h, ref)
+        m = min(len(h.step_weights), len(ref.step_weights))
+        weight_diff = np.array([max_abs_diff(h.step_weights[i], ref.step_weights[i])
+                                for i in range(m)])
+        weight_steps = ref.recorded_steps()[:m]
+    return Differences(loss_diff, float(np.max(loss_diff)) if n else 0.0,
+                       max_abs_diff(h.weights, ref.weights), weight_diff, weight_steps,
+                       first_divergence(h, ref, tolerance))
