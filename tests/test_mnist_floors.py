@@ -81,7 +81,7 @@ def test_mlp_with_the_seeds_learning_rate(mnist):
 def test_lenet_floor(fw, mnist):
     """LeNet-5, Adam lr 1e-3, batch 32, 10 epochs (the issue's floor: 0.97)."""
     acc = _fit(fw, "lenet", mnist, OptimizerSpec("adam", lr=1e-3), epochs=10)
-    print(f"mnist10k lenet adam 1e-3 {fw}: {acc:.4f}")
+    print(f"mnist10k lenet adam 1e-3 {fw}: {acc:.4f}")  # measured keras 0.9850, tf1 0.9835, torch 0.9800
     assert acc >= 0.97
 
 
@@ -91,7 +91,7 @@ def test_nielsen_floor(fw, mnist):
     """Seed 001's network as the book trains it: SGD eta 3.0, batch 10, 30 epochs, the
     quadratic cost, N(0, 1) initial weights (the issue's floor: 0.90)."""
     acc = _fit(fw, "nielsen", mnist, OptimizerSpec("sgd", lr=3.0), epochs=30, batch_size=10)
-    print(f"mnist10k nielsen sgd 3.0 batch 10 {fw}: {acc:.4f}")
+    print(f"mnist10k nielsen sgd 3.0 batch 10 {fw}: {acc:.4f}")  # measured keras/tf1 0.9345, torch 0.9375
     assert acc >= 0.90
 
 
