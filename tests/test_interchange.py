@@ -437,3 +437,32 @@ def test_cli_npz_convert_predict_and_init(tmp_path, iris, cnn):
     assert spec_end == soft
     for k in want:
         np.testing.assert_array_equal(end[k], want[k])
+
+
+@pytest.mark.parametrize("model", ["cnn", "lenet", "nielsen"])
+def test_layer_models_convert_in_every_direction(tmp_path, model):
+    """The layer models through all six directions between the native formats and to and
+    from the canonical .npz: the weights come back bit for bit and the target framework's
+    predictions equal the source framework's within 1e-6 (LeNet on digits as 28x28 images)."""
+    from helpers import load, model_inputs, spec_for
+
+    ds = load("digits28" if model == "lenet" else "digits")
+    spec = spec_for(model, ds)
+    w = _weights(spec, seed=5)
+    X = model_inputs(ds.X_test[:60], spec)
+    files = {}
+    for fmt in FORMATS:
+        files[fmt] = tmp_path / f"{model}{SUFFIX[fmt]}"
+        ic.save(fmt, spec, w, files[fmt])
+    preds = {fmt: _predict(fmt, *ic.load(files[fmt]), X) for fmt in FORMATS}
+    worst = 0.0
+    for src, dst in itertools.permutations(FORMATS, 2):
+        out = tmp_path / f"{src}_to_{dst}{SUFFIX[dst]}"
+        ic.convert(files[src], out)
+        spec2, w2 = ic.load(out)
+        assert spec2 == spec and list(w2) == list(w)
+        for k in w:
+            np.testing.assert_array_equal(w2[k], w[k], err_msg=f"{src} -> {dst}: {k}")
+        worst = max(worst, float(np.max(np.abs(preds[dst] - preds[src]))))
+    print(f"{model}: largest prediction difference over the 12 directions {worst:.2g}")
+    assert worst <= 1e-6
