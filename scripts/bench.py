@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="runs/bench.json", help="where the JSON goes")
     p.add_argument("--write-docs", action="store_true",
                    help="replace the table in docs/benchmarks.md with this run's")
+    p.add_argument("--only", default=None, metavar="MODELS",
+                   help="only these models' rows (comma-separated, e.g. cnn,lenet) and their "
+                        "comparison; --write-docs then fills the layer models' table")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -196,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         if dataset != "digits":
             rows += [("lenet", 32, dataset, "float32", paths),
                      ("lenet", 32, dataset, "float64", ("numpy", "torch"))]
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None:
+        rows = [r for r in rows if r[0] in only]
+        result["command"] += f" --only {args.only}"
     for model, batch, ds_name, dtype, row_paths in rows:
         key = (f"{model} batch {'full' if batch == 0 else batch}"
                + (f" on {ds_name}" if ds_name != dataset else "")
@@ -209,12 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             result["train"][key][path] = r
             print(f"{key:20s} {path:12s} {r['epoch']['median'] * 1e3:9.1f} ms/epoch "
                   f"(import {r['import_seconds']:.2f} s, peak {r['rss_peak_mb']:.0f} MB)", flush=True)
-    for path in QUADRATIC_PATHS:
+    for path in QUADRATIC_PATHS if only is None else ():
         r = run_child(["quadratic", path, str(max(3, repeats))])
         r["time"] = stats(r["seconds"])
         result["quadratic"][path] = r
         print(f"quadratic {path:15s} {r['time']['median'] * 1e3:8.1f} ms / 1000 steps", flush=True)
-    if not args.quick:
+    if not args.quick and (only is None or "softmax" in only):
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "zoo", "compare", "softmax", "--dataset", "iris",
                         "--json", str(ROOT / "runs" / "bench-compare.json"), "--force"],
@@ -224,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                  for fw in ("keras", "tf1", "torch")}
         result["compare_parts_seconds"] = sum(
             a["import_seconds"] + sum(a["epoch_seconds"]) for a in alone.values())
+    if not args.quick and (only is None or "lenet" in only):
         if dataset != "digits":  # LeNet, one epoch: the comparison against its parts
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "zoo", "compare", "lenet", "--dataset", dataset,
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     if args.write_docs:
-        write_docs(table)
+        write_docs(table, "bench-layers" if only is not None else "bench")
     return 0
 
 
@@ -271,13 +279,13 @@ def markdown(res: dict) -> str:
         lines.append(f"| {path} | {r['import_seconds']:.2f} | {r['rss_import_mb']:.0f} | "
                      f"{r['rss_peak_mb']:.0f} | x{r['rss_peak_mb'] / r['rss_import_mb']:.2f} |")
     q = res["quadratic"]
-    fastest = min(v["time"]["median"] for v in q.values())
-    lines += ["", "| quadratic, 1000 steps | time | x fastest |", "|---|---|---|"]
-    lines += [f"| {k} | {v['time']['median'] * 1e3:.1f} ms | x{v['time']['median'] / fastest:.1f} |"
-              for k, v in q.items()]
-    if "compare_seconds" not in res:
-        return "\n".join(lines)
-    lines += ["", f"`zoo compare softmax --dataset iris` (keras, tf1, torch): "
+    if q:
+        fastest = min(v["time"]["median"] for v in q.values())
+        lines += ["", "| quadratic, 1000 steps | time | x fastest |", "|---|---|---|"]
+        lines += [f"| {k} | {v['time']['median'] * 1e3:.1f} ms | x{v['time']['median'] / fastest:.1f} |"
+                  for k, v in q.items()]
+    if "compare_seconds" in res:
+        lines += ["", f"`zoo compare softmax --dataset iris` (keras, tf1, torch): "
                   f"{res['compare_seconds']:.1f} s wall; the three frameworks' imports plus "
                   f"trainings alone: {res['compare_parts_seconds']:.1f} s (ratio "
                   f"x{res['compare_seconds'] / res['compare_parts_seconds']:.2f})."]
@@ -294,9 +302,9 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(table: str) -> None:
+def write_docs(table: str, marker: str = "bench") -> None:
     path = ROOT / "docs" / "benchmarks.md"
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
     head, _, rest = text.partition(begin)
     _, _, tail = rest.partition(end)
