@@ -26,7 +26,8 @@ Two ways of dropping units, as Keras users expect:
 
 Outputs are raw (logits, scores or values): the softmax/sigmoid lives in the loss
 (`from_logits=True`) and in `outputs` (prediction only). Feeding probabilities to a Keras
-cross-entropy clips them at 1e-7 (porting-facts rows 3-4, 7).
+cross-entropy clips them at 1e-7 (docs/porting.md, gotchas "Probability clipping at
+1e-7" and "The TF backend's hidden logits shortcut").
 """
 
 from __future__ import annotations

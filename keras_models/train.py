@@ -11,7 +11,7 @@ What makes it agree with TF1, torch and the float64 reference step by step:
   served by `order_dataset`, a `tf.data.Dataset` that gathers them from the arrays held as
   tensors (on the TensorFlow backend, without shared dropout masks), or else by `ZooBatches`,
   a `PyDataset` (`fit`'s own `shuffle`, on by default for arrays, is ignored for both;
-  porting-facts row 18). The same batches either way (a test checks it); the tf.data pipeline
+  docs/porting.md, gotcha "`fit` shuffles by default"). The same batches either way (a test checks it); the tf.data pipeline
   runs inside TensorFlow and halves an epoch at batch 256 (docs/benchmarks.md). The partial
   last batch is kept and its loss is the mean over its own size, as in the other frameworks.
 - losses from logits (`from_logits=True`), mean reduction, targets int labels (N,) for
@@ -32,7 +32,7 @@ What makes it agree with TF1, torch and the float64 reference step by step:
 - float64: Keras keeps its loss, metrics and the optimizer's learning rate in
   `keras.config.floatx()` (float32 by default, so lr 0.1 would run as 0.10000000149), so a
   float64 run sets floatx to float64 while it builds, compiles, fits, predicts and evaluates,
-  and restores it afterwards (porting-facts row 19). The layers also get their dtype explicitly.
+  and restores it afterwards (docs/porting.md). The layers also get their dtype explicitly.
 """
 
 from __future__ import annotations

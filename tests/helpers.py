@@ -12,7 +12,7 @@ from zoo.compare import TOLERANCES
 from zoo.specs import ModelSpec, model_spec_for
 
 #: The largest absolute weight difference allowed after one epoch with all recipes applied:
-#: the comparison harness's own table (porting-facts §19-20: float32 frameworks differ only
+#: the comparison harness's own table (docs/porting.md: float32 frameworks differ only
 #: by rounding, ~1e-7).
 TOL = {dtype: atol for dtype, (atol, _rtol) in TOLERANCES.items()}
 

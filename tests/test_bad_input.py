@@ -1,4 +1,4 @@
-"""The bad-input matrix (issue 10): every row is met with one clear sentence.
+"""The bad-input matrix: every row is met with one clear sentence.
 
 For every row there is a Python-API check (the project's own exception, `zoo.errors`, with the
 message asserted) and, where the row can be reached from the command line, a CLI check

@@ -1,12 +1,12 @@
 """Accuracy floors on the real MNIST test set (mnist10k: its first 8,000 images train, its last
 2,000 test) in every framework; they run where the data is (about 25 s on 2 cores).
 
-The floors are the issue's: softmax >= 0.91 with SGD lr 0.5 for 10 epochs, the MLP >= 0.93 with
+The floors: softmax >= 0.91 with SGD lr 0.5 for 10 epochs, the MLP >= 0.93 with
 Adam lr 1e-3 for 10 epochs, and seed 004's own Adam lr 1e-4 for 20 epochs reported beside it.
 They hold on mnist10k's fixed split. On a seeded stratified 8,000/2,000 draw of the same images
 no linear softmax classifier reaches 0.91 at all (`test_seeded_split_is_at_the_linear_ceiling`
 measures that ceiling with scikit-learn's solver), which is why mnist10k's default split is the
-fixed one: the split anyone can rebuild by slicing, and the one the issue's probes ran on.
+fixed one: the split anyone can rebuild by slicing, and the one the floors were first measured on.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def test_mlp_floor(fw, mnist):
 
 
 def test_mlp_with_the_seeds_learning_rate(mnist):
-    # seed 004 trains with Adam lr 1e-4: slower; the issue expects "about 0.91 in 20 epochs"
+    # seed 004 trains with Adam lr 1e-4: slower, about 0.91 in 20 epochs
     acc = _fit("torch", "mlp", mnist, OptimizerSpec("adam", lr=1e-4), epochs=20)
     print(f"mnist10k mlp adam 1e-4 (seed 004) torch: {acc:.4f}")  # measured 0.9225
     assert acc >= 0.91
@@ -79,7 +79,7 @@ def test_mlp_with_the_seeds_learning_rate(mnist):
 @pytest.mark.slow
 @pytest.mark.parametrize("fw", list(PACKAGES))
 def test_lenet_floor(fw, mnist):
-    """LeNet-5, Adam lr 1e-3, batch 32, 10 epochs (the issue's floor: 0.97)."""
+    """LeNet-5, Adam lr 1e-3, batch 32, 10 epochs (floor 0.97)."""
     acc = _fit(fw, "lenet", mnist, OptimizerSpec("adam", lr=1e-3), epochs=10)
     print(f"mnist10k lenet adam 1e-3 {fw}: {acc:.4f}")  # measured keras 0.9850, tf1 0.9835, torch 0.9800
     assert acc >= 0.97
@@ -89,7 +89,7 @@ def test_lenet_floor(fw, mnist):
 @pytest.mark.parametrize("fw", list(PACKAGES))
 def test_nielsen_floor(fw, mnist):
     """Seed 001's network as the book trains it: SGD eta 3.0, batch 10, 30 epochs, the
-    quadratic cost, N(0, 1) initial weights (the issue's floor: 0.90)."""
+    quadratic cost, N(0, 1) initial weights (floor 0.90)."""
     acc = _fit(fw, "nielsen", mnist, OptimizerSpec("sgd", lr=3.0), epochs=30, batch_size=10)
     print(f"mnist10k nielsen sgd 3.0 batch 10 {fw}: {acc:.4f}")  # measured keras/tf1 0.9345, torch 0.9375
     assert acc >= 0.90

@@ -2,7 +2,7 @@
 optimizer step, one full epoch; every model, every optimizer, float32 and float64; and the
 scikit-learn oracle for L2-penalised softmax regression.
 
-Tolerances (porting-facts §19-20): with the shared recipes applied the frameworks differ only
+Tolerances (docs/porting.md): with the shared recipes applied the frameworks differ only
 by float32 rounding, so the largest absolute weight difference between any two frameworks
 stays within 1e-6 after one epoch in float32 and within 1e-12 in float64.
 """

@@ -141,7 +141,7 @@ def test_every_row_and_gotcha_names_an_existing_test() -> None:
     for ref in named:
         path, name = ref.split("::")
         assert name in _functions(ROOT / path), ref
-    # the lists, each covered
+    # the porting reference's rows and gotchas, each covered
     assert len(ROWS) >= 10 and len(GOTCHAS) >= 19
     here = Path(__file__).read_text(encoding="utf-8")
     for g in GOTCHAS:
@@ -226,7 +226,10 @@ def background():
     for proc in procs.values():
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):  # also when the test reading it was deselected
+            if stream is not None and not stream.closed:
+                stream.close()
 
 
 # ================================================================ mapping table rows

@@ -21,7 +21,7 @@ What makes it agree with Keras, TF1 and the float64 reference step by step:
 - dropout "shared" passes `zoo.specs.dropout_masks` to the model's forward, "native" uses
   `nn.Dropout`, "off" sets every `nn.Dropout`'s p to 0;
 - float64: the model is `.double()` and every tensor float64; torch keeps the learning rate as a
-  Python float, so no float32 lr creeps in (unlike Keras and TF1, porting-facts row 19).
+  Python float, so no float32 lr creeps in (unlike Keras and TF1, docs/porting.md).
 """
 
 from __future__ import annotations

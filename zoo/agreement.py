@@ -18,7 +18,7 @@ from zoo.specs import History
 __all__ = ["TOLERANCES", "Differences", "differences", "exceeds", "first_divergence",
            "max_abs_diff", "same_stride"]
 
-#: Agreement is |a - b| <= ATOL + RTOL * |b| for every loss and weight (porting-facts §19-20:
+#: Agreement is |a - b| <= ATOL + RTOL * |b| for every loss and weight (docs/porting.md:
 #: with all recipes applied, float32 frameworks differ only by rounding, ~1e-7 after an epoch).
 TOLERANCES = {"float32": (1e-6, 1e-5), "float64": (1e-12, 1e-10)}
 

@@ -161,14 +161,17 @@ def _offsets(start: int, count: int, stride: int) -> slice:
     return slice(start, start + stride * (count - 1) + 1, stride)
 
 
+def _conv_geometry(r: Resolved):
+    """((H, W, C) in, (Ho, Wo) out, kernel, strides, (top, bottom), (left, right) padding)."""
+    layer = r.layer
+    return (tuple(r.input_shape), tuple(r.output_shape[:2]), layer.kernel_size, layer.strides,
+            *layer.padding_of(r.input_shape))
+
+
 def _conv_patches(x: np.ndarray, r: Resolved) -> np.ndarray:
     """im2col of the (C, N, H, W) batch `x` for conv layer `r`: the (kh * kw * C, N * Ho * Wo)
     patch matrix, rows in the HWIO kernel's (kh, kw, C) order, zero padding included."""
-    layer = r.layer
-    h, w, c = r.input_shape
-    ho, wo, _ = r.output_shape
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-    (pt, pb), (pl, pr) = layer.padding_of(r.input_shape)
+    (h, w, c), (ho, wo), (kh, kw), (sh, sw), (pt, pb), (pl, pr) = _conv_geometry(r)
     n = x.shape[1]
     if pt or pb or pl or pr:
         xp = np.zeros((c, n, h + pt + pb, w + pl + pr))
@@ -205,11 +208,7 @@ def _conv_backward(d: np.ndarray, cols: np.ndarray, kernel: np.ndarray, r: Resol
     db = d2.sum(axis=1)
     if not need_input:
         return None, dk, db
-    layer = r.layer
-    h, w, c = r.input_shape
-    ho, wo, _ = r.output_shape
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-    (pt, pb), (pl, pr) = layer.padding_of(r.input_shape)
+    (h, w, c), (ho, wo), (kh, kw), (sh, sw), (pt, pb), (pl, pr) = _conv_geometry(r)
     n = d.shape[1]
     dcols = (kernel.reshape(-1, f) @ d2).reshape(kh, kw, c, n, ho, wo)
     dxp = np.zeros((c, n, h + pt + pb, w + pl + pr))
