@@ -297,3 +297,74 @@ def test_diagnose_and_compare_share_the_agreement_rules_without_a_cycle():
     assert compare.TOLERANCES is agreement.TOLERANCES
     assert compare.first_divergence is agreement.first_divergence
     assert agreement.TOLERANCES == {"float32": (1e-6, 1e-5), "float64": (1e-12, 1e-10)}
+
+
+# ----------------------------------------------------------------------------- BatchNorm
+def _bn_pair(fw_layer_kwargs: dict, fw_details=None):
+    """The reference against a reference-built "framework" whose BatchNorm differs as
+    `fw_layer_kwargs` says (a real port's fault, injected where it can be controlled), on a
+    flat BatchNorm MLP over 64 digits samples, float64."""
+    import dataclasses
+
+    from zoo.layers import BatchNorm, Dense
+    from zoo.models import ARCHITECTURES
+
+    ds = load("digits", "float64")
+    X, y = ds.X_train[:64], ds.y_train[:64]
+    base = ARCHITECTURES["softmax"]
+
+    def spec_with(**kw):
+        arch = dataclasses.replace(base, name="bn_probe",
+                                   layers=lambda s: [Dense(8), BatchNorm(**kw),
+                                                     Dense(s.n_outputs)])
+        ARCHITECTURES["bn_probe"] = arch
+        return model_spec_for("bn_probe", ds.n_features, ds.n_outputs)
+
+    try:
+        ts = TrainSpec(OptimizerSpec("sgd", lr=0.1), dtype="float64")
+        spec_fw = spec_with(**fw_layer_kwargs)
+        init = init_weights(spec_fw, 0, "float64")
+        hfw = ref.train(spec_fw, ts, X, y, init, record_weights=True)
+        spec = spec_with()
+        href = ref.train(spec, ts, X, y, init, record_weights=True)
+        details_fw = (fw_details(spec_fw) if fw_details else
+                      lambda w, Xb, yb, m, l2: ref.step_details(spec_fw, w, Xb, yb, m, l2))
+        return diagnose(spec, ts, X, y, init, href, hfw,
+                        lambda w, Xb, yb, m, l2: ref.step_details(spec, w, Xb, yb, m, l2),
+                        details_fw)
+    finally:
+        ARCHITECTURES.pop("bn_probe", None)
+
+
+def test_an_unbiased_moving_variance_update_is_named_as_a_state_difference():
+    """torch's BatchNorm updates its running variance with the unbiased batch variance:
+    everything agrees at step 0 but the moving variance."""
+    d = _bn_pair({"moving_variance": "unbiased"})
+    assert (d.step, d.quantity, d.tensor) == (0, "state", "batch_norm_0/moving_variance")
+    assert d.checks["gradients"] < 1e-12 and d.checks["logits"] < 1e-12
+    assert "unbiased vs biased variance in the update (Bessel's factor 32/31" in d.cause
+    # the size of the fault: (1 - 0.99) * var / 31 for the digits features' variance
+    assert 1e-6 < d.difference < 1e-2
+
+
+def test_torchs_momentum_in_keras_convention_is_named_as_a_state_difference():
+    d = _bn_pair({"momentum": 0.1})
+    assert (d.step, d.quantity) == (0, "state")
+    assert d.tensor in ("batch_norm_0/moving_mean", "batch_norm_0/moving_variance")
+    assert "momentum in the other convention (Keras's 0.99 is torch's 0.01)" in d.cause
+
+
+def test_batch_norm_trained_in_inference_mode_is_named():
+    """A port that trains with model.eval() on: its forward pass is the inference-mode one."""
+
+    def eval_mode(spec):
+        def details(w, Xb, yb, masks, l2):
+            out = ref.step_details(spec, w, Xb, yb, masks, l2)
+            out["logits"] = ref.forward(spec, w, Xb, masks)   # moving statistics
+            return out
+        return details
+
+    d = _bn_pair({"momentum": 0.5}, fw_details=eval_mode)
+    assert (d.step, d.quantity) == (0, "logits")
+    assert d.cause == CAUSES["mode"]
+    assert d.checks["logits_vs_inference_mode"] < 1e-12 < d.checks["logits"]

@@ -24,11 +24,15 @@ from zoo.errors import ConfigError
 from zoo.layers import (
     Activation,
     AvgPool2D,
+    BatchNorm,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    LayerNorm,
     MaxPool2D,
+    corrected_moving_variance,
+    resolve,
     same_padding,
 )
 from zoo.models import ARCHITECTURES, Architecture
@@ -68,7 +72,8 @@ def numeric_grads(spec, weights, X, y, masks=None, l2=0.0, step=1e-6) -> dict[st
     """Central differences of the reference's loss, one weight at a time."""
     w = {k: np.array(v, np.float64) for k, v in weights.items()}
     out = {}
-    for name, a in w.items():
+    for name in spec.weight_shapes(trainable=True):   # state tensors are never trained
+        a = w[name]
         g = np.zeros_like(a)
         for idx in np.ndindex(a.shape):
             keep = a[idx]
@@ -83,19 +88,28 @@ def numeric_grads(spec, weights, X, y, masks=None, l2=0.0, step=1e-6) -> dict[st
 
 
 def grad_errors(spec, weights, X, y, masks=None, l2=0.0) -> dict[str, float]:
-    """Per tensor: |analytic - numeric| / |numeric| (Euclidean norms)."""
+    """Per tensor: |analytic - numeric| / max(|numeric|, 1e-8) (Euclidean norms). The floor
+    covers a bias right before a training-mode BatchNorm, whose gradient is exactly zero
+    (the batch mean removes it): there both sides are rounding noise of ~1e-15."""
     _, grads = ref.loss_and_grads(spec, weights, X, y, masks, l2)
     num = numeric_grads(spec, weights, X, y, masks, l2)
-    assert list(grads) == list(spec.weight_shapes())  # model order
-    return {k: float(np.linalg.norm(grads[k] - num[k]) / max(np.linalg.norm(num[k]), 1e-12))
+    assert list(grads) == list(spec.weight_shapes(trainable=True))  # model order
+    return {k: float(np.linalg.norm(grads[k] - num[k]) / max(np.linalg.norm(num[k]), 1e-8))
             for k in grads}
 
 
 def random_weights(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
-    """Initial weights plus random biases (zero biases would leave bias paths untested)."""
+    """Initial weights plus random biases, gammas, betas and moving statistics (their initial
+    zeros and ones would leave those paths untested)."""
     rng = np.random.default_rng(seed)
-    return {k: v + (0.1 * rng.normal(size=v.shape) if k.endswith("/bias") else 0.0)
-            for k, v in init_weights(spec, seed, "float64").items()}
+
+    def shift(k: str, v: np.ndarray) -> np.ndarray:
+        if k.endswith(("/bias", "/beta", "/gamma", "/moving_mean")):
+            return v + 0.1 * rng.normal(size=v.shape)
+        if k.endswith("/moving_variance"):
+            return v + rng.uniform(0.0, 0.5, size=v.shape)
+        return v
+    return {k: shift(k, v) for k, v in init_weights(spec, seed, "float64").items()}
 
 
 # Every layer kind, each after a weighted layer so that its input gradient is exercised.
@@ -124,6 +138,15 @@ LAYER_CASES = {
                     Dense(3)]),
     "avg_pool_overlapping_odd": (
         (7, 7, 2), [Conv2D(2, 2), AvgPool2D((3, 2), strides=(1, 2)), Flatten(), Dense(3)]),
+    "batch_norm_on_images_and_features": (
+        (6, 6, 2), [Conv2D(3, 3, padding="same", use_bias=False), BatchNorm(), Activation("relu"),
+                    MaxPool2D(2), Flatten(), Dense(4), BatchNorm(momentum=0.9, epsilon=1e-2),
+                    Activation("tanh"), Dense(3)]),
+    "batch_norm_unbiased_first": (       # a first layer: no input gradient needed
+        (4,), [BatchNorm(moving_variance="unbiased"), Dense(3)]),
+    "layer_norm": (
+        (5,), [Dense(6), LayerNorm(), Activation("relu"), Dense(4), LayerNorm(epsilon=1e-5),
+               Dense(3)]),
     "dropout_on_images_and_features": (
         (6, 6, 1), [Conv2D(2, 3, padding="same"), Dropout(0.3), Activation("relu"), Flatten(),
                     Dense(5), Dropout(0.5), Activation("relu"), Dense(3)]),
@@ -391,3 +414,81 @@ def test_build_get_set_weights_and_predict():
         ref.set_weights(model, {"dense_0/kernel": np.zeros((1, 4)), "dense_0/bias": np.zeros(1)})
     with pytest.raises(ConfigError, match="float64 only"):
         ref.build(spec, dtype="float32")
+
+
+# ----------------------------------------------------------------------------- normalisation
+def test_batch_norm_training_inference_and_moving_statistics_in_closed_form(probe):
+    """Training mode: the batch's mean and biased variance; the moving statistics after the
+    batch: momentum * old + (1 - momentum) * batch value (Keras's convention); inference
+    mode: the moving statistics."""
+    layer = BatchNorm(momentum=0.9, epsilon=1e-3)
+    spec = probe([layer], (3,), n_outputs=3)
+    rng = np.random.default_rng(0)
+    X = rng.normal(2.0, 3.0, size=(7, 3))
+    w = random_weights(spec, 1)
+    g, b, mm, mv = (w[f"batch_norm_0/{k}"] for k in ("gamma", "beta", "moving_mean",
+                                                      "moving_variance"))
+    mean, var = X.mean(axis=0), X.var(axis=0)            # numpy's var is the biased one
+    details = ref.step_details(spec, w, X, np.zeros(7, np.int64))
+    np.testing.assert_allclose(details["logits"], g * (X - mean) / np.sqrt(var + 1e-3) + b,
+                               rtol=1e-14)
+    np.testing.assert_allclose(details["state"]["batch_norm_0/moving_mean"],
+                               0.9 * mm + 0.1 * mean, rtol=1e-14)
+    np.testing.assert_allclose(details["state"]["batch_norm_0/moving_variance"],
+                               0.9 * mv + 0.1 * var, rtol=1e-14)
+    np.testing.assert_allclose(ref.forward(spec, w, X), g * (X - mm) / np.sqrt(mv + 1e-3) + b,
+                               rtol=1e-14)
+
+
+def test_batch_norm_unbiased_moving_variance_uses_bessels_correction(probe):
+    spec = probe([Conv2D(2, 1, use_bias=False), BatchNorm(moving_variance="unbiased")],
+                 (3, 3, 1), n_outputs=2)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(4, 3, 3, 1))
+    w = random_weights(spec, 3)
+    h = X @ w["conv2d_0/kernel"].reshape(1, 2)                   # a 1x1 conv: per pixel
+    count = 4 * 3 * 3
+    state = ref.step_details(spec, w, X, np.zeros(4, np.int64))["state"]
+    unbiased = h.reshape(-1, 2).var(axis=0, ddof=1)
+    np.testing.assert_allclose(state["batch_norm_0/moving_variance"],
+                               0.99 * w["batch_norm_0/moving_variance"] + 0.01 * unbiased,
+                               rtol=1e-13)
+    assert count / (count - 1) == pytest.approx(36 / 35)
+
+
+@pytest.mark.parametrize("has,wants", [("unbiased", "biased"), ("biased", "unbiased")])
+def test_the_moving_variance_compensation_is_exact_in_float64(has, wants):
+    """`corrected_moving_variance` turns one framework's update into the other's without the
+    batch variance: float64 agrees with the direct formula to rounding."""
+    rng = np.random.default_rng(4)
+    before, x = rng.uniform(0.5, 2.0, 5), rng.normal(size=(33, 5))
+    m = 0.99
+    var = {"biased": x.var(axis=0), "unbiased": x.var(axis=0, ddof=1)}
+    after = m * before + (1 - m) * var[has]
+    fixed = corrected_moving_variance(before, after, 33, m, has, wants)
+    np.testing.assert_allclose(fixed, m * before + (1 - m) * var[wants], rtol=1e-14)
+    assert corrected_moving_variance(before, after, 33, m, has, has) is after
+    with pytest.raises(ConfigError, match="one value per channel has no unbiased variance"):
+        corrected_moving_variance(before, after, 1, m, has, wants)
+
+
+def test_layer_norm_normalises_each_sample_over_its_features(probe):
+    spec = probe([LayerNorm(epsilon=1e-5)], (4,), n_outputs=4)
+    rng = np.random.default_rng(5)
+    X = rng.normal(1.0, 2.0, size=(3, 4))
+    w = random_weights(spec, 6)
+    want = ((X - X.mean(axis=1, keepdims=True)) / np.sqrt(X.var(axis=1, keepdims=True) + 1e-5)
+            * w["layer_norm_0/gamma"] + w["layer_norm_0/beta"])
+    np.testing.assert_allclose(ref.forward(spec, w, X), want, rtol=1e-14)
+    assert ref.step_details(spec, w, X, np.zeros(3, np.int64))["state"] == {}
+
+
+def test_normalisation_layers_refuse_what_they_cannot_normalise():
+    with pytest.raises(ConfigError, match="BatchNorm momentum must be in \\[0, 1\\)"):
+        BatchNorm(momentum=1.5)
+    with pytest.raises(ConfigError, match="epsilon must be >= 1.001e-5"):
+        BatchNorm(epsilon=1e-6)
+    with pytest.raises(ConfigError, match="layer_norm_0: LayerNorm normalises flat features"):
+        resolve([LayerNorm()], (4, 4, 1))
+    with pytest.raises(ConfigError, match="batch_norm_0: a BatchNorm on the flattened features"):
+        resolve([Flatten(), BatchNorm(), Dense(2)], (4, 4, 1))

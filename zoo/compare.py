@@ -210,7 +210,8 @@ def worker_details(fw: str, model_spec: ModelSpec, dtype: str | None = None):
                 raise WorkerError(f"{fw}: step details failed ({err.splitlines()[0]}).")
             with np.load(d / "out.npz", allow_pickle=False) as z:
                 return {"logits": z["logits"], "loss": float(z["loss"]),
-                        "grads": {k[2:]: z[k] for k in z.files if k.startswith("g:")}}
+                        "grads": {k[2:]: z[k] for k in z.files if k.startswith("g:")},
+                        "state": {k[2:]: z[k] for k in z.files if k.startswith("s:")}}
 
     return details
 

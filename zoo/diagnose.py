@@ -9,6 +9,9 @@ the order data flows:
 2. loss            -> the loss function or its reduction (probabilities fed as logits, sum
                       instead of mean, (N,) against (N, 1) targets)
 3. gradients       -> the gradient path (clipped probabilities have zero gradient), penalties
+3b. state          -> the moving statistics a BatchNorm leaves after the batch: the moving
+                      variance updated with the unbiased instead of the biased batch variance,
+                      or the momentum in the other convention (torch's 0.1 is Keras's 0.9)
 4. the batch       -> the framework's recorded loss is not the shared batch's loss: it trained
                       on other samples (batch order, shuffling, a different seed, drop_last)
 5. the update      -> gradients agree, updates differ: optimizer hyperparameters or formula
@@ -18,11 +21,16 @@ the order data flows:
      own gradient differs between the two weight sets (a ReLU switching for some sample);
    - drift: in float32, the update differs by less than `DRIFT_RELATIVE` of its size.
 
+A forward pass that differs at the first step is checked against the reference's
+inference-mode pass too: a framework that trains BatchNorm in inference mode (`model.eval()`,
+`training=False`) matches it.
+
 In float32 the forward logits get a per-output rounding allowance
 (`zoo.reference.rounding_scale`), so summation-order rounding is not called a different
 architecture.
 
-`details` callables take (weights, X, y, masks, l2) and return {"logits", "loss", "grads"}, so
+`details` callables take (weights, X, y, masks, l2) and return {"logits", "loss", "grads",
+"state"} (the state after the batch's moving-statistics update; absent or {} without one), so
 the same logic serves in-process tests (with injected faults) and `zoo compare --diagnose`,
 where every call runs in the framework's own worker process.
 """
@@ -38,6 +46,7 @@ import numpy as np
 from zoo.agreement import TOLERANCES, first_divergence
 from zoo.data import batch_order
 from zoo.errors import ConfigError
+from zoo.layers import has_state
 from zoo.specs import History, ModelSpec, TrainSpec, dropout_masks
 
 Details = Callable[[dict, np.ndarray, np.ndarray, "list[np.ndarray] | None", float], dict]
@@ -53,6 +62,12 @@ CAUSES = {
             "(N,) targets against (N, 1) outputs?)",
     "gradients": "gradients differ with identical losses: the gradient path (probabilities "
                  "clipped at 1e-7 have zero gradient) or a penalty term",
+    "mode": "the forward pass equals the reference's INFERENCE-mode pass: BatchNorm ran with "
+            "its moving statistics during training (torch: model.eval() left on; Keras: "
+            "called with training=False; TF1: the training flag not fed), so it neither used "
+            "the batch statistics nor updated the moving ones",
+    "state": "gradients agree, the moving statistics after the step differ: the BatchNorm "
+             "update of its moving statistics ({hint})",
     "batch": "the framework's recorded loss is not the loss of the shared mini-batch: it "
              "trained on other samples (batch order: shuffling, another seed, drop_last)",
     "dropout": "native dropout: every framework draws its own masks, so the trainings part "
@@ -168,12 +183,21 @@ def diagnose(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
     if train_spec.dtype == "float32":  # two float32 sums in different orders differ
         from zoo.reference import rounding_scale
 
-        slack = {"logits": rounding_scale(model_spec, before, Xb, masks).reshape(
-            np.shape(r["logits"]))}
+        slack = {"logits": rounding_scale(model_spec, before, Xb, masks, training=True)
+                 .reshape(np.shape(r["logits"]))}
         d.checks["logits_rounding_scale"] = float(np.max(slack["logits"]))
     _, diff, bad = _worst({"logits": f["logits"]}, {"logits": r["logits"]}, atol, rtol, slack)
     d.checks["logits"] = diff
     if bad:
+        if has_state(model_spec.resolved):
+            from zoo.reference import forward
+
+            inference = forward(model_spec, before, Xb, masks)
+            _, off, still = _worst({"logits": f["logits"]}, {"logits": inference}, atol, rtol,
+                                   slack)
+            d.checks["logits_vs_inference_mode"] = off
+            if not still:
+                return found("logits", None, diff, "mode")
         return found("logits", None, diff, "logits_first" if k == 0 else "logits")
     _, diff, bad = _worst({"loss": np.array(f["loss"])}, {"loss": np.array(r["loss"])}, atol, rtol)
     d.checks["loss"] = diff
@@ -183,6 +207,14 @@ def diagnose(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
     d.checks["gradients"] = diff
     if bad:
         return found("gradients", name, diff, "gradients")
+    if r.get("state"):
+        name, diff, bad = _worst(f.get("state") or {}, r["state"], atol, rtol)
+        d.checks["state"] = diff
+        if bad:
+            found("state", name, diff, "state")
+            d.cause = d.cause.format(hint=_state_hint(name, f.get("state") or {}, r["state"],
+                                                      model_spec, len(idx)))
+            return d
     # The framework's own pre-step weights: its recorded loss must be this batch's loss.
     own_before = init if k == 0 else history.step_weights[k - 1]
     own = f if k == 0 else details_fw(own_before, Xb, yb, masks, l2)
@@ -217,3 +249,16 @@ def diagnose(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
         d.cause = d.cause.format(rel=rel, pre=pre)
         return d
     return found("update", name, diff, "update")
+
+
+def _state_hint(name: str | None, got: dict, want: dict, spec: ModelSpec, batch: int) -> str:
+    """Which update the framework's moving statistic looks like: the other variance
+    (Bessel's correction), or the momentum read in the other convention."""
+    if name is None or name not in got:
+        return f"{name} is missing from the framework's state"
+    layer = next(r for r in spec.resolved if name.startswith(r.name + "/"))
+    count = batch * int(np.prod(layer.input_shape[:-1]))
+    return (f"{name} differs after the step: unbiased vs biased variance in the update "
+            f"(Bessel's factor {count}/{count - 1} for {count} values per channel)? momentum "
+            f"in the other convention (Keras's {layer.layer.momentum} is torch's "
+            f"{1 - layer.layer.momentum:.3g})?")

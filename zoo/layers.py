@@ -2,7 +2,7 @@
 every framework boundary.
 
 A model is an ordered list of layers (`Dense`, `Conv2D`, `MaxPool2D`, `AvgPool2D`, `Flatten`,
-`Dropout`, `Activation`), a loss and an output kind (`zoo.models`). `resolve(layers,
+`Dropout`, `Activation`, `BatchNorm`, `LayerNorm`), a loss and an output kind (`zoo.models`). `resolve(layers,
 input_shape)` walks the list once, names every layer (`dense_0`, `conv2d_0`, `max_pool2d_0`,
 ... counted per kind, in order), infers every shape, refuses what cannot be built (a kernel
 larger than its input, a Dense on an unflattened image), and gives each layer its **weight
@@ -34,9 +34,10 @@ import numpy as np
 
 from zoo.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "Activation", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten",
-           "Layer", "Layout", "MaxPool2D", "Resolved", "TensorSpec", "check_weights",
-           "from_native", "resolve", "same_padding", "to_native", "weight_shapes"]
+__all__ = ["ACTIVATIONS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
+           "Flatten", "Layer", "LayerNorm", "Layout", "MaxPool2D", "Resolved", "TensorSpec",
+           "check_weights", "corrected_moving_variance", "from_native", "has_state", "resolve",
+           "same_padding", "to_native", "weight_shapes"]
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
 
@@ -186,6 +187,7 @@ class Conv2D(Layer):
     kernel_size: tuple[int, int] | int = 3
     strides: tuple[int, int] | int = 1
     padding: str = "valid"
+    use_bias: bool = True   # False before a BatchNorm, whose beta makes a bias redundant
     kind: ClassVar[str] = "conv2d"
 
     def __post_init__(self) -> None:
@@ -215,16 +217,17 @@ class Conv2D(Layer):
     def tensors(self, name, shape, after_flatten):
         kh, kw = self.kernel_size
         c_in = shape[2]
-        return [
-            TensorSpec(f"{name}/kernel", (kh, kw, c_in, self.filters), init="glorot_uniform",
-                       fans=(kh * kw * c_in, kh * kw * self.filters), penalised=True,
-                       native=_native(name, f"{name}/kernel", f"{name}/kernel",
-                                      f"{name}.weight",
-                                      Layout(perm=(3, 2, 0, 1),
-                                             what="HWIO -> OIHW: permuted (3, 2, 0, 1)"))),
-            TensorSpec(f"{name}/bias", (self.filters,),
-                       native=_native(name, f"{name}/bias", f"{name}/bias", f"{name}.bias")),
-        ]
+        kernel = TensorSpec(f"{name}/kernel", (kh, kw, c_in, self.filters), init="glorot_uniform",
+                            fans=(kh * kw * c_in, kh * kw * self.filters), penalised=True,
+                            native=_native(name, f"{name}/kernel", f"{name}/kernel",
+                                           f"{name}.weight",
+                                           Layout(perm=(3, 2, 0, 1),
+                                                  what="HWIO -> OIHW: permuted (3, 2, 0, 1)")))
+        if not self.use_bias:
+            return [kernel]
+        return [kernel, TensorSpec(f"{name}/bias", (self.filters,),
+                                   native=_native(name, f"{name}/bias", f"{name}/bias",
+                                                  f"{name}.bias"))]
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,133 @@ class Activation(Layer):
         _choice("activation", self.name, ACTIVATIONS)
 
 
+# ----------------------------------------------------------------------------- normalisation
+VARIANCES = ("biased", "unbiased")
+
+
+@dataclass(frozen=True)
+class BatchNorm(Layer):
+    """Batch normalisation over the last (channel or feature) axis: per channel c,
+
+        training:  y = gamma * (x - mean_B) / sqrt(var_B + epsilon) + beta,
+                   mean_B, var_B the batch's mean and BIASED variance over every other axis
+                   (N for features, N, H, W for NHWC images), and then
+                   moving_mean     <- momentum * moving_mean     + (1 - momentum) * mean_B
+                   moving_variance <- momentum * moving_variance + (1 - momentum) * v_B
+        inference: the same with moving_mean, moving_variance in place of mean_B, var_B.
+
+    This is the one canonical description; every framework translates it:
+
+    - `momentum` is Keras's convention: the weight of the OLD moving value (Keras default
+      0.99). torch's `momentum` is the weight of the NEW batch value (default 0.1): the
+      translation is 1 - momentum (`torch_momentum`), so torch's default means 0.9 here;
+    - `epsilon` is added to the variance inside the square root in every framework (Keras
+      default 1e-3, torch 1e-5: always passed explicitly). TF's fused kernel raises any
+      epsilon below 1.001e-5 to that value, so the canonical layer refuses smaller ones;
+    - `moving_variance` says which batch variance v_B feeds the moving variance: "biased"
+      (v_B = var_B, what Keras 3 and `tf.nn.moments` give; the default) or "unbiased"
+      (v_B = var_B * m / (m - 1) with m the values per channel, Bessel's correction: what
+      torch's `BatchNorm` and TF's fused kernel give). Normalisation itself always uses the
+      biased var_B, in every framework. A framework that updates with the other variance is
+      corrected after its own update by `corrected_moving_variance`, written once below.
+
+    Weights: gamma (ones) and beta (zeros) are trained; moving_mean (zeros) and
+    moving_variance (ones) are state: never trained, updated only by training-mode passes,
+    and carried with the weights everywhere (canonical `.npz`, `.keras`, torch buffers, TF1
+    checkpoints)."""
+
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+    moving_variance: str = "biased"
+    kind: ClassVar[str] = "batch_norm"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ConfigError(f"BatchNorm momentum must be in [0, 1) (Keras's convention: the "
+                              f"weight of the old moving value), got {self.momentum}.")
+        if not float(self.epsilon) >= 1.001e-5:
+            raise ConfigError(f"BatchNorm epsilon must be >= 1.001e-5 (TF's fused kernel "
+                              f"raises smaller ones to that), got {self.epsilon}.")
+        _choice("BatchNorm moving_variance", self.moving_variance, VARIANCES)
+
+    @property
+    def torch_momentum(self) -> float:
+        """torch's `momentum` argument: the weight of the new batch value, 1 - momentum."""
+        return 1.0 - float(self.momentum)
+
+    def output_shape(self, name, shape):
+        if len(shape) not in (1, 3):
+            raise ConfigError(f"{name}: BatchNorm takes flat features or (H, W, C) images, not "
+                              f"{_fmt(shape)}.")
+        return shape
+
+    def tensors(self, name, shape, after_flatten):
+        c = (shape[-1],)
+
+        def row(short: str, torch_name: str, init: str, trainable: bool) -> TensorSpec:
+            return TensorSpec(f"{name}/{short}", c, trainable=trainable, init=init,
+                              native=_native(name, f"{name}/{short}", f"{name}/{short}",
+                                             f"{name}.{torch_name}"))
+        return [row("gamma", "weight", "ones", True), row("beta", "bias", "zeros", True),
+                row("moving_mean", "running_mean", "zeros", False),
+                row("moving_variance", "running_var", "ones", False)]
+
+
+def corrected_moving_variance(before, after, count: int, momentum: float, has: str, wants: str):
+    """The moving variance `wants` ("biased" or "unbiased") calls for, from a framework's own
+    update that used the `has` variance: the one compensation of the zoo, used by every
+    framework whose native layer updates with the other variance (torch: unbiased; Keras 3:
+    biased).
+
+    A framework's update is after = momentum * before + (1 - momentum) * v_has, with `count`
+    values per channel in the batch. The two variances differ by Bessel's factor,
+    v_unbiased = v_biased * count / (count - 1), so the wanted update is
+
+        after + (after - momentum * before) * (c - 1),   c = (count - 1) / count  (to biased)
+                                                          c = count / (count - 1)  (to unbiased)
+
+    which needs neither the batch variance nor a second pass over the batch. It is exact in
+    real arithmetic; in floating point it adds one rounding of the update's size (a test
+    states and checks the bound). Works on numpy arrays and framework tensors alike. A batch
+    of one value per channel has no unbiased variance (torch raises): refused here."""
+    if has == wants:
+        return after
+    if count < 2:
+        raise ConfigError("a batch with one value per channel has no unbiased variance; use "
+                          "batches of at least 2 samples with BatchNorm.")
+    c = (count - 1) / count if wants == "biased" else count / (count - 1)
+    return after + (after - float(momentum) * before) * (c - 1.0)
+
+
+@dataclass(frozen=True)
+class LayerNorm(Layer):
+    """Layer normalisation of flat features, per sample over the feature axis:
+    y = gamma * (x - mean) / sqrt(var + epsilon) + beta, mean and the BIASED variance over
+    the features of that sample (Keras `LayerNormalization(axis=-1)`, torch
+    `nn.LayerNorm(features)`; both use the biased variance). No state: training and inference
+    compute the same. epsilon: Keras's default 1e-3 (torch's is 1e-5: always passed)."""
+
+    epsilon: float = 1e-3
+    kind: ClassVar[str] = "layer_norm"
+
+    def __post_init__(self) -> None:
+        if not float(self.epsilon) > 0.0:
+            raise ConfigError(f"LayerNorm epsilon must be > 0, got {self.epsilon}.")
+
+    def output_shape(self, name, shape):
+        if len(shape) != 1:
+            raise ConfigError(f"{name}: LayerNorm normalises flat features; it gets "
+                              f"{_fmt(shape)} per sample (put it after a Flatten or a Dense).")
+        return shape
+
+    def tensors(self, name, shape, after_flatten):
+        return [TensorSpec(f"{name}/{short}", shape, init=init,
+                           native=_native(name, f"{name}/{short}", f"{name}/{short}",
+                                          f"{name}.{torch_name}"))
+                for short, torch_name, init in (("gamma", "weight", "ones"),
+                                                ("beta", "bias", "zeros"))]
+
+
 # ----------------------------------------------------------------------------- resolution
 @dataclass(frozen=True)
 class Resolved:
@@ -329,6 +459,13 @@ def resolve(layers: Sequence[Layer], input_shape: Sequence[int]) -> list[Resolve
         counts[layer.kind] = i + 1
         name = f"{layer.kind}_{i}"
         after = flattened if isinstance(layer, Dense) else None
+        if isinstance(layer, (BatchNorm, LayerNorm)) and flattened is not None \
+                and len(flattened) == 3:
+            # torch flattens NCHW, so these features sit in C, H, W order there: gamma, beta
+            # and the moving statistics would need the Dense kernel's row permutation too.
+            raise ConfigError(f"{name}: a {type(layer).__name__} on the flattened features of "
+                              f"an image is not supported (torch orders them C, H, W); put it "
+                              "before the Flatten (BatchNorm) or after the next Dense.")
         new_shape = layer.output_shape(name, shape)
         if any(d < 1 for d in new_shape):
             raise ConfigError(f"{name}: its output would be empty ({_fmt(new_shape)}) for its "
@@ -337,7 +474,7 @@ def resolve(layers: Sequence[Layer], input_shape: Sequence[int]) -> list[Resolve
                             tuple(layer.tensors(name, shape, after)), after))
         if isinstance(layer, Flatten):
             flattened = shape
-        elif not isinstance(layer, (Dropout, Activation)):
+        elif not isinstance(layer, (Dropout, Activation, BatchNorm, LayerNorm)):
             flattened = None
         shape = tuple(new_shape)
     return out
@@ -351,8 +488,18 @@ def weight_shapes(resolved: Sequence[Resolved], trainable: bool | None = None
             if trainable is None or t.trainable == trainable}
 
 
-def tensor_specs(resolved: Sequence[Resolved]) -> list[TensorSpec]:
-    return [t for r in resolved for t in r.tensors]
+def tensor_specs(resolved: Sequence[Resolved], trainable: bool | None = None
+                 ) -> list[TensorSpec]:
+    """Every row of the model's weight tables, in model order (only trained ones, or only
+    state, when `trainable` is given)."""
+    return [t for r in resolved for t in r.tensors
+            if trainable is None or t.trainable == trainable]
+
+
+def has_state(resolved: Sequence[Resolved]) -> bool:
+    """Whether the model has state tensors (moving statistics): its training-mode and
+    inference-mode passes then differ, and training updates more than the trained tensors."""
+    return any(not t.trainable for r in resolved for t in r.tensors)
 
 
 def check_weights(weights: dict[str, Any], resolved: Sequence[Resolved], where: str = "weights"

@@ -22,7 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zoo.layers import Activation, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D
+from zoo.layers import (
+    Activation,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+)
 
 if TYPE_CHECKING:
     from zoo.specs import ModelSpec
@@ -71,6 +81,23 @@ def _cnn(spec: ModelSpec) -> list[Layer]:
             Dense(spec.n_outputs)]
 
 
+def _cnn_bn(spec: ModelSpec) -> list[Layer]:
+    """The cnn with a BatchNorm after each convolution (convolutions without a bias: the
+    BatchNorm's beta replaces it, and a bias before a training-mode BatchNorm gets an exactly
+    zero gradient that adaptive optimizers would turn into steps of rounding noise)."""
+    return [Conv2D(8, 3, padding="same", use_bias=False), BatchNorm(), Activation("relu"),
+            MaxPool2D(2), Conv2D(16, 3, strides=2, padding="same", use_bias=False), BatchNorm(),
+            Activation("relu"), Flatten(), Dense(spec.n_outputs)]
+
+
+def _mlp_ln(spec: ModelSpec) -> list[Layer]:
+    layers: list[Layer] = []
+    for units in spec.hidden:
+        layers += [Dense(units), LayerNorm(), *([Dropout(spec.dropout)] if spec.dropout else []),
+                   Activation("relu")]
+    return [*layers, Dense(spec.n_outputs)]
+
+
 def _lenet(spec: ModelSpec) -> list[Layer]:
     return [Conv2D(6, 5, padding="same"), Activation("relu"), MaxPool2D(2),
             Conv2D(16, 5, padding="valid"), Activation("relu"), MaxPool2D(2), Flatten(),
@@ -106,6 +133,13 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
                  "small convnet: Conv 3x3 same 8, ReLU, MaxPool 2, Conv 3x3 stride 2 same 16, "
                  "ReLU, Flatten, Dense C (any image of at least 8x8)", _cnn, image=True,
                  default_lr=0.1),
+    Architecture("cnn_bn", "classification", "cross_entropy", "softmax",
+                 "the cnn with BatchNorm after each convolution: Conv 3x3 same 8 (no bias), "
+                 "BatchNorm, ReLU, MaxPool 2, Conv 3x3 stride 2 same 16 (no bias), BatchNorm, "
+                 "ReLU, Flatten, Dense C", _cnn_bn, image=True, default_lr=0.1),
+    Architecture("mlp_ln", "classification", "cross_entropy", "softmax",
+                 "MLP with LayerNorm: in->64->LayerNorm->ReLU->32->LayerNorm->ReLU->C",
+                 _mlp_ln, default_lr=0.1, default_hidden=(64, 32)),
     Architecture("lenet", "classification", "cross_entropy", "softmax",
                  "LeNet-5: Conv 5x5 same 6, ReLU, MaxPool, Conv 5x5 valid 16, ReLU, MaxPool, "
                  "Flatten, Dense 120, Dense 84, Dense C (28x28 images)", _lenet, image=True,

@@ -6,8 +6,15 @@ computed in float64, with no framework and no autodiff involved. It runs any `sp
 layer list (`zoo.layers`): Dense, Conv2D (NHWC images, HWIO kernels, strides, 'valid' and
 TF's 'same' padding, asymmetric when the total is odd), MaxPool2D and AvgPool2D ('valid'),
 Flatten (a plain reshape of NHWC: H, W, C order), Dropout (the shared masks, as
-``h * (mask / (1 - rate))``; the identity without masks) and the activations relu, sigmoid,
-tanh and linear. Losses take the raw outputs (logits, never probabilities) and reduce by the
+``h * (mask / (1 - rate))``; the identity without masks), the activations relu, sigmoid,
+tanh and linear, BatchNorm and LayerNorm.
+
+Training and inference modes differ for BatchNorm only (`zoo.layers.BatchNorm`): a training
+pass (`loss_and_grads`, `step_details`, `train`) normalises with the batch's mean and biased
+variance, backpropagates through them, and yields the moving statistics the batch leaves
+behind; an inference pass (`forward`, `predict`, `evaluate`) normalises with the moving
+statistics. Gradients cover the trained tensors only; the state tensors (moving statistics)
+travel with the weights and are never trained. Losses take the raw outputs (logits, never probabilities) and reduce by the
 mean over the batch, as every framework in the zoo does.
 
 Convolutions are im2col + one BLAS matmul per batch, vectorised over the batch; the patches
@@ -185,14 +192,15 @@ def _conv_patches(x: np.ndarray, r: Resolved) -> np.ndarray:
     return cols.reshape(kh * kw * c, n * ho * wo)
 
 
-def _conv_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, r: Resolved
+def _conv_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, r: Resolved
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-correlation of (C, N, H, W) `x` with the HWIO `kernel`, plus `bias`:
     ((F, N, Ho, Wo) output, patch matrix)."""
     cols = _conv_patches(x, r)
     f = kernel.shape[3]
     z = (kernel.reshape(-1, f).T @ cols).reshape(f, x.shape[1], *r.output_shape[:2])
-    z += bias[:, None, None, None]
+    if bias is not None:   # a Conv2D(use_bias=False) has none
+        z += bias[:, None, None, None]
     return z, cols
 
 
@@ -295,12 +303,32 @@ def _scales(spec: ModelSpec, masks: list[np.ndarray] | None, n: int) -> dict[str
     return out
 
 
+def _norm_axes(h: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the axes a BatchNorm reduces, the shape its per-channel vectors broadcast as) for the
+    network's layouts: (C, N, H, W) images or (N, F) features."""
+    return ((1, 2, 3), (-1, 1, 1, 1)) if h.ndim == 4 else ((0,), (1, -1))
+
+
+def _normalise(h: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float,
+               gamma: np.ndarray, beta: np.ndarray, shape: tuple[int, ...]):
+    """(gamma * (h - mean) / sqrt(var + eps) + beta, the normalised h, 1 / sqrt(var + eps))."""
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat = (h - mean.reshape(shape)) * inv.reshape(shape)
+    return xhat * gamma.reshape(shape) + beta.reshape(shape), xhat, inv
+
+
 def _run(spec: ModelSpec, params: dict[str, np.ndarray], X: np.ndarray,
-         scales: dict[str, np.ndarray], bound: bool = False) -> tuple[np.ndarray, list]:
+         scales: dict[str, np.ndarray], bound: bool = False, training: bool = False,
+         norms: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+         ) -> tuple[np.ndarray, list]:
     """The forward pass: (raw outputs, one cache per layer for the backward pass).
 
+    training: BatchNorm normalises with the batch statistics (and its cache carries them for
+    `_moving_statistics`); otherwise with the moving ones.
     bound: the magnitude pass of `rounding_scale` (params are then |weights|, X is |X|):
-    sigmoid and tanh outputs are bounded by 1, so they give 1."""
+    sigmoid and tanh outputs are bounded by 1, so they give 1; a normalisation multiplies
+    |h| + |mean| by |gamma| / sqrt(var + eps) with the mean and variance of the real pass
+    (`norms`: layer name -> (mean, 1 / sqrt(var + eps)))."""
     h = _to_channels_first(np.asarray(X, np.float64))
     tape: list[Any] = []
     for r in spec.resolved:
@@ -309,7 +337,38 @@ def _run(spec: ModelSpec, params: dict[str, np.ndarray], X: np.ndarray,
             cache = h
             h = h @ params[f"{r.name}/kernel"] + params[f"{r.name}/bias"]
         elif kind == "conv2d":
-            h, cache = _conv_forward(h, params[f"{r.name}/kernel"], params[f"{r.name}/bias"], r)
+            h, cache = _conv_forward(h, params[f"{r.name}/kernel"],
+                                     params.get(f"{r.name}/bias"), r)
+        elif kind in ("batch_norm", "layer_norm"):
+            gamma, beta, eps = (params[f"{r.name}/gamma"], params[f"{r.name}/beta"],
+                                float(r.layer.epsilon))
+            if kind == "layer_norm":   # per sample over the features: (N, 1) statistics
+                axes, shape = (1,), (-1, 1)
+                gamma, beta = gamma[None, :], beta[None, :]
+            else:
+                axes, shape = _norm_axes(h)
+            if bound:
+                mean, inv = (norms or {})[r.name]
+                h = ((h + np.abs(mean).reshape(shape)) * inv.reshape(shape)
+                     * gamma.reshape(shape if kind == "batch_norm" else (1, -1))
+                     + beta.reshape(shape if kind == "batch_norm" else (1, -1)))
+            else:
+                if kind == "layer_norm" or training:
+                    mean = h.mean(axis=axes)
+                    var = np.square(h - mean.reshape(shape)).mean(axis=axes)
+                else:
+                    mean = params[f"{r.name}/moving_mean"]
+                    var = params[f"{r.name}/moving_variance"]
+                if kind == "layer_norm":
+                    inv = 1.0 / np.sqrt(var + eps)
+                    xhat = (h - mean[:, None]) * inv[:, None]
+                    h = xhat * gamma + beta
+                else:
+                    h, xhat, inv = _normalise(h, mean, var, eps, gamma, beta, shape)
+                batch = kind == "layer_norm" or training
+                count = h.size // h.shape[0 if h.ndim == 4 else 1] if kind == "batch_norm" \
+                    else h.shape[1]
+                cache = (xhat, inv, batch, mean, var, count)
         elif kind == "max_pool2d":
             h, cache = _max_pool_forward(h, r)
         elif kind == "avg_pool2d":
@@ -356,7 +415,27 @@ def _backward(spec: ModelSpec, params: dict[str, np.ndarray], tape: list, dz: np
             else:
                 d, gk, gb = _conv_backward(d, cache, k, r, need)
             grads[f"{r.name}/kernel"] = gk + l2 * k if l2 else gk
-            grads[f"{r.name}/bias"] = gb
+            if f"{r.name}/bias" in params:
+                grads[f"{r.name}/bias"] = gb
+        elif kind in ("batch_norm", "layer_norm"):
+            xhat, inv, batch, _mean, _var, m = cache
+            gamma = params[f"{r.name}/gamma"]
+            if kind == "layer_norm":   # statistics per sample (axis 1), gamma per feature
+                axes, shape, stat = (0,), (1, -1), (-1, 1)
+            else:
+                axes, _ = _norm_axes(d)
+                shape = stat = (-1, 1, 1, 1) if d.ndim == 4 else (1, -1)
+            grads[f"{r.name}/gamma"] = (d * xhat).sum(axis=axes)
+            grads[f"{r.name}/beta"] = d.sum(axis=axes)
+            if need:
+                dxhat = d * gamma.reshape(shape)
+                if batch:   # through the batch statistics too
+                    red = (1,) if kind == "layer_norm" else axes
+                    s1 = dxhat.sum(axis=red).reshape(stat)
+                    s2 = (dxhat * xhat).sum(axis=red).reshape(stat)
+                    d = inv.reshape(stat) / m * (m * dxhat - s1 - xhat * s2)
+                else:
+                    d = dxhat * inv.reshape(stat)
         elif kind == "max_pool2d":
             g = d
             d = _pool_backward(lambda o, g=g, first=cache: np.where(first[o], g, 0.0), n, r)
@@ -376,7 +455,32 @@ def _backward(spec: ModelSpec, params: dict[str, np.ndarray], tape: list, dz: np
                 d = d * (cache * (1.0 - cache))
             elif name == "tanh":
                 d = d * (1.0 - cache * cache)
-    return {name: grads[name] for name in spec.weight_shapes()}
+    return {name: grads[name] for name in spec.weight_shapes(trainable=True)}
+
+
+def _moving_statistics(spec: ModelSpec, params: dict[str, np.ndarray], tape: list
+                       ) -> dict[str, np.ndarray]:
+    """The state tensors a training pass leaves behind (`zoo.layers.BatchNorm`):
+    moving = momentum * moving + (1 - momentum) * batch value, the moving variance from the
+    biased batch variance, or the unbiased one (times count / (count - 1)) when the layer
+    says so. Empty for a model without state."""
+    state: dict[str, np.ndarray] = {}
+    for r, cache in zip(spec.resolved, tape, strict=True):
+        if r.kind != "batch_norm":
+            continue
+        _xhat, _inv, batch, mean, var, count = cache
+        if not batch:
+            raise ConfigError("moving statistics come from a training-mode pass.")
+        if r.layer.moving_variance == "unbiased":
+            if count < 2:
+                raise ConfigError("a batch with one value per channel has no unbiased "
+                                  "variance; use batches of at least 2 samples with BatchNorm.")
+            var = var * (count / (count - 1))
+        mom = float(r.layer.momentum)
+        for short, batch_value in (("moving_mean", mean), ("moving_variance", var)):
+            name = f"{r.name}/{short}"
+            state[name] = params[name] * mom + batch_value * (1.0 - mom)
+    return state
 
 
 def _chunk(spec: ModelSpec) -> int | None:
@@ -441,14 +545,16 @@ def _penalty(spec: ModelSpec, params: dict[str, np.ndarray], l2: float) -> float
 
 def _details(spec: ModelSpec, weights: dict[str, Any], X: np.ndarray, y: np.ndarray,
              masks: list[np.ndarray] | None, l2: float
-             ) -> tuple[np.ndarray, float, dict[str, np.ndarray]]:
+             ) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One training-mode pass: (raw outputs, loss, gradients of the trained tensors, the
+    state after the batch's moving-statistics update)."""
     params = _params(spec, weights, X)
-    z, tape = _run(spec, params, X, _scales(spec, masks, len(X)))
+    z, tape = _run(spec, params, X, _scales(spec, masks, len(X)), training=True)
     loss, dz = _data_loss(spec, z, y)
     grads = _backward(spec, params, tape, dz, l2)
     if l2:
         loss += _penalty(spec, params, l2)
-    return z, float(loss), grads
+    return z, float(loss), grads, _moving_statistics(spec, params, tape)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -463,18 +569,31 @@ def forward(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
 
 
 def rounding_scale(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
-                   masks: list[np.ndarray] | None = None, dtype: str = "float32") -> np.ndarray:
+                   masks: list[np.ndarray] | None = None, dtype: str = "float32",
+                   training: bool = False) -> np.ndarray:
     """A per-output scale of the rounding a `dtype` forward pass may carry: machine epsilon
     times the magnitude of what each output sums, |x| propagated with no cancellation
     through |kernel| (matmul or convolution) and |bias|, the pools (max or mean of the
     magnitudes), Flatten and the dropout scaling; relu and linear keep the magnitude, sigmoid
     and tanh outputs are bounded by 1. Two correct implementations that sum in different
     orders differ by a small fraction of it (measured: under 0.1 of it for the digits MLP in
-    float32), while a different computation differs by the outputs' size."""
-    params = {k: np.abs(v) for k, v in _params(spec, weights, X).items()}
-    a = _chunked(spec, lambda Xc, mc: _run(spec, params, np.abs(np.asarray(Xc, np.float64)),
-                                           _scales(spec, mc, len(Xc)), bound=True)[0],
-                 X, masks)
+    float32), while a different computation differs by the outputs' size. A normalisation
+    multiplies the magnitudes by |gamma| / sqrt(var + eps), with the statistics of the real
+    pass (the batch's with `training`, the moving ones without)."""
+    real = _params(spec, weights, X)
+    params = {k: np.abs(v) for k, v in real.items()}
+
+    def bound(Xc, mc):
+        scales = _scales(spec, mc, len(Xc))
+        norms = None
+        if any(r.kind in ("batch_norm", "layer_norm") for r in spec.resolved):
+            tape = _run(spec, real, Xc, scales, training=training)[1]
+            norms = {r.name: (c[3], c[1]) for r, c in zip(spec.resolved, tape, strict=True)
+                     if r.kind in ("batch_norm", "layer_norm")}
+        return _run(spec, params, np.abs(np.asarray(Xc, np.float64)), scales, bound=True,
+                    norms=norms)[0]
+
+    a = bound(X, masks) if training else _chunked(spec, bound, X, masks)
     return float(np.finfo(np.dtype(dtype)).eps) * a
 
 
@@ -484,16 +603,18 @@ def loss_and_grads(spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
     """The batch loss (`spec.loss`, mean over samples, plus 0.5 * l2 * the sum of squared
     Dense and Conv2D kernels) and its gradient with respect to every weight, in model order,
     derived by hand (no autodiff)."""
-    _, loss, grads = _details(spec, weights, X, y, masks, l2)
+    _, loss, grads, _state = _details(spec, weights, X, y, masks, l2)
     return loss, grads
 
 
 def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
                  y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
-    """The float64 reference's {"logits", "loss", "grads"} of one batch at `weights`, in the
-    form every framework's `train.step_details` returns (see `zoo.diagnose`)."""
-    z, loss, grads = _details(model_spec, weights, X, y, masks, l2)
-    return {"logits": z, "loss": loss, "grads": grads}
+    """The float64 reference's {"logits", "loss", "grads", "state"} of one training-mode batch
+    at `weights`, in the form every framework's `train.step_details` returns (see
+    `zoo.diagnose`): "grads" of the trained tensors, "state" the moving statistics after the
+    batch's update ({} for a model without state)."""
+    z, loss, grads, state = _details(model_spec, weights, X, y, masks, l2)
+    return {"logits": z, "loss": loss, "grads": grads, "state": state}
 
 
 class ReferenceModel(dict):
@@ -646,12 +767,13 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             # A diverging run overflows: the frameworks say so by the stop below, not by
             # warnings (which pytest would turn into errors), so neither does the reference.
             with np.errstate(over="ignore", invalid="ignore"):
-                loss, grads = loss_and_grads(model_spec, params, X[idx], y[idx], masks,
-                                             train_spec.l2)
+                _z, loss, grads, state = _details(model_spec, params, X[idx], y[idx], masks,
+                                                  train_spec.l2)
                 losses.append(loss)
                 if not np.isfinite(loss):
                     stopped_at = len(losses) - 1
                     break
+                params.update(state)   # the batch's moving statistics (BatchNorm)
                 opt.step(params, grads)
             if progress is not None:
                 progress(epoch, step, loss)

@@ -48,7 +48,8 @@ def run_details(job: dict) -> int:
         X, y = z["X"], z["y"]
     out = mod.step_details(spec, weights, X, y, masks, float(job["l2"]))
     np.savez(job["out"], logits=out["logits"], loss=np.asarray(out["loss"]),
-             **{f"g:{k}": v for k, v in out["grads"].items()})
+             **{f"g:{k}": v for k, v in out["grads"].items()},
+             **{f"s:{k}": v for k, v in (out.get("state") or {}).items()})
     _emit({"event": "done"})
     return 0
 
