@@ -1183,3 +1183,222 @@ def test_gotcha_quadratic_cost_mse() -> None:
 
     keras_cost = float(0.5 * ops.mean(ops.sum(ops.square(Y - a), axis=1)))
     assert measured(g, "after the fix", abs(keras_cost - cost)) < g.below
+
+
+# ----------------------------------------------------------------------------- normalisation
+def _bn_batches(seed: int, shape=(4, 8, 8, 3), n: int = 5, scale: float = 2.0) -> list:
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=shape) * scale + 1.0).astype(np.float32) for _ in range(n)]
+
+
+def _keras_bn(batches, momentum=0.99, epsilon=1e-3, train=True):
+    """Keras 3 `BatchNormalization` called in training mode on every batch: (the last batch's
+    output, moving mean, moving variance)."""
+    layer = keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon)
+    for xb in batches:
+        out = layer(xb, training=train)
+    return (np.asarray(out), layer.moving_mean.numpy(), layer.moving_variance.numpy(), layer)
+
+
+def _tf1_bn(batches, momentum=0.99, epsilon=1e-3, update_ops=True):
+    """The TF1 idiom under Keras 3: `tf.nn.moments`, `assign` ops collected in UPDATE_OPS and
+    run with the train op (here: an op that depends on them)."""
+    c = batches[0].shape[-1]
+    axes = list(range(batches[0].ndim - 1))
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, *batches[0].shape[1:]))
+        gamma = tf1.get_variable("gamma", initializer=tf.ones([c]))
+        beta = tf1.get_variable("beta", initializer=tf.zeros([c]))
+        mm = tf1.get_variable("moving_mean", initializer=tf.zeros([c]), trainable=False)
+        mv = tf1.get_variable("moving_variance", initializer=tf.ones([c]), trainable=False)
+        mean, var = tf.nn.moments(x, axes)
+        for v, batch in ((mm, mean), (mv, var)):
+            tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS,
+                                  v.assign(v * momentum + batch * (1.0 - momentum)))
+        out = tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon)
+        deps = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) if update_ops else []
+        with tf.control_dependencies(deps):
+            train = tf.identity(out)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for xb in batches:
+                y = sess.run(train, {x: xb})
+            return y, *sess.run([mm, mv])
+
+
+def _torch_bn(batches, momentum=0.01, eps=1e-3, biased=True, train=True):
+    """torch `nn.BatchNorm2d`/`1d` on the NCHW view, with the moving variance turned into the
+    biased update (`zoo.layers.corrected_moving_variance`) when `biased`."""
+    from zoo.layers import corrected_moving_variance
+
+    image = batches[0].ndim == 4
+    c = batches[0].shape[-1]
+    bn = (nn.BatchNorm2d if image else nn.BatchNorm1d)(c, eps=eps, momentum=momentum)
+    bn.train(train)
+    with torch.no_grad():
+        for xb in batches:
+            x = torch.from_numpy(xb)
+            before = bn.running_var.clone()
+            y = bn(x.permute(0, 3, 1, 2) if image else x)
+            if biased and train:
+                bn.running_var.copy_(corrected_moving_variance(
+                    before, bn.running_var, xb.size // c, 1.0 - momentum, "unbiased", "biased"))
+    y = y.permute(0, 2, 3, 1) if image else y
+    return y.numpy(), bn.running_mean.numpy().copy(), bn.running_var.numpy().copy(), bn
+
+
+def test_row_batch_normalisation() -> None:
+    batches = _bn_batches(30)
+    runs = {"keras": _keras_bn(batches), "tf1": _tf1_bn(batches), "torch": _torch_bn(batches)}
+    assert all_agree({k: v[0] for k, v in runs.items()}) < 1e-5      # batch statistics
+    for i in (1, 2):                                                   # moving statistics
+        assert all_agree({k: v[i] for k, v in runs.items()}) < 1e-6
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 8, 8, 3))
+        with pytest.raises(AttributeError, match="is not available with Keras 3"):
+            tf1.layers.batch_normalization(x, training=True)
+
+
+def test_row_layer_normalisation() -> None:
+    X = _bn_batches(31, (6, 10), 1)[0]
+    keras_out = np.asarray(keras.layers.LayerNormalization(epsilon=1e-3)(X))
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 10))
+        mean, var = tf.nn.moments(x, [1], keepdims=True)
+        out = (x - mean) * tf.math.rsqrt(var + 1e-3)
+        with tf1.Session() as sess:
+            tf1_out = sess.run(out, {x: X})
+    with torch.no_grad():
+        torch_out = nn.LayerNorm(10, eps=1e-3)(torch.from_numpy(X)).numpy()
+    assert all_agree({"keras": keras_out, "tf1": tf1_out, "torch": torch_out}) < 1e-5
+
+
+def test_row_training_and_inference_modes() -> None:
+    """After training-mode batches, inference normalises with the moving statistics: Keras's
+    `model(x)` (training=None) and `predict`, torch's `eval()`, TF1's moving statistics."""
+    batches = _bn_batches(32)
+    new = _bn_batches(33, n=1)[0]
+    *_, layer = _keras_bn(batches)
+    keras_out = np.asarray(layer(new))                                   # training=None
+    *_, bn = _torch_bn(batches)
+    bn.eval()
+    with torch.no_grad():
+        torch_out = bn(torch.from_numpy(new).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    _, mm, mv = _tf1_bn(batches)
+    tf1_out = (new - mm) / np.sqrt(mv + 1e-3)
+    assert all_agree({"keras": keras_out, "tf1": tf1_out, "torch": torch_out}) < 1e-5
+
+
+def test_gotcha_bn_momentum() -> None:
+    g = gotcha("bn_momentum")
+    batches = _bn_batches(34)
+    keras_mm = _keras_bn(batches)[1]
+    copied = _torch_bn(batches, momentum=0.99)[1]          # Keras's number, torch's meaning
+    translated = _torch_bn(batches, momentum=1.0 - 0.99)[1]
+    assert measured(g, "difference", maxdiff(copied, keras_mm)) > g.above
+    assert measured(g, "after the fix", maxdiff(translated, keras_mm)) < g.below
+
+
+def test_gotcha_bn_epsilon() -> None:
+    g = gotcha("bn_epsilon")
+    batches = _bn_batches(35, scale=0.05)                   # small activations: eps shows
+    keras_out = _keras_bn(batches)[0]
+    default = _torch_bn(batches, eps=1e-5)[0]
+    assert measured(g, "difference", maxdiff(default, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(_torch_bn(batches)[0], keras_out)) < g.below
+
+
+def test_gotcha_bn_running_variance() -> None:
+    g = gotcha("bn_running_variance")
+    batches = _bn_batches(36, (8, 5))                       # 8 values per feature
+    keras_mv = _keras_bn(batches)[2]
+    unbiased = _torch_bn(batches, biased=False)[2]
+    assert measured(g, "difference", maxdiff(unbiased, keras_mv)) > g.above
+    assert measured(g, "after the fix", maxdiff(_torch_bn(batches)[2], keras_mv)) < g.below
+
+
+def test_gotcha_bn_eval_mode() -> None:
+    """A torch model left in train mode normalises a prediction batch with its own statistics
+    (and moves the running ones): the same trained layer, Keras's inference vs torch's."""
+    g = gotcha("bn_eval_mode")
+    batches = _bn_batches(37)
+    new = _bn_batches(38, n=1, scale=1.0)[0]
+    *_, layer = _keras_bn(batches)
+    keras_out = np.asarray(layer(new, training=False))
+    *_, bn = _torch_bn(batches)
+    with torch.no_grad():
+        train_mode = bn(torch.from_numpy(new).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+        *_, bn = _torch_bn(batches)
+        bn.eval()
+        eval_mode = bn(torch.from_numpy(new).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    assert measured(g, "difference", maxdiff(train_mode, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(eval_mode, keras_out)) < g.below
+
+
+def test_gotcha_tf1_update_ops() -> None:
+    g = gotcha("tf1_update_ops")
+    batches = _bn_batches(39)
+    _, keras_mm, keras_mv, _ = _keras_bn(batches)
+    _, mm, mv = _tf1_bn(batches, update_ops=False)         # never run: still zeros and ones
+    assert np.all(mm == 0) and np.all(mv == 1)
+    assert measured(g, "difference", maxdiff(np.r_[mm, mv], np.r_[keras_mm, keras_mv])) > g.above
+    _, mm, mv = _tf1_bn(batches)
+    assert measured(g, "after the fix",
+                    maxdiff(np.r_[mm, mv], np.r_[keras_mm, keras_mv])) < g.below
+
+
+def test_gotcha_tf1_layers_batch_norm() -> None:
+    g = gotcha("tf1_layers_batch_norm")
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, 8, 8, 3))
+        with pytest.raises(AttributeError) as err:
+            tf1.layers.batch_normalization(x, training=True)
+    assert f"{err.type.__name__}: {err.value}" == g.raises
+    batches = _bn_batches(40)
+    assert measured(g, "after the fix", maxdiff(_tf1_bn(batches)[0], _keras_bn(batches)[0])) \
+        < g.below
+
+
+def test_gotcha_fused_batch_norm() -> None:
+    """TF's fused kernel (Keras 2's default path) normalises with the biased batch variance
+    and hands back the UNBIASED one for the moving update."""
+    g = gotcha("fused_batch_norm")
+    X = _bn_batches(41, (2, 2, 2, 3), 1)[0]                # 8 values per channel
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, X.shape)
+        y, _, var = tf1.nn.fused_batch_norm(x, tf.ones([3]), tf.zeros([3]), epsilon=1e-3,
+                                            is_training=True)
+        with tf1.Session() as sess:
+            y, var = sess.run([y, var], {x: X})
+    flat = X.reshape(-1, 3)
+    biased = flat.var(axis=0)
+    assert maxdiff(y, (X - flat.mean(axis=0)) / np.sqrt(biased + 1e-3)) < 1e-5
+    assert measured(g, "difference", maxdiff(var, biased)) > g.above
+    assert maxdiff(var, biased * 8 / 7) < 1e-5                     # Bessel's correction
+    assert measured(g, "after the fix", maxdiff(var * 7 / 8, biased)) < g.below
+
+
+def test_gotcha_sync_batch_norm() -> None:
+    """Data parallelism: each replica normalises with its own shard's statistics unless they
+    are synchronised; torch's `nn.SyncBatchNorm` refuses CPU tensors."""
+    import torch.distributed as dist
+
+    g = gotcha("sync_batch_norm")
+    X = _bn_batches(42, (8, 4, 4, 3), 1)[0]
+    whole = _keras_bn([X])[0]
+    shards = np.concatenate([_keras_bn([X[:4]])[0], _keras_bn([X[4:]])[0]])
+    assert measured(g, "difference", maxdiff(shards, whole)) > g.above
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        sync = nn.SyncBatchNorm(3)
+        with pytest.raises(ValueError, match="SyncBatchNorm expected input tensor to be on GPU"):
+            sync(torch.from_numpy(X).permute(0, 3, 1, 2))
+    finally:
+        dist.destroy_process_group()
+    # the fix: the global statistics from the shards' sums (what a synchronised BatchNorm
+    # all-reduces), normalised per shard
+    count = X.size // 3
+    mean = sum(s.reshape(-1, 3).sum(axis=0) for s in (X[:4], X[4:])) / count
+    var = sum(((s.reshape(-1, 3) - mean) ** 2).sum(axis=0) for s in (X[:4], X[4:])) / count
+    synced = np.concatenate([(s - mean) / np.sqrt(var + 1e-3) for s in (X[:4], X[4:])])
+    assert measured(g, "after the fix", maxdiff(synced, whole)) < g.below

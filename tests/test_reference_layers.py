@@ -486,8 +486,8 @@ def test_layer_norm_normalises_each_sample_over_its_features(probe):
 def test_normalisation_layers_refuse_what_they_cannot_normalise():
     with pytest.raises(ConfigError, match="BatchNorm momentum must be in \\[0, 1\\)"):
         BatchNorm(momentum=1.5)
-    with pytest.raises(ConfigError, match="epsilon must be >= 1.001e-5"):
-        BatchNorm(epsilon=1e-6)
+    with pytest.raises(ConfigError, match="BatchNorm epsilon must be > 0, got 0"):
+        BatchNorm(epsilon=0)
     with pytest.raises(ConfigError, match="layer_norm_0: LayerNorm normalises flat features"):
         resolve([LayerNorm()], (4, 4, 1))
     with pytest.raises(ConfigError, match="batch_norm_0: a BatchNorm on the flattened features"):

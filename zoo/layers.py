@@ -319,8 +319,7 @@ class BatchNorm(Layer):
       0.99). torch's `momentum` is the weight of the NEW batch value (default 0.1): the
       translation is 1 - momentum (`torch_momentum`), so torch's default means 0.9 here;
     - `epsilon` is added to the variance inside the square root in every framework (Keras
-      default 1e-3, torch 1e-5: always passed explicitly). TF's fused kernel raises any
-      epsilon below 1.001e-5 to that value, so the canonical layer refuses smaller ones;
+      default 1e-3, torch 1e-5: always passed explicitly);
     - `moving_variance` says which batch variance v_B feeds the moving variance: "biased"
       (v_B = var_B, what Keras 3 and `tf.nn.moments` give; the default) or "unbiased"
       (v_B = var_B * m / (m - 1) with m the values per channel, Bessel's correction: what
@@ -342,9 +341,8 @@ class BatchNorm(Layer):
         if not 0.0 <= float(self.momentum) < 1.0:
             raise ConfigError(f"BatchNorm momentum must be in [0, 1) (Keras's convention: the "
                               f"weight of the old moving value), got {self.momentum}.")
-        if not float(self.epsilon) >= 1.001e-5:
-            raise ConfigError(f"BatchNorm epsilon must be >= 1.001e-5 (TF's fused kernel "
-                              f"raises smaller ones to that), got {self.epsilon}.")
+        if not float(self.epsilon) > 0.0:
+            raise ConfigError(f"BatchNorm epsilon must be > 0, got {self.epsilon}.")
         _choice("BatchNorm moving_variance", self.moving_variance, VARIANCES)
 
     @property

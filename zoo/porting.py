@@ -186,6 +186,33 @@ ROWS: tuple[Row, ...] = (
         "`nn.MaxPool2d(2)`, `nn.AvgPool2d(2)` (stride defaults to the kernel size, floor)",
         "all three drop the last row/column of an odd input ('valid' / `ceil_mode=False`)",
         _P + "test_row_pooling"),
+    Row("batch normalisation",
+        "`mean, var = tf.nn.moments(x, [0, 1, 2])`, `tf.nn.batch_normalization(x, mean, var, "
+        "beta, gamma, eps)`, and `moving.assign(m * moving + (1 - m) * batch)` ops added to "
+        "`tf.GraphKeys.UPDATE_OPS` (`tf.compat.v1.layers.batch_normalization` raises)",
+        "`keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3)`",
+        "`nn.BatchNorm2d(C, eps=1e-3, momentum=0.01)`, then the running variance corrected "
+        "to the biased update (`zoo.layers.corrected_moving_variance`)",
+        "momentum means the opposite thing in torch, epsilon defaults differ, torch's running "
+        "variance is unbiased, TF1 needs its update ops (gotchas below)",
+        _P + "test_row_batch_normalisation"),
+    Row("layer normalisation",
+        "`mean, var = tf.nn.moments(x, [1], keepdims=True)`, `(x - mean) * "
+        "tf.math.rsqrt(var + eps) * gamma + beta`",
+        "`keras.layers.LayerNormalization(epsilon=1e-3)`",
+        "`nn.LayerNorm(F, eps=1e-3)`",
+        "epsilon: Keras 1e-3, torch 1e-5; both use the biased variance",
+        _P + "test_row_layer_normalisation"),
+    Row("training and inference modes",
+        "a `training` placeholder (default False) chooses batch or moving statistics; fed "
+        "True only with the train op",
+        "`fit` calls the model with `training=True`; `model(x)`, `predict` and `evaluate` "
+        "use the moving statistics",
+        "`model.train()` for training, `model.eval()` before predicting (`torch.no_grad()` "
+        "does not change the mode)",
+        "a torch model left in train mode predicts with each batch's own statistics (gotcha "
+        "below)",
+        _P + "test_row_training_and_inference_modes"),
     Row("quadratic cost (seed 001)",
         "`0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(y - tf.sigmoid(z)), axis=1))`",
         "a custom loss: `0.5 * ops.mean(ops.sum(ops.square(y - ops.sigmoid(z)), axis=1))`",
@@ -371,6 +398,65 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "tf1_compat/layers.py); outputs then equal Keras's",
            _P + "test_gotcha_tf1_layers_conv2d", above=None, below=1e-5,
            raises="AttributeError: `conv2d` is not available with Keras 3."),
+    Gotcha("bn_momentum", "BatchNorm momentum: two conventions",
+           "Keras's `momentum=0.99` is the weight of the OLD moving value, torch's "
+           "`momentum` the weight of the NEW batch value (default 0.1): copying 0.99 into "
+           "`nn.BatchNorm2d` makes the running mean follow each batch. Moving mean after 5 "
+           "batches, torch with 0.99 vs Keras with 0.99",
+           "torch `momentum = 1 - keras_momentum` (`zoo.layers.BatchNorm.torch_momentum`)",
+           _P + "test_gotcha_bn_momentum", above=0.1, below=1e-6),
+    Gotcha("bn_epsilon", "BatchNorm epsilon defaults",
+           "Keras's default epsilon is 1e-3, torch's 1e-5; on small activations (std 0.05) "
+           "the training-mode outputs differ",
+           "pass epsilon explicitly in every framework (the canonical layer always does)",
+           _P + "test_gotcha_bn_epsilon", above=0.05, below=5e-5),
+    Gotcha("bn_running_variance", "The running variance: unbiased in torch, biased in Keras",
+           "torch updates its running variance with the unbiased batch variance (times m / (m "
+           "- 1), m values per channel), Keras 3 and `tf.nn.moments` with the biased one; "
+           "normalisation uses the biased one everywhere. 5 batches of 8 samples of flat "
+           "features, momentum 0.99: moving variance, torch vs Keras",
+           "correct torch's update after each step: `after + (after - m * before) * (c - 1)`, c "
+           "= (m - 1) / m (`zoo.layers.corrected_moving_variance`; exact up to one rounding)",
+           _P + "test_gotcha_bn_running_variance", above=1e-4, below=1e-6),
+    Gotcha("bn_eval_mode", "Predicting in training mode",
+           "a torch model not switched to `eval()` normalises a prediction batch with that "
+           "batch's statistics (and moves its running statistics): the same trained layer, "
+           "torch in train mode vs Keras's inference",
+           "`model.eval()` before predicting (Keras: `predict`, or `model(x)` without "
+           "`training=True`; TF1: leave the training flag unfed)",
+           _P + "test_gotcha_bn_eval_mode", above=0.1, below=1e-5),
+    Gotcha("tf1_update_ops", "TF1's moving statistics need `UPDATE_OPS`",
+           "in TF1 the moving-statistics assigns are ops of their own: a train op that does "
+           "not depend on `tf.GraphKeys.UPDATE_OPS` never runs them, and the moving mean and "
+           "variance stay at their initial zeros and ones (max difference from Keras's after "
+           "5 batches)",
+           "`with tf.control_dependencies(tf.compat.v1.get_collection(UPDATE_OPS)): train = "
+           "opt.minimize(loss)` (the zoo's tf1_compat/train.py)",
+           _P + "test_gotcha_tf1_update_ops", above=0.1, below=1e-6),
+    Gotcha("tf1_layers_batch_norm", "`tf.compat.v1.layers.batch_normalization` under Keras 3",
+           "TF1 code written with `tf.compat.v1.layers.batch_normalization` raises on "
+           "TensorFlow 2.16 and later",
+           "`tf.nn.moments` + `tf.nn.batch_normalization` + assign ops in UPDATE_OPS (the "
+           "zoo's tf1_compat/layers.py); outputs then equal Keras's",
+           _P + "test_gotcha_tf1_layers_batch_norm", above=None, below=1e-5,
+           raises="AttributeError: `batch_normalization` is not available with Keras 3."),
+    Gotcha("fused_batch_norm", "TF's fused kernel returns the unbiased variance",
+           "`tf.compat.v1.nn.fused_batch_norm(..., is_training=True)` (Keras 2's default "
+           "path) normalises with the biased batch variance but returns the UNBIASED one for "
+           "the moving update (8 values per channel: Bessel's factor 8/7); returned variance "
+           "vs the biased one",
+           "multiply its variance by (m - 1) / m for a biased update, or use `tf.nn.moments` "
+           "(the zoo's tf1_compat/layers.py)",
+           _P + "test_gotcha_fused_batch_norm", above=0.01, below=1e-6),
+    Gotcha("sync_batch_norm", "Data-parallel BatchNorm normalises each shard alone",
+           "under data parallelism every replica normalises with its own shard's statistics: "
+           "a batch of 8 images split in 2 shards vs one process; and torch's "
+           "`nn.SyncBatchNorm` refuses CPU tensors (\"SyncBatchNorm expected input tensor to "
+           "be on GPU...\")",
+           "synchronise the statistics: all-reduce the shards' sums for the global mean and "
+           "variance (Keras `BatchNormalization(synchronized=True)`; on CPU torch the zoo's own "
+           "synchronised module in torch_models/distributed.py)",
+           _P + "test_gotcha_sync_batch_norm", above=0.05, below=1e-5),
     Gotcha("quadratic_cost_mse", "Seed 001's quadratic cost is not Keras's `mse`",
            "C = 1/(2n) sum ||y - a||^2 sums the squared error over the 10 outputs and halves "
            "it; `keras.losses.MeanSquaredError` averages over the outputs: the ratio of the "
