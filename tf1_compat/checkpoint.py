@@ -1,7 +1,9 @@
 """Checkpoints of a TF1 training run (`zoo.checkpoint` holds the file format and the checks).
 
-The state saved at the end of every epoch: the model's weights (canonical layout) and every
-other global variable of the model's graph that training updates, by its TF name: the
+The state saved at the end of every epoch: the model's weights (canonical layout, BatchNorm's
+moving statistics included: they are model variables, `trainable=False`, so a resumed run
+continues from the moving statistics the first epochs left, bit for bit) and every other
+global variable of the model's graph that training updates, by its TF name: the
 optimizer's slots (`dense_0/kernel/Momentum`, `.../Adam`, `.../Adam_1`, RMSprop's `rms`, ...)
 and non-slot variables (Adam's `beta1_power`, `beta2_power`). The training loop builds the
 graph from the saved weights; `OptimizerState.restore` assigns the rest after the variable
@@ -23,8 +25,9 @@ tf1 = tf.compat.v1
 
 
 class OptimizerState:
-    """Reads and assigns the graph's variables other than the model's weights (and the
-    training loop's own `backup/` copies of them). Create it after `minimize`."""
+    """Reads and assigns the graph's variables other than the model's weights (moving
+    statistics included: they travel with the weights) and the training loop's own `backup/`
+    copies of them. Create it after `minimize`."""
 
     def __init__(self, graph: tf.Graph, model_variables: dict[str, tf.Variable]) -> None:
         with graph.as_default():

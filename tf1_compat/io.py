@@ -3,7 +3,9 @@ the model's own `tf.Graph` and Session) under a prefix ending in `.ckpt` (files
 `<prefix>.index` and `<prefix>.data-00000-of-00001`), plus the JSON sidecar `<prefix>.json` of
 `zoo.interchange` (model spec, shapes, dtype). The variables have the weight tables' tf1
 names (`dense_0/kernel`, `conv2d_0/bias`, ...: the canonical ones, canonical layouts), so the
-checkpoint is readable by any TF1 code using those scopes.
+checkpoint is readable by any TF1 code using those scopes. BatchNorm's moving statistics
+(`batch_norm_0/moving_mean`, `.../moving_variance`) are saved and loaded with the rest: the
+`Saver` writes every model variable, trainable or not, as TF1's own checkpoints did.
 
 Loading uses `tf.compat.v1.train.load_checkpoint` (a checkpoint reader: tensors only, no code).
 """

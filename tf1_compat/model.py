@@ -8,6 +8,12 @@ shape; images NHWC), y and the dropout controls are placeholders; weights are
 are the weight table's tf1 native ones, which are the canonical ones. The Session opens on
 first use and runs `tf.compat.v1.global_variables_initializer()`.
 
+Models with BatchNorm have state: moving statistics that are variables (`trainable=False`)
+like the others, so `variables`, `get_weights`, `set_weights` and every file carry them, but
+optimizers get `trainable_variables()` only, and they change only through the assign ops in
+`tf.compat.v1.GraphKeys.UPDATE_OPS` (`update_ops`), run by a train op that depends on them
+with `training` fed True.
+
 `make_loss(spec)` translates the architecture's loss kind, `outputs(spec, raw)` its output
 kind (`zoo.models`).
 """
@@ -43,8 +49,11 @@ class GraphModel:
     Placeholders: `x` (None, *spec.input_shape); `y` int64 (None,) labels for classification or
     (None, 1) floats for binary/regression targets; `masks[i]` the 0/1 keep-mask of the i-th
     Dropout layer (rate > 0) for the shared masks (h * mask / (1 - rate)); `native_dropout`
-    (bool) turns on TF's own `tf.compat.v1.nn.dropout`. Unfed, both are off: prediction never
-    drops units. `variables` maps TF names (the weight table's tf1 native names) to variables.
+    (bool) turns on TF's own `tf.compat.v1.nn.dropout`; `training` (bool) selects training
+    mode (BatchNorm's batch statistics and its moving-statistics update). Unfed, all are off:
+    prediction never drops units and normalises with the moving statistics. `variables` maps
+    TF names (the weight table's tf1 native names) to variables, state included;
+    `trainable_variables()` is what optimizers may change.
     """
 
     spec: ModelSpec
@@ -58,9 +67,16 @@ class GraphModel:
     variables: dict[str, tf.Variable]
     masks: list[tf.Tensor]
     native_dropout: tf.Tensor
+    training: tf.Tensor
     #: per Dropout layer with a mask: its input and its output
     pre_dropout: list[tf.Tensor]
     post_dropout: list[tf.Tensor]
+    #: the moving-statistics assign ops (the graph's UPDATE_OPS collection), [] without state
+    update_ops: list[tf.Tensor | tf.Operation]
+    #: state variable's TF name -> its value before this run's update / the value the update
+    #: writes (with training=True): see `tf1_compat.layers.batch_norm`
+    state_before: dict[str, tf.Tensor]
+    state_after: dict[str, tf.Tensor]
     _assign: dict[str, tuple[tf.Tensor, tf.Operation]] = field(default_factory=dict)
     _session: tf1.Session | None = None
 
@@ -90,6 +106,11 @@ class GraphModel:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+    def trainable_variables(self) -> dict[str, tf.Variable]:
+        """The variables optimizers update (every weight but the state), by TF name."""
+        return {t.native_name("tf1"): self.variables[t.native_name("tf1")]
+                for t in tensor_specs(self.spec.resolved, trainable=True)}
 
     def penalised(self) -> list[tf.Variable]:
         """The variables the L2 penalty covers (the weight table's kernels)."""
@@ -211,7 +232,8 @@ def build(spec: ModelSpec, init: dict[str, np.ndarray] | None = None, dtype: str
             y = tf1.placeholder(tf.int64, (None,), name="y")
         else:  # binary and regression targets are (N, 1) so nothing broadcasts to N x N
             y = tf1.placeholder(dt, (None, 1), name="y")
-        ctx = Context(dtype, native, tf1.placeholder_with_default(False, (), "native_dropout"))
+        ctx = Context(dtype, native, tf1.placeholder_with_default(False, (), "native_dropout"),
+                      tf1.placeholder_with_default(False, (), "training"))
         h = x
         for r in spec.resolved:
             h = translate(r, h, ctx)
@@ -225,8 +247,11 @@ def build(spec: ModelSpec, init: dict[str, np.ndarray] | None = None, dtype: str
                 assign[name] = (ph, var.assign(ph))
     return GraphModel(spec=spec, dtype=dtype, graph=graph, x=x, y=y, logits=logits, output=output,
                       loss=loss, variables=ctx.variables, masks=ctx.masks,
-                      native_dropout=ctx.native_dropout, pre_dropout=ctx.pre_dropout,
-                      post_dropout=ctx.post_dropout, _assign=assign)
+                      native_dropout=ctx.native_dropout, training=ctx.training,
+                      pre_dropout=ctx.pre_dropout, post_dropout=ctx.post_dropout,
+                      update_ops=graph.get_collection(tf1.GraphKeys.UPDATE_OPS),
+                      state_before=ctx.state_before, state_after=ctx.state_after,
+                      _assign=assign)
 
 
 def get_weights(model: GraphModel) -> dict[str, np.ndarray]:

@@ -6,6 +6,11 @@ execution is never disabled for the process). Training builds a `tf.compat.v1.tr
 with `tf1_compat.optimizers.make_optimizer` and its `minimize`, runs
 `tf.compat.v1.global_variables_initializer()` in a `tf.compat.v1.Session(graph=g)`, and feeds
 one mini-batch per `session.run`.
+
+BatchNorm, the TF1 way: `minimize(var_list=...)` gets the trainable variables only, the train
+op is built under `tf.control_dependencies(tf.compat.v1.get_collection(UPDATE_OPS))` so every
+step also runs the moving-statistics updates, and training feeds `training=True`;
+`predict`, `evaluate` leave it False (the moving statistics).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from tf1_compat.model import GraphModel, build, targets, tf_dtype
 from tf1_compat.optimizers import after_init, make_optimizer
 from zoo.checkpoint import start
 from zoo.data import batch_order
-from zoo.layers import from_native
+from zoo.layers import from_native, tensor_specs
 from zoo.specs import (
     History,
     ModelSpec,
@@ -68,7 +73,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     dtype = train_spec.dtype
     dt = tf_dtype(dtype)
     model = build(model_spec, init, dtype, seed=train_spec.seed)
-    var_list = list(model.variables.values())
+    var_list = list(model.trainable_variables().values())  # never the moving statistics
     with model.graph.as_default():
         total = _with_l2(model, train_spec.l2, dt)
         optimizer = make_optimizer(train_spec.optimizer, dtype=dtype)
@@ -76,11 +81,16 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         # for the copy): TF1 applies the update in the same run that computes the loss, so
         # when the loss turns non-finite the weights it was computed with, the last finite
         # ones, are kept there (torch stops before the update; the zoo returns those weights).
+        # The moving statistics are copied from the very read their update computes from
+        # (`state_before`), which their assign cannot overtake.
         backup = {n: tf1.get_variable(f"backup/{n}", shape=v.shape, dtype=v.dtype.base_dtype,
                                       initializer=tf1.zeros_initializer(), trainable=False)
                   for n, v in model.variables.items()}
-        keep = tf.group(*[backup[n].assign(v) for n, v in model.variables.items()])
-        with tf.control_dependencies([keep]):
+        keep = tf.group(*[backup[n].assign(model.state_before.get(n, v))
+                          for n, v in model.variables.items()])
+        # the TF1 idiom: the train op depends on the UPDATE_OPS collection, or the moving
+        # statistics never change (tf1_compat.layers)
+        with tf.control_dependencies([keep, *tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)]):
             train_op = optimizer.minimize(total, var_list=var_list)
     opt_state = None
     if ckpt is not None:
@@ -105,7 +115,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             batches = batch_order(len(Xd), train_spec.batch_size, train_spec.seed, epoch,
                                   shuffle=train_spec.shuffle)
             for step, idx in enumerate(batches):
-                feed = {model.x: Xd[idx], model.y: yd[idx]}
+                feed = {model.x: Xd[idx], model.y: yd[idx], model.training: True}
                 if model.masks and train_spec.dropout_mode == "shared":
                     ms = dropout_masks(model_spec, len(idx), train_spec.seed, epoch, step,
                                        dtype=dtype)
@@ -148,28 +158,44 @@ def _with_l2(model: GraphModel, l2: float, dt: tf.DType) -> tf.Tensor:
 
 def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
                  y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
-    """One batch at `weights`, through this framework's own graph, loss and
-    `tf.compat.v1.gradients`: {"logits", "loss" (l2 term included), "grads": canonical dict}.
+    """One batch at `weights` in training mode, through this framework's own graph, loss and
+    `tf.compat.v1.gradients`: {"logits", "loss" (l2 term included), "grads": canonical dict of
+    the trainable tensors, "state": canonical dict of the moving statistics after this
+    batch's update ({} without state)}.
 
     What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. No
-    native dropout; shared `masks`, when given, are fed."""
+    native dropout; shared `masks`, when given, are fed. Nothing is assigned: "state" is
+    fetched from the values the update ops would write (`GraphModel.state_after`)."""
     check_inputs(model_spec, X, y, what="tf1_compat")
     dtype = _weights_dtype(weights)
     model = build(model_spec, weights, dtype)
-    names = list(model.variables)
+    trainable = model.trainable_variables()
+    names = list(trainable)
     with model.graph.as_default():
         total = _with_l2(model, l2, tf_dtype(dtype))
-        grad_ops = tf1.gradients(total, [model.variables[n] for n in names])
-    feed = {model.x: np.asarray(X, dtype), model.y: targets(model_spec, y, dtype)}
+        grad_ops = tf1.gradients(total, [trainable[n] for n in names])
+    feed = {model.x: np.asarray(X, dtype), model.y: targets(model_spec, y, dtype),
+            model.training: True}
     if masks:  # one keep-mask per Dropout layer
         feed.update(zip(model.masks, [np.asarray(m, dtype) for m in masks], strict=True))
     try:
-        logits, loss, g = model.session.run([model.logits, total, grad_ops], feed_dict=feed)
+        logits, loss, g, after = model.session.run(
+            [model.logits, total, grad_ops, model.state_after], feed_dict=feed)
     finally:
         model.close()
-    # gradients have their variables' (tf1 native) names and layouts
-    grads = from_native(dict(zip(names, g, strict=True)), model_spec.resolved, "tf1")
-    return {"logits": np.asarray(logits), "loss": float(loss), "grads": grads}
+    # gradients and state have their variables' (tf1 native) names and layouts
+    grads = _canonical(dict(zip(names, g, strict=True)), model_spec, trainable=True)
+    state = _canonical(after, model_spec, trainable=False)
+    return {"logits": np.asarray(logits), "loss": float(loss), "grads": grads, "state": state}
+
+
+def _canonical(native: dict[str, np.ndarray], model_spec: ModelSpec, *, trainable: bool
+               ) -> dict[str, np.ndarray]:
+    """Part of the weight table (the trainable rows, or the state rows) from tf1 native names
+    to canonical ones, in model order."""
+    rows = tensor_specs(model_spec.resolved, trainable=trainable)
+    return {t.name: t.layout("tf1").from_native(np.asarray(native[t.native_name("tf1")]),
+                                                t.shape) for t in rows}
 
 
 def predict(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
