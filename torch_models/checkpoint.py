@@ -1,6 +1,7 @@
 """Checkpoints of a torch training run (`zoo.checkpoint` holds the file format and the checks).
 
-The state saved at the end of every epoch: the model's weights (canonical layout), the
+The state saved at the end of every epoch: the model's weights (canonical layout, a BatchNorm's
+running statistics included: they are weight-table rows, `torch_models.model`), the
 optimizer's `state_dict()["state"]` (momentum buffers, Adam's moments and `step` tensors, ...)
 flattened to `<param index>/<key>` arrays, and torch's global generator state (what native
 dropout draws from). The training loop builds the model from the saved weights, and `restore` loads the

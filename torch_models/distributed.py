@@ -26,7 +26,13 @@ What keeps it equal to one process (docs/distributed.md, "How gradients are aver
   the single-process batch loss, identical on every rank (so a non-finite loss stops all ranks
   at the same step);
 - DDP broadcasts rank 0's initial weights; every rank applies the same averaged gradients
-  with its own optimizer, so the ranks' weights stay bitwise equal (checked at the end).
+  with its own optimizer, so the ranks' weights stay bitwise equal (checked at the end);
+- BatchNorm: each shard's own batch statistics would normalise differently from the global
+  batch's (and give different moving statistics), so on this path every BatchNorm module is
+  replaced by a `SyncBatchNorm` (below) that normalises every shard with the GLOBAL batch's
+  mean and biased variance, through all-reduces that autograd differentiates. torch's own
+  `nn.SyncBatchNorm` refuses CPU tensors. DDP then broadcasting rank 0's buffers before
+  each forward changes nothing: the ranks' moving statistics are already equal.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from zoo.distributed import (
@@ -55,9 +63,104 @@ from zoo.distributed import (
 )
 from zoo.specs import History, ModelSpec, TrainSpec
 
-__all__ = ["train", "train_rank"]
+__all__ = ["SyncBatchNorm", "synchronise_batch_norm", "train", "train_rank"]
 
 FRAMEWORK = "torch"
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over the ranks, differentiable: each rank's input reaches every rank's output,
+    so the gradient of an input is the sum over the ranks of the output's gradients (an
+    all-reduce again). (`torch.distributed.nn.functional.all_reduce` is the same, deprecated
+    in recent torch; this one works on every torch the zoo supports.)"""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _AllReduceSum.apply(grad)
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A BatchNorm (over axis 1 of (N, C) or (N, C, H, W) input) that, in training mode,
+    normalises every rank's shard with the statistics of the GLOBAL batch, as one process
+    would normalise the whole batch; for CPU tensors under gloo, which `nn.SyncBatchNorm`
+    refuses ("expected input tensor to be on GPU").
+
+    Training pass, per channel: one all-reduce of the shard's sums and value count gives the
+    global count m and mean; a second one of the shard's sums of squared deviations from that
+    mean gives the biased variance (two passes, as the single-process kernel: no
+    E[x^2] - E[x]^2 cancellation). Both all-reduces are differentiable, so each rank's
+    gradients include its share of the statistics' gradients; DDP then averages the
+    parameters' gradients as usual. Shards may differ in size (the partial last batch) or be
+    empty: m counts the values that exist. The moving statistics follow the canonical rule
+    (`zoo.layers.BatchNorm`): moving = momentum * moving + (1 - momentum) * batch value, with
+    the biased variance or, for `moving_variance="unbiased"`, the variance * m / (m - 1) of
+    the global m: every rank computes the same values, no correction hooks needed. Eval mode
+    is the plain BatchNorm with the moving statistics."""
+
+    def __init__(self, num_features: int, eps: float, momentum: float, moving_variance: str
+                 ) -> None:
+        super().__init__(num_features, eps=eps, momentum=1.0 - momentum)
+        self.canonical_momentum, self.moving_variance = float(momentum), moving_variance
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected (N, C) or (N, C, H, W) input, got {x.dim()}D")
+
+    @classmethod
+    def replacing(cls, module: nn.modules.batchnorm._BatchNorm, layer) -> SyncBatchNorm:
+        """A SyncBatchNorm holding `module`'s own parameters and buffers (the same tensors:
+        optimizers, the state_dict and DDP see no difference), for the canonical `layer`."""
+        sync = cls(module.num_features, module.eps, layer.momentum, layer.moving_variance)
+        sync.weight, sync.bias = module.weight, module.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            setattr(sync, name, getattr(module, name))
+        return sync.train(module.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        c = x.shape[1]
+        axes = [0, *range(2, x.dim())]
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        summed = _AllReduceSum.apply(torch.cat([x.sum(axes), x.new_full((1,), x.numel() // c)]))
+        count = int(summed[c].item())  # global values per channel
+        mean = summed[:c] / count
+        dev = x - mean.view(shape)
+        squares = _AllReduceSum.apply((dev * dev).sum(axes))
+        var = squares / count  # biased: what normalises, in every framework
+        out = dev * torch.rsqrt(var + self.eps).view(shape) * self.weight.view(shape) \
+            + self.bias.view(shape)
+        with torch.no_grad():
+            m = self.canonical_momentum
+            feed = var if self.moving_variance == "biased" else squares / (count - 1)
+            self.running_mean.mul_(m).add_(mean, alpha=1.0 - m)
+            self.running_var.mul_(m).add_(feed, alpha=1.0 - m)
+            self.num_batches_tracked.add_(1)
+        return out
+
+
+def synchronise_batch_norm(model: nn.Module) -> nn.Module:
+    """`model` (a `torch_models.model.Net`) with each BatchNorm child replaced, in place and
+    under its canonical name, by a `SyncBatchNorm` of the same tensors; other models as they
+    are."""
+    layers = {r.name: r.layer for r in model.spec.resolved if r.kind == "batch_norm"}
+    for name, layer in layers.items():
+        setattr(model, name, SyncBatchNorm.replacing(getattr(model, name), layer))
+    return model
+
+
+def _data_parallel(model: nn.Module) -> nn.Module:
+    """DDP on CPU (no device_ids; it broadcasts rank 0's weights) around the model with
+    synchronised BatchNorms."""
+    return DistributedDataParallel(synchronise_batch_norm(model))
 
 
 def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
@@ -89,9 +192,8 @@ def train_rank(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: n
         dist.all_reduce(total)  # sum over ranks: the global batch's mean data loss
         return float(total.item()) + float(torch.as_tensor(l2_term).detach()), _done
 
-    # DDP on CPU: no device_ids; it broadcasts rank 0's weights
     return run_loop(model_spec, train_spec, X, y, init, record_weights=record_weights,
-                    progress=progress, wrap=DistributedDataParallel, batch_loss=shard_loss,
+                    progress=progress, wrap=_data_parallel, batch_loss=shard_loss,
                     extra={"workers": world})
 
 

@@ -1,7 +1,11 @@
 """torch weights in torch's native format: the model's `state_dict` saved with `torch.save` to a
 `.pt` file, plus the JSON sidecar `<path>.json` of `zoo.interchange` (model spec, shapes, dtype).
 The keys are the weight tables' torch names (`dense_0.weight`, `conv2d_1.bias`, ...): what any
-`nn.Module` with those children loads with `load_state_dict`.
+`nn.Module` with those children loads with `load_state_dict`. A BatchNorm's entries are its
+`weight`, `bias`, `running_mean` and `running_var` (gamma, beta and the moving statistics)
+and `num_batches_tracked`, which no weight table holds (`torch_models.model.UNTABLED`): it is
+written, as `state_dict()` has it, so that torch's own modules load the file strictly, and
+ignored when reading (a file without it loads too).
 
 Loading is safe only: `torch.load(path, weights_only=True)`, which refuses any pickle that is
 not plain tensors and containers; the tensors are then placed through the weight tables of
@@ -67,7 +71,8 @@ def _read(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
         raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict of "
                         "tensors; pass a file written by `zoo train --save` or `zoo convert`.")
     try:
-        weights = from_native({k: v.numpy() for k, v in state.items()}, spec.resolved, FORMAT)
+        weights = from_native({k: v.numpy() for k, v in M.tabled(state).items()}, spec.resolved,
+                              FORMAT)
     except ConfigError as exc:
         raise DataError(f"the state_dict in {str(path)!r} does not fit model {spec.name!r} of "
                         f"its sidecar ({str(exc).rstrip('.')}); the file and its .json sidecar "

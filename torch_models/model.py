@@ -13,6 +13,15 @@ canonical-weights edge.
   names it. `set_weights` checks the canonical dict first (`zoo.specs.check_canonical`); a
   *square* kernel passed in torch's layout has the right shape and loads silently: only a
   parity test against `zoo.reference` catches it.
+- State: a BatchNorm's buffers `running_mean` / `running_var` are weight-table rows
+  (`moving_mean` / `moving_variance`, trainable=False) and cross the edge with the weights.
+  Its third buffer, `num_batches_tracked`, is in no table (`UNTABLED`): torch reads it only
+  for `momentum=None` (a cumulative average), which no translation uses. `get_weights` skips
+  it, `set_weights` leaves it alone, and the `.pt` file keeps it, so that the file is still
+  the complete `state_dict` a plain `nn.BatchNorm2d` loads strictly. (Deleting the buffer
+  instead would make every zoo `state_dict` one key short of torch's own modules.)
+  `named_parameters()` are exactly the trainable rows: gradients, optimizers and the L2
+  penalty never see a buffer.
 - Dropout, two ways: native `nn.Dropout` (active in train mode only: `torch.no_grad()` does
   NOT turn it off, `model.eval()` does), or shared masks, `forward(x, masks=[...])`, applying
   `h * mask / (1 - p)` with `zoo.specs.dropout_masks` whatever the mode.
@@ -32,14 +41,23 @@ from torch import nn
 
 from torch_models.layers import translate
 from zoo.errors import ConfigError
-from zoo.layers import from_native, tensor_specs, to_native
+from zoo.layers import TensorSpec, from_native, tensor_specs, to_native
 from zoo.specs import ModelSpec, check_canonical
 
-__all__ = ["DTYPES", "MulticlassHingeLoss", "Net", "QuadraticCost", "build", "get_weights",
-           "make_loss", "native_grads", "outputs", "penalty", "set_weights"]
+__all__ = ["DTYPES", "UNTABLED", "MulticlassHingeLoss", "Net", "QuadraticCost", "build",
+           "get_weights", "make_loss", "native_grads", "outputs", "penalty", "set_weights",
+           "state_weights", "tabled"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FRAMEWORK = "torch"
+#: state_dict entries (by the last part of their key) that no weight table holds: BatchNorm's
+#: step counter, only read by torch with momentum=None (see the module docstring)
+UNTABLED = ("num_batches_tracked",)
+
+
+def tabled(native: dict) -> dict:
+    """`native` (a state_dict or {key: array}) without the `UNTABLED` entries."""
+    return {k: v for k, v in native.items() if k.rsplit(".", 1)[-1] not in UNTABLED}
 
 
 class Net(nn.Sequential):
@@ -101,18 +119,32 @@ def _native_arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def get_weights(model: Net) -> dict[str, np.ndarray]:
     """Canonical weights (numpy copies in the model's dtype, model order) from the
-    `state_dict`, through the weight tables; a key no table places is an error naming it."""
-    return from_native(_native_arrays(model.state_dict()), model.spec.resolved, FRAMEWORK)
+    `state_dict`, through the weight tables, BatchNorm's running statistics included; a key
+    no table places is an error naming it (`num_batches_tracked` is skipped, `UNTABLED`)."""
+    return from_native(_native_arrays(tabled(model.state_dict())), model.spec.resolved,
+                       FRAMEWORK)
+
+
+def state_weights(model: Net) -> dict[str, np.ndarray]:
+    """The canonical state tensors only (BatchNorm's moving statistics; {} without state)."""
+    return _canonical(_native_arrays(tabled(model.state_dict())),
+                      tensor_specs(model.spec.resolved, trainable=False))
+
+
+def _canonical(native: dict[str, np.ndarray], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Canonical arrays of the rows `specs` (a part of the table) from torch-named arrays."""
+    return {t.name: t.layout(FRAMEWORK).from_native(native[t.native_name(FRAMEWORK)], t.shape)
+            for t in specs}
 
 
 def set_weights(model: Net, weights: dict[str, np.ndarray]) -> None:
     """Load canonical weights into `model` in place, through the weight tables, cast to the
     model's dtype. Raises ConfigError naming every missing, unexpected or misshapen tensor
     (a non-square kernel in torch's layout gets a hint) and every state_dict key the table
-    does not place."""
+    does not place (`num_batches_tracked`, in no table, is left as it is)."""
     check_canonical(weights, model.spec)
     native = to_native(weights, model.spec.resolved, FRAMEWORK)
-    state = model.state_dict()  # tensors sharing the parameters' storage
+    state = tabled(model.state_dict())  # tensors sharing the parameters' and buffers' storage
     missing, unplaced = sorted(set(native) - set(state)), sorted(set(state) - set(native))
     if missing or unplaced:
         raise ConfigError(f"torch model {model.spec.name!r} does not match its weight table: "
@@ -124,15 +156,17 @@ def set_weights(model: Net, weights: dict[str, np.ndarray]) -> None:
 
 
 def native_grads(model: Net) -> dict[str, np.ndarray]:
-    """The gradients of the last backward pass in the canonical layout (through the tables)."""
-    return from_native(_native_arrays({k: p.grad for k, p in model.named_parameters()}),
-                       model.spec.resolved, FRAMEWORK)
+    """The gradients of the last backward pass in the canonical layout (through the tables),
+    for the trainable rows only: state tensors are buffers and have none."""
+    grads = _native_arrays({k: p.grad for k, p in model.named_parameters()})
+    return _canonical(grads, tensor_specs(model.spec.resolved, trainable=True))
 
 
 def penalty(model: Net, l2: float) -> torch.Tensor | float:
-    """0.5 * l2 * sum of squared penalised tensors (Dense and Conv2D kernels, never biases),
-    computed on the native weights: a permutation leaves the sum unchanged. Never torch's
-    `weight_decay`, which differs from this penalty under momentum and adaptive optimizers."""
+    """0.5 * l2 * sum of squared penalised tensors (Dense and Conv2D kernels, never biases nor
+    a norm layer's gamma and beta), computed on the native weights: a permutation leaves the
+    sum unchanged. Never torch's `weight_decay`, which differs from this penalty under
+    momentum and adaptive optimizers."""
     if not l2:
         return 0.0
     params = dict(model.named_parameters())

@@ -20,6 +20,10 @@ What makes it agree with Keras, TF1 and the float64 reference step by step:
   (never torch's `weight_decay`, which differs from Keras's decoupled decay under momentum);
 - dropout "shared" passes `zoo.specs.dropout_masks` to the model's forward, "native" uses
   `nn.Dropout`, "off" sets every `nn.Dropout`'s p to 0;
+- BatchNorm: `net.train()` for the whole loop (batch statistics, moving statistics updated
+  every step, `torch_models.layers`), `model.eval()` for `predict` and `evaluate` (moving
+  statistics): forgetting either changes every prediction of a BatchNorm model. The weight
+  table carries the moving statistics, the optimizer only `net.parameters()`;
 - float64: the model is `.double()` and every tensor float64; torch keeps the learning rate as a
   Python float, so no float32 lr creeps in (unlike Keras and TF1, docs/porting.md).
 """
@@ -190,10 +194,15 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
                    extra=extra if extra is not None else {}, weights_every=every or 1)
 
 
-def _eval_model(model_spec: ModelSpec, weights: dict[str, np.ndarray]) -> tuple[nn.Module, str]:
-    """The model loaded with `weights`, in eval mode (no dropout), in the weights' dtype."""
+def _dtype_of(weights: dict[str, np.ndarray]) -> str:
     first = np.asarray(next(iter(weights.values()), np.zeros(0, np.float32)))
-    dtype = "float64" if first.dtype == np.float64 else "float32"
+    return "float64" if first.dtype == np.float64 else "float32"
+
+
+def _eval_model(model_spec: ModelSpec, weights: dict[str, np.ndarray]) -> tuple[nn.Module, str]:
+    """The model loaded with `weights`, in eval mode (no dropout; BatchNorm with its moving
+    statistics), in the weights' dtype."""
+    dtype = _dtype_of(weights)
     model = M.build(model_spec, weights, dtype)
     model.eval()  # torch.no_grad() alone would leave nn.Dropout active
     return model, dtype
@@ -234,16 +243,26 @@ def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
 def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarray,
                  y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
     """One batch at `weights`, through this framework's own model, loss and autograd:
-    {"logits": (N, outputs), "loss": float (l2 term included), "grads": canonical dict}.
+    {"logits": (N, outputs), "loss": float (l2 term included), "grads": canonical dict of the
+    trainable tensors, "state": canonical dict of the state tensors after this batch ({}
+    without state)}.
 
-    What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. Eval
-    mode: no native dropout; shared `masks` (canonical layout), when given, are applied. The
-    gradients leave through the weight tables, like the weights."""
+    What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks: the
+    pass a training step takes. So the model (built fresh from `weights`, no leftover state)
+    is in train mode, where BatchNorm normalises with the batch's statistics and updates its
+    moving ones ("state"), but every `nn.Dropout` is switched to eval mode: no native dropout;
+    shared `masks` (canonical layout), when given, are applied. Gradients and state leave
+    through the weight tables, like the weights."""
     _check(model_spec, X, y)
-    model, dtype = _eval_model(model_spec, weights)
+    dtype = _dtype_of(weights)
+    model = M.build(model_spec, weights, dtype)
+    model.train()  # batch statistics in BatchNorm ...
+    for layer in model.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.eval()  # ... and no native dropout (the shared masks ignore the mode)
     logits = model(_features(X, dtype), masks=_masks(masks, dtype))
     loss = M.make_loss(model_spec)(logits, _targets(model_spec, y, dtype))
     loss = loss + M.penalty(model, l2)
     loss.backward()
     return {"logits": logits.detach().numpy(), "loss": float(loss.item()),
-            "grads": M.native_grads(model)}
+            "grads": M.native_grads(model), "state": M.state_weights(model)}
