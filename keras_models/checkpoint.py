@@ -1,9 +1,10 @@
 """Checkpoints of a Keras training run (`zoo.checkpoint` holds the file format and the checks).
 
 `CheckpointCallback` saves at the end of every epoch (a `keras.callbacks.Callback`, as
-`fit`'s own checkpointing does): the model's weights (canonical layout), every variable of
-the optimizer in `optimizer.variables` order (`iterations`, the learning rate, momentums,
-Adam's moments, ...) and the History so far. To resume, the training loop builds the model
+`fit`'s own checkpointing does): the model's weights (canonical layout, the BatchNorm moving
+statistics included: they are rows of the weight table, restored with the weights), every
+variable of the optimizer in `optimizer.variables` order (`iterations`, the learning rate,
+momentums, Adam's moments, ...) and the History so far. To resume, the training loop builds the model
 from the saved weights, calls `restore` (which builds the optimizer and assigns its
 variables, `iterations` included, so Adam's bias correction and the per-step loss slots
 continue), and runs `fit(..., initial_epoch=epoch)` on a `ZooBatches` that starts at that

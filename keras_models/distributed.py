@@ -24,6 +24,15 @@ What keeps it equal to one process (docs/distributed.md, "How gradients are aver
   sample weight 1/n of every row), plus the L2 penalty / W. Summed over replicas this is the
   single-process batch loss exactly, for unequal shards of a partial last batch too, and
   Keras's own rescaling never applies (the inner loss uses reduction "sum").
+- BatchNorm layers are built with `synchronized=True` (`keras_models.layers`): each replica
+  normalises with the mean and variance of the whole global batch, all-reduced across the
+  replicas, and every replica makes the same moving-statistics update, as one process does.
+  With Keras's default (each replica its own shard's statistics) 2 workers were measured
+  2.4e-2 away from one process after one epoch of cnn_bn (320 digits images, batch 32, SGD
+  lr 0.1; moving variance 6.1e-3, moving mean 2.6e-3, losses 3.5e-2); synchronised, 1.2e-7.
+  The global mean is a true mean over unequal shards (sums and counts are all-reduced), and
+  the variance is computed in two passes there (`ZooBatchNormalization._moments`: Keras's
+  one-pass E[x^2] - E[x]^2 cancels in float32).
 - the recorded loss of a step is written into an on-read, sum-aggregated variable: every
   replica writes its part, reading sums them. A non-finite loss stops the run after that step
   (Keras has applied its update by then) and the weights the step started from are returned.
@@ -186,7 +195,7 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
             return loss
 
     with floatx(dtype), strategy.scope():
-        model = build(built_spec, init, dtype)
+        model = build(built_spec, init, dtype, synchronized=True)
         optimizer = make_optimizer(train_spec.optimizer, dtype)
         loss = ShardLoss(make_loss(model_spec), penalised_variables(model), optimizer.iterations)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=1)

@@ -24,6 +24,17 @@ Two ways of dropping units, as Keras users expect:
   as h * (mask / (1 - rate)) whatever `training` says, so that Keras reproduces the numpy
   reference, TF1 and torch exactly.
 
+`training` also switches BatchNorm (`keras.layers.BatchNormalization`): True (`fit`) normalises
+with the batch's mean and biased variance and updates the moving statistics; False or None
+(`predict`, `evaluate`, `model(x)`) normalises with the moving statistics and changes nothing.
+`model(x, training=True, dropout=False)` trains the BatchNorms with Keras's Dropout off (what
+`keras_models.train.step_details` needs when no shared masks are given).
+
+The weight table includes the BatchNorm state (`moving_mean`, `moving_variance`: Keras's
+non-trainable variables), so `get_weights`/`set_weights`, the checkpoints and the `.keras`
+files carry it; the optimizer sees only `model.trainable_variables` (Keras's own rule), and the
+L2 penalty only the kernels (`penalised_variables`).
+
 Outputs are raw (logits, scores or values): the softmax/sigmoid lives in the loss
 (`from_logits=True`) and in `outputs` (prediction only). Feeding probabilities to a Keras
 cross-entropy clips them at 1e-7 (docs/porting.md, gotchas "Probability clipping at
@@ -41,9 +52,10 @@ from zoo.errors import ConfigError
 from zoo.layers import Resolved, from_native, tensor_specs, to_native
 from zoo.specs import ModelSpec, check_canonical
 
-__all__ = ["MulticlassHinge", "QuadraticCost", "ZooModel", "build", "canonical", "check_dtype",
-           "masked_dropouts", "get_weights", "l2_penalty", "make_loss", "native_variables",
-           "outputs", "penalised_variables", "set_weights", "weight_variables"]
+__all__ = ["MulticlassHinge", "QuadraticCost", "ZooModel", "build", "canonical", "canonical_part",
+           "check_dtype", "masked_dropouts", "get_weights", "l2_penalty", "make_loss",
+           "native_variables", "outputs", "penalised_variables", "set_weights",
+           "state_variables", "trainable_variables", "weight_variables"]
 
 _DTYPES = ("float32", "float64")
 FRAMEWORK = "keras"
@@ -67,14 +79,18 @@ class ZooModel(keras.Model):
     Called on `x` (N, *spec.input_shape) or on `(x, mask_0, mask_1, ...)` with the shared
     dropout masks; returns the raw outputs (N, n_outputs)."""
 
-    def __init__(self, spec: dict, dtype: str = "float32", **kwargs) -> None:
+    def __init__(self, spec: dict, dtype: str = "float32", synchronized: bool = False,
+                 **kwargs) -> None:
         super().__init__(dtype=dtype, **kwargs)
         self.model_spec = ModelSpec.from_dict(dict(spec))
         dtype_name = self.dtype_policy.variable_dtype
         check_dtype(dtype_name)
+        #: BatchNorm statistics over the replicas of a tf.distribute strategy (data-parallel)
+        self.synchronized = bool(synchronized)
         # A list attribute: Keras tracks the layers (and their variables) in this order, which
         # is the canonical order of the weight table.
-        self.zoo_layers = [keras_layer(r, dtype_name) for r in self.model_spec.resolved]
+        self.zoo_layers = [keras_layer(r, dtype_name, synchronized=self.synchronized)
+                           for r in self.model_spec.resolved]
         self.rates = [float(r.layer.rate) if r.kind == "dropout" else None
                       for r in self.model_spec.resolved]
         # Build every layer here, from the spec's shapes, outside the model's own name scope:
@@ -84,15 +100,21 @@ class ZooModel(keras.Model):
             layer.build((None, *r.input_shape))
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "spec": self.model_spec.to_dict()}
+        return {**super().get_config(), "spec": self.model_spec.to_dict(),
+                "synchronized": self.synchronized}
 
     def build(self, input_shape=None) -> None:
         # The layers were built in __init__ (`input_shape` may be a tuple of inputs when masks
         # are fed, which says nothing the spec does not).
         self.built = True
 
-    def call(self, inputs, training=None):
-        """Raw outputs from `x`, or from `(x, mask_0, ...)` with the shared dropout masks."""
+    def call(self, inputs, training=None, dropout=None):
+        """Raw outputs from `x`, or from `(x, mask_0, ...)` with the shared dropout masks.
+
+        training: BatchNorm's mode (batch statistics and their update when True) and, unless
+        `dropout` says otherwise, Keras Dropout's; dropout=False keeps Keras's Dropout off
+        whatever `training` is (shared masks, when given, are applied either way)."""
+        dropout_training = training if dropout is None else bool(dropout) and training
         if isinstance(inputs, (list, tuple)):
             h, *masks = inputs
             n_drop = len(masked_dropouts(self.model_spec))
@@ -107,20 +129,23 @@ class ZooModel(keras.Model):
                 if rate > 0:
                     h = shared_dropout(h, next(pending), rate)
             else:
-                h = layer(h, training=training)
+                h = layer(h, training=dropout_training if rate is not None else training)
         return h
 
 
 def build(spec: ModelSpec, init: dict[str, np.ndarray] | None = None,
-          dtype: str = "float32") -> ZooModel:
+          dtype: str = "float32", *, synchronized: bool = False) -> ZooModel:
     """The Keras model of `spec`, built (variables created), outputting raw values.
 
-    init: canonical weights (normally `zoo.specs.init_weights`). When None, the layers'
-    initialisers stay (glorot-uniform kernels and zero biases, Keras's defaults; N(0, 1) for
-    seed 001's network). dtype: "float32" or "float64", given to every layer explicitly.
+    init: canonical weights including the BatchNorm state (normally
+    `zoo.specs.init_weights`). When None, the layers' initialisers stay (glorot-uniform
+    kernels and zero biases, Keras's defaults; N(0, 1) for seed 001's network; the BatchNorm
+    ones and zeros). dtype: "float32" or "float64", given to every layer explicitly.
+    synchronized: BatchNorm statistics over the replicas of the enclosing tf.distribute
+    strategy (`keras_models.distributed`).
     """
     check_dtype(dtype)
-    model = ZooModel(spec.to_dict(), dtype=dtype, name=spec.name)
+    model = ZooModel(spec.to_dict(), dtype=dtype, synchronized=synchronized, name=spec.name)
     model.build((None, *spec.input_shape))
     if init is not None:
         set_weights(model, init)
@@ -154,9 +179,35 @@ def canonical(model: ZooModel, native: dict) -> dict[str, np.ndarray]:
     return from_native(arrays, model.model_spec.resolved, FRAMEWORK)
 
 
+def trainable_variables(model: ZooModel) -> dict[str, keras.Variable]:
+    """{keras native name: variable} of the trained rows of the weight table (everything but
+    the BatchNorm state), in table order: what gradients are taken for."""
+    found = weight_variables(model)
+    return {n: found[n] for n in (t.native_name(FRAMEWORK) for t in
+                                  tensor_specs(model.model_spec.resolved, trainable=True))}
+
+
+def state_variables(model: ZooModel) -> dict[str, keras.Variable]:
+    """{keras native name: variable} of the state rows (BatchNorm moving_mean and
+    moving_variance), in table order; empty for a model without state."""
+    found = weight_variables(model)
+    return {n: found[n] for n in (t.native_name(FRAMEWORK) for t in
+                                  tensor_specs(model.model_spec.resolved, trainable=False))}
+
+
+def canonical_part(model: ZooModel, native: dict, trainable: bool) -> dict[str, np.ndarray]:
+    """`canonical` of only the trained (`trainable=True`: gradients) or only the state rows."""
+    want = {t.native_name(FRAMEWORK): t for t in
+            tensor_specs(model.model_spec.resolved, trainable=trainable)}
+    if sorted(native) != sorted(want):
+        raise ConfigError(f"expected exactly {list(want)}, got {list(native)}.")
+    return {t.name: t.layout(FRAMEWORK).from_native(
+        np.array(ops.convert_to_numpy(native[n])), t.shape) for n, t in want.items()}
+
+
 def get_weights(model: ZooModel) -> dict[str, np.ndarray]:
     """Canonical weights of `model` (numpy copies in the model's dtype, model order), through
-    the weight table (`zoo.layers.from_native`)."""
+    the weight table (`zoo.layers.from_native`), the BatchNorm state included."""
     return canonical(model, weight_variables(model))
 
 

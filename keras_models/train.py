@@ -29,6 +29,12 @@ What makes it agree with TF1, torch and the float64 reference step by step:
   `zoo.specs.dropout_masks` (the model applies them as h * (mask / (1 - rate))); "native"
   yields `(x, y)` and `keras.layers.Dropout` draws its own masks (`fit` calls the model with
   training=True); "off" builds the model with rate 0 (no Dropout layer).
+- BatchNorm: `fit` calls the model with training=True, so each step normalises with its
+  batch's statistics and updates the moving ones in the forward pass; `predict` and
+  `evaluate` use the moving statistics. The moving statistics are Keras non-trainable
+  variables: never given to the optimizer, but part of the weights everywhere (`History.weights`,
+  the per-step snapshots, checkpoints, the copy kept against a non-finite loss, which for them
+  is taken after the forward pass, see `RecordedLoss`).
 - float64: Keras keeps its loss, metrics and the optimizer's learning rate in
   `keras.config.floatx()` (float32 by default, so lr 0.1 would run as 0.10000000149), so a
   float64 run sets floatx to float64 while it builds, compiles, fits, predicts and evaluates,
@@ -50,17 +56,21 @@ from keras import ops
 from keras_models.model import (
     build,
     canonical,
+    canonical_part,
     get_weights,
     l2_penalty,
     make_loss,
     masked_dropouts,
     outputs,
     penalised_variables,
+    state_variables,
+    trainable_variables,
     weight_variables,
 )
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
+from zoo.layers import has_state
 from zoo.specs import (
     History,
     ModelSpec,
@@ -192,17 +202,28 @@ class RecordedLoss(keras.losses.Loss):
     copies the weights it starts from into `self.backup` (before the update, which Keras
     applies even when the loss is non-finite); from the first non-finite loss on the copy is
     frozen, so it holds the last finite weights, also with steps_per_execution > 1.
+
+    `state` ({keras native name: variable}, the BatchNorm moving statistics): these change in
+    the forward pass, before the loss is computed, so here they already hold this step's
+    update. They are copied when this step's loss is finite too (the state the next step
+    starts from) and start as a copy of the initial state: at the first non-finite loss the
+    copy holds the state that step started from, as `backup` holds its weights.
     """
 
     def __init__(self, loss: keras.losses.Loss, kernels: list, l2: float, n_steps: int,
-                 step: keras.Variable, dtype: str, guard: dict | None = None) -> None:
+                 step: keras.Variable, dtype: str, guard: dict | None = None,
+                 state: dict | None = None) -> None:
         super().__init__(name=loss.name, dtype=dtype)
         self.loss, self.kernels, self.l2, self.step = loss, list(kernels), float(l2), step
         self.batch_losses = keras.Variable(np.zeros(n_steps, dtype=dtype), trainable=False,
                                            dtype=dtype, name="batch_losses")
-        self.guard = dict(guard or {})
+        self.state = dict(state or {})
+        self.guard = {n: v for n, v in (guard or {}).items() if n not in self.state}
         self.backup = {n: keras.Variable(np.zeros(v.shape, dtype=dtype), trainable=False,
                                          dtype=dtype, name="backup") for n, v in self.guard.items()}
+        self.backup.update({n: keras.Variable(np.array(ops.convert_to_numpy(v), dtype=dtype),
+                                              trainable=False, dtype=dtype, name="backup")
+                            for n, v in self.state.items()})
         self.all_finite = keras.Variable(True, trainable=False, dtype="bool", name="all_finite")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -212,11 +233,14 @@ class RecordedLoss(keras.losses.Loss):
         step = ops.cast(self.step, "int32")
         self.batch_losses.assign(ops.slice_update(self.batch_losses, (step,),
                                                   ops.reshape(loss, (1,))))
-        if self.guard:
+        if self.guard or self.state:
             keep = ops.convert_to_tensor(self.all_finite)
             for name, var in self.guard.items():
                 self.backup[name].assign(ops.where(keep, var, self.backup[name]))
-            self.all_finite.assign(ops.logical_and(keep, ops.all(ops.isfinite(loss))))
+            still = ops.logical_and(keep, ops.all(ops.isfinite(loss)))
+            for name, var in self.state.items():
+                self.backup[name].assign(ops.where(still, var, self.backup[name]))
+            self.all_finite.assign(still)
         return loss
 
 
@@ -315,7 +339,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         model = build(built_spec, init, dtype)
         optimizer = make_optimizer(train_spec.optimizer, dtype)
         loss = RecordedLoss(make_loss(model_spec), penalised_variables(model), train_spec.l2,
-                            n_steps, optimizer.iterations, dtype, guard=weight_variables(model))
+                            n_steps, optimizer.iterations, dtype, guard=weight_variables(model),
+                            state=state_variables(model))
         spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
         tracker = _Progress(loss, get_weights if every else None, progress,
@@ -407,11 +432,15 @@ def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.nd
                  y: np.ndarray, masks: list[np.ndarray] | None = None, l2: float = 0.0) -> dict:
     """One batch at `weights`, through this framework's own model, loss and autodiff:
     {"logits": raw outputs (N, C) or (N, 1), "loss": float (l2 term included), "grads":
-    canonical dict of every tensor of the weight table}.
+    canonical dict of the trained tensors of the weight table, "state": canonical dict of the
+    BatchNorm state after this batch's moving-statistics update ({} without state)}.
 
     What the first-divergence diagnosis (`zoo.diagnose`) compares between frameworks. The model
-    is called with training=False (no native dropout); shared `masks`, when given, are
-    applied. Works on the TensorFlow backend (GradientTape) and the torch backend (autograd)."""
+    is built afresh from `weights` (state included), so nothing is left over from an earlier
+    call. A model with state runs as in training (`model(x, training=True, dropout=False)`:
+    batch statistics and their update) with Keras's Dropout off; one without runs with
+    training=False. Shared `masks`, when given, are applied either way. Works on the
+    TensorFlow backend (GradientTape) and the torch backend (autograd)."""
     _check(model_spec, X, y)
     dtype = _weights_dtype(weights)
     with floatx(dtype):
@@ -420,11 +449,12 @@ def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.nd
         inputs = (x, *[np.asarray(m, dtype=np.dtype(dtype)) for m in masks]) if masks else x
         targets = _targets(model_spec, y, dtype)
         loss_fn = make_loss(model_spec)
-        variables = weight_variables(model)
+        variables = trainable_variables(model)
         kernels = penalised_variables(model)
+        training = has_state(model_spec.resolved)
 
         def objective():
-            logits = model(inputs, training=False)
+            logits = model(inputs, training=training, dropout=False)
             loss = loss_fn(targets, logits)
             if l2:
                 loss = loss + l2_penalty(kernels, l2)
@@ -446,4 +476,5 @@ def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.nd
                               f"{keras.backend.backend()!r}.")
         return {"logits": np.asarray(ops.convert_to_numpy(logits)),
                 "loss": float(ops.convert_to_numpy(loss)),
-                "grads": canonical(model, dict(zip(variables, grads, strict=True)))}
+                "grads": canonical_part(model, dict(zip(variables, grads, strict=True)), True),
+                "state": canonical_part(model, state_variables(model), False)}
