@@ -2,7 +2,7 @@
 """Set up (or reuse) the project's virtual environment, then run a task in it.
 
     python3 tasks.py demo            # the main job: zoo's cross-framework comparison
-    python3 tasks.py test            # the whole test suite
+    python3 tasks.py test            # the whole test suite (two processes: -n 2 --dist loadfile)
     python3 tasks.py zoo ARGS...     # any zoo command
     python3 tasks.py bench ARGS...   # benchmarks (slow)
 
@@ -29,6 +29,24 @@ INPUTS = [ROOT / "pyproject.toml", ROOT / "constraints" / "ci.txt"]
 # go to runs/demo/.
 DEMO = ["compare", "softmax", "--dataset", "iris", "--frameworks", "keras,tf1,torch,numpy",
         "--out", "runs/demo", "--force"]
+
+
+#: `tasks.py test` runs the suite on two processes (pytest-xdist; CI has two cores), each test
+#: file whole in one of them (`--dist loadfile`): a file's module fixtures (test_bad_input's CLI
+#: matrix, test_porting's background processes) then run once, and its tests keep their order.
+#: Not added when the arguments choose for themselves: -n N (-n 0: one process), --dist, --tx,
+#: -p no:xdist, or --pdb / --trace (which xdist refuses). A plain `python -m pytest` runs in
+#: one process unless given -n.
+PARALLEL = ["-n", "2", "--dist", "loadfile"]
+
+
+def pytest_args(rest: list[str]) -> list[str]:
+    """The pytest arguments of `tasks.py test REST...`: PARALLEL, then REST."""
+    args = [*rest, *os.environ.get("PYTEST_ADDOPTS", "").split()]
+    own = any(a in ("-n", "--numprocesses", "--dist", "--tx", "--pdb", "--trace")
+              or a.startswith(("-n", "--numprocesses=", "--dist=", "--tx="))
+              or a.endswith("no:xdist") for a in args)
+    return list(rest) if own else [*PARALLEL, *rest]
 
 
 def _bin(name: str) -> Path:
@@ -80,7 +98,7 @@ def main(argv: list[str]) -> int:
     if task == "setup":
         return 0
     if task == "test":
-        return run([py, "-m", "pytest", *rest])
+        return run([py, "-m", "pytest", *pytest_args(rest)])
     if task == "zoo":
         return run([py, "-m", "zoo", *rest])
     if task == "bench":

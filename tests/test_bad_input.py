@@ -136,10 +136,10 @@ FLAT = ("zoo compare: error: model 'cnn' takes images but dataset 'iris' has 4 f
         "images.")
 TOO_SMALL = ("model 'lenet' needs images of at least 12x12 but dataset 'digits' has 8x8x1 images "
              "(conv2d_1: its 5x5 kernel is larger than its 4x4 input ('valid' padding)); use "
-             "larger images or a model that fits 8x8 images: cnn.")
+             "larger images or a model that fits 8x8 images: cnn, cnn_bn.")
 KERNEL = ("model 'lenet' needs images of at least 12x12 but dataset 'tiny' has 3x3x1 images "
           "(conv2d_1: its 5x5 kernel is larger than its 1x1 input ('valid' padding)); use larger "
-          "images or a model that fits 3x3 images: cnn.")
+          "images or a model that fits 3x3 images: cnn, cnn_bn.")
 CHANNELS = ("--init '{cnn1.npz}' holds a cnn for 1-channel images but dataset 'rgb' has "
             "3-channel images; pass weights trained on 3-channel images or leave --init out.")
 OTHER_MODEL = ("--init '{mlp.npz}' holds weights of model 'mlp', not 'softmax'; pass weights "
@@ -192,7 +192,7 @@ CLI: dict[str, tuple[list[str], str]] = {
                "e.g. --lr 0.01."),
     "unknown-model": (["train", "softmx", "--framework", "torch", "--dataset", "iris"],
                       "zoo train: error: unknown model 'softmx'. Did you mean 'softmax'? Known "
-                      "models: cnn, lenet, linear, logistic, mlp, nielsen, softmax, svm."),
+                      "models: cnn, cnn_bn, lenet, linear, logistic, mlp, mlp_ln, nielsen, softmax, svm."),
     "unknown-framework": (["train", "softmax", "--framework", "trch", "--dataset", "iris"],
                           "zoo train: error: unknown framework 'trch'. Did you mean 'torch'? "
                           "Known frameworks: keras, tf1, torch."),

@@ -35,11 +35,18 @@ def iris():
 
 
 def _weights(spec, seed=1):
-    """Canonical init weights with non-zero biases (so a lost bias would show)."""
+    """Canonical init weights with non-zero biases, gammas, betas and moving statistics (so a
+    lost bias or moving statistic would show; moving variances stay positive)."""
     w = init_weights(spec, seed=seed)
     rng = np.random.default_rng(seed + 100)
-    return {k: (v + rng.normal(0, 0.1, v.shape).astype(v.dtype)) if k.endswith("bias") else v
-            for k, v in w.items()}
+
+    def shift(k, v):
+        if k.endswith(("bias", "/beta", "/gamma", "/moving_mean")):
+            return v + rng.normal(0, 0.1, v.shape).astype(v.dtype)
+        if k.endswith("/moving_variance"):
+            return v + rng.uniform(0.0, 0.5, v.shape).astype(v.dtype)
+        return v
+    return {k: shift(k, v) for k, v in w.items()}
 
 
 @pytest.fixture(scope="module")
@@ -439,11 +446,12 @@ def test_cli_npz_convert_predict_and_init(tmp_path, iris, cnn):
         np.testing.assert_array_equal(end[k], want[k])
 
 
-@pytest.mark.parametrize("model", ["cnn", "lenet", "nielsen"])
+@pytest.mark.parametrize("model", ["cnn", "lenet", "nielsen", "cnn_bn", "mlp_ln"])
 def test_layer_models_convert_in_every_direction(tmp_path, model):
     """The layer models through all six directions between the native formats and to and
     from the canonical .npz: the weights come back bit for bit and the target framework's
-    predictions equal the source framework's within 1e-6 (LeNet on digits as 28x28 images)."""
+    predictions equal the source framework's within 1e-6 (LeNet on digits as 28x28 images;
+    cnn_bn's moving statistics decide its inference-mode predictions)."""
     from helpers import load, model_inputs, spec_for
 
     ds = load("digits28" if model == "lenet" else "digits")

@@ -26,9 +26,10 @@ PACKAGES = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models
 #: model -> the datasets it is tested on
 DATASETS = {"softmax": ("iris", "digits"), "svm": ("iris", "digits"), "linear": ("icecream",),
             "logistic": ("breast_cancer",), "mlp": ("iris", "digits"), "cnn": ("digits",),
-            "lenet": ("digits28",), "nielsen": ("digits",)}
+            "lenet": ("digits28",), "nielsen": ("digits",), "cnn_bn": ("digits",),
+            "mlp_ln": ("iris", "digits")}
 #: samples the image models train on in the parity tests (one epoch stays a few steps)
-SUBSET = {"cnn": 320, "lenet": 96, "nielsen": None}
+SUBSET = {"cnn": 320, "lenet": 96, "nielsen": None, "cnn_bn": 320}
 #: learning rates that keep one epoch well-conditioned (regression targets are in the hundreds)
 LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "rmsprop": 0.005, "centered_rmsprop": 0.005,
       "adam": 0.005, "adagrad": 0.05}
@@ -138,12 +139,16 @@ def test_one_step(model):
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adagrad")
 #: the layer models train every optimizer with -m slow, adam in the default run (helpers.py)
 LAYER_MODELS = ("cnn", "lenet", "nielsen")
+#: the normalisation models train sgd, momentum and adam in the default run, the rest slow
+NORM_MODELS = ("cnn_bn", "mlp_ln")
+NORM_OPTIMIZERS = ("sgd", "momentum", "adam")
 CASES = [(m, d, o) for m, ds in DATASETS.items() for d in ds for o in OPTIMIZERS]
 CASES += [("softmax", "digits", "nesterov"), ("softmax", "digits", "centered_rmsprop")]
 
 
 def _case(model: str, *rest: str):
-    slow = model in LAYER_MODELS and rest[-1] != DEFAULT_RUN_OPTIMIZER
+    slow = ((model in LAYER_MODELS and rest[-1] != DEFAULT_RUN_OPTIMIZER)
+            or (model in NORM_MODELS and rest[-1] not in NORM_OPTIMIZERS))
     return pytest.param(model, *rest, id="-".join((model, *rest)),
                         marks=pytest.mark.slow if slow else ())
 
@@ -159,6 +164,10 @@ def test_one_epoch_float32(model, ds_name, opt):
     losses = np.array([h.losses for h in hists.values()])
     np.testing.assert_allclose(losses, np.broadcast_to(refh.losses, losses.shape),
                                rtol=1e-5, atol=1e-6)
+    if model in NORM_MODELS:  # trained tensors AND moving statistics, against the reference
+        w["numpy"] = refh.weights
+        diff = max_pairwise(w)
+        assert diff <= TOL["float32"], f"max difference from the reference {diff:.3g}"
 
 
 @pytest.mark.parametrize("model,opt", [_case(m, o) for m in DATASETS for o in OPTIMIZERS])
@@ -195,3 +204,21 @@ def test_l2_softmax_matches_sklearn(ds_name):
         # softmax is invariant to adding a constant to every class; sklearn's multinomial
         # solution is the one with zero-mean coefficients, as ours is with the L2 penalty
         np.testing.assert_allclose(h.weights["dense_0/kernel"], clf.coef_.T, atol=1e-3, err_msg=fw)
+
+
+@pytest.mark.parametrize("model", NORM_MODELS)
+def test_inference_after_one_epoch_uses_the_moving_statistics(model):
+    """After one epoch of training-mode steps, every framework's predictions on the test
+    split (inference mode: BatchNorm with the moving statistics the epoch left) equal the
+    reference's within 1e-6."""
+    hists, refh = _run_all(model, DATASETS[model][-1], "momentum")
+    ds = dataset(DATASETS[model][-1])
+    spec = spec_for(model, ds)
+    X = model_inputs(ds.X_test, spec)
+    want = ref.predict(spec, refh.weights, X)
+    for fw, h in hists.items():
+        got = train_mod(fw).predict(spec, h.weights, X)
+        assert float(np.max(np.abs(got - want))) <= 1e-6, fw
+    if model == "cnn_bn":   # the moving statistics moved, and inference is not training
+        assert max_pairwise({"init": init_weights(spec, 2, "float64"), "trained": refh.weights}
+                            ) > 0.01

@@ -518,6 +518,18 @@ SECTIONS: tuple[tuple[str, str, tuple[Part, ...]], ...] = (
                          ("keras_models/layers.py", "_conv2d")]),
       ("PyTorch", [("torch_models/layers.py", "_dense"),
                    ("torch_models/layers.py", "_conv2d")]))),
+    ("BatchNorm and LayerNorm",
+     "One canonical description (`zoo.layers.BatchNorm`: Keras's momentum convention, explicit "
+     "epsilon, the biased batch variance for the moving update) translated into each "
+     "framework: TF1 builds moments and assign ops in UPDATE_OPS under a training flag, Keras "
+     "uses its own layers, torch gets momentum 1 - m and its unbiased running-variance update "
+     "corrected after each step by `zoo.layers.corrected_moving_variance`.",
+     (("TF1", [("tf1_compat/layers.py", "batch_norm"), ("tf1_compat/layers.py", "layer_norm")]),
+      ("TF2 / Keras 3", [("keras_models/layers.py", "_batch_norm"),
+                         ("keras_models/layers.py", "_layer_norm")]),
+      ("PyTorch", [("torch_models/layers.py", "_batch_norm"),
+                   ("torch_models/layers.py", "MovingVarianceCorrection"),
+                   ("torch_models/layers.py", "_layer_norm")]))),
     ("Pooling, Flatten, Dropout and activations",
      "Pools are 'valid' everywhere; Flatten is H, W, C in Keras and TF1 and C, H, W in torch "
      "(the next Dense's torch layout permutes its rows, so activations are never permuted); "
