@@ -81,12 +81,19 @@ def test_forward_shared_masks_torch_mlp(dtype: str) -> None:
     want = reference.forward(spec, w, ds.X_train, masks)
     net = M.build(spec, w, dtype)
     scale = max(1.0, float(np.abs(want).max()))  # float32 rounding grows with the values
+    # plus the float32 rounding allowance per output (eps x the magnitudes it sums): measured
+    # 1.1e-6 on an AVX-512 CPU, whose float32 kernels sum in another order than others
+    slack = reference.rounding_scale(spec, w, ds.X_train, masks, dtype) if dtype == "float32" \
+        else 0.0
     for mode in (net.train, net.eval):
         mode()
-        assert np.abs(forward(net, ds.X_train, masks) - want).max() <= TOL[dtype] * scale
+        assert np.all(np.abs(forward(net, ds.X_train, masks) - want) <= TOL[dtype] * scale + slack)
     # and the masks matter: without them (eval) the output is the no-dropout reference
-    assert np.abs(forward(net, ds.X_train) - reference.forward(spec, w, ds.X_train)).max() <= TOL[dtype]
-    assert np.abs(want - reference.forward(spec, w, ds.X_train)).max() > 0.1
+    plain = reference.forward(spec, w, ds.X_train)
+    slack = reference.rounding_scale(spec, w, ds.X_train, None, dtype) if dtype == "float32" \
+        else 0.0
+    assert np.all(np.abs(forward(net, ds.X_train) - plain) <= TOL[dtype] + slack)
+    assert np.abs(want - plain).max() > 0.1
 
 
 # ----------------------------------------------------------------------------- layout edge
@@ -330,6 +337,11 @@ def epoch_case_spec(model: str, opt: str, dtype: str) -> tuple[OptimizerSpec, fl
     tol = TOL[dtype]
     if dtype == "float32" and opt == "centered_rmsprop":
         tol = 5e-6  # v - mean(g)**2 cancels: measured 1.2e-6 here (float32 cancellation, not a different formula)
+    elif dtype == "float32" and opt == "rmsprop" and model == "mlp":
+        # dividing by sqrt(v) of the MLP's small gradients amplifies float32 rounding: measured
+        # 1.06e-6 from the float64 reference on an AVX-512 CPU (under 1e-6 on others); the
+        # frameworks still agree with each other within 1e-6 (tests/test_parity.py)
+        tol = 2e-6
     return OptimizerSpec(opt, lr=0.01, **kw), tol
 
 
