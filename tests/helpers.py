@@ -64,7 +64,8 @@ def optimizer_params(opts, fast=(DEFAULT_RUN_OPTIMIZER,)) -> list:
 
 def spec_for(model: str, ds: data.Dataset) -> ModelSpec:
     """The zoo's spec of `model` for `ds` (image models get the dataset's (H, W, C))."""
-    return model_spec_for(model, ds.n_features, ds.n_outputs, input_shape=image_shape(ds))
+    return model_spec_for(model, ds.n_features, ds.n_outputs, input_shape=image_shape(ds),
+                          vocab=ds.vocab)
 
 
 def model_inputs(X: np.ndarray, spec: ModelSpec) -> np.ndarray:

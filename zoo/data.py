@@ -123,6 +123,8 @@ class Dataset:
     source: str
     image_shape: tuple[int, ...] | None = None
     feature_names: tuple[str, ...] = field(default=())
+    #: token datasets: the vocabulary size (the features are token ids in [0, vocab))
+    vocab: int | None = None
     #: how train and test were drawn (a fixed split or the seeded one), for reports
     split: str = ""
 
@@ -154,6 +156,14 @@ class Dataset:
             return X
         if self.image_shape is None:
             raise ConfigError(flat_data_message(spec.name, self))
+        if len(want) == 2:   # a recurrent model reads the images row by row: (H, W * C)
+            h, w, c = self.image_shape
+            if want != (h, w * c):
+                raise ConfigError(f"model {spec.name!r} was built for sequences of "
+                                  f"{shape_text(want)} but dataset {self.name!r} has "
+                                  f"{shape_text(self.image_shape)} images (rows of {w * c}); "
+                                  "build the model spec from the dataset.")
+            return X.reshape(len(X), *want)
         if tuple(self.image_shape) != want:
             raise ConfigError(f"model {spec.name!r} was built for {shape_text(want)} images but "
                               f"dataset {self.name!r} has {shape_text(self.image_shape)} "
@@ -174,6 +184,8 @@ class Dataset:
         }
         if self.image_shape:
             out["image_shape"] = list(self.image_shape)
+        if self.vocab:
+            out["vocab"] = int(self.vocab)
         if self.task == "regression":
             y = np.concatenate([self.y_train, self.y_test]).ravel()
             out["target_range"] = [float(y.min()), float(y.max())]
@@ -600,6 +612,25 @@ ICECREAM_COEFFICIENTS = np.array([10.0, -2.0, 20.0])
 ICECREAM_INTERCEPT = 4.0
 
 
+#: The token datasets and their vocabulary sizes: sequence models with an Embedding run on
+#: these (ids stored as whole numbers in the float arrays).
+TOKEN_VOCABS: dict[str, int] = {"tokens": 16}
+
+
+def _tokens(seed: int = 0, n: int = 2000, length: int = 10, vocab: int = 16, classes: int = 4,
+            **_):
+    """A seeded synthetic sequence task that needs memory of the ORDER, not a bag of words:
+    each sample is `length` token ids drawn uniformly from [0, vocab), and its label is the
+    FIRST token's id mod `classes`. A model reading left to right must carry the first token
+    to the end; a bag of words sees it among length - 1 random others (which token came first
+    is lost). The same arrays on every machine (their own generator, seed 2026); `seed` only
+    draws the split."""
+    rng = np.random.default_rng(2026)
+    X = rng.integers(0, vocab, size=(n, length))
+    y = X[:, 0] % classes
+    return X.astype(np.float64), y.astype(np.int64), "synthetic (seed 2026)", (), None
+
+
 def _mnist(parts: tuple[str, ...]):
     def loader(data_dir=None, download=True, **_):
         arrays, where = _find_mnist(data_dir, parts, download)
@@ -630,6 +661,7 @@ DATASETS: dict[str, tuple] = {
     "icecream": (_icecream, "regression", "standard", "500 days of ice-cream sales from temperature, humidity, discount (seed 002)"),
     "mnist": (_mnist(("train", "test")), "classification", "unit", "70,000 28x28 handwritten digits, the official 60,000/10,000 split (IDX files or mnist.npz)"),
     "mnist10k": (_mnist(("test",)), "classification", "unit", "the official 10,000-image MNIST test set alone, its first 8,000 / last 2,000 (offline work)"),
+    "tokens": (_tokens, "classification", "none", "2,000 sequences of 10 token ids (vocabulary 16), labelled by the first token mod 4: needs memory of the order (synthetic)"),
 }
 
 
@@ -723,4 +755,5 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
     return Dataset(name=label, X_train=Xtr.astype(dtype), y_train=ytr.astype(ydt),
                    X_test=Xte.astype(dtype), y_test=yte.astype(ydt), task=task,
                    n_classes=n_classes, source=source, image_shape=image_shape,
-                   feature_names=feats, split=how)
+                   feature_names=feats, split=how,
+                   vocab=TOKEN_VOCABS.get(name) if not own_file else None)

@@ -2,7 +2,7 @@
 every framework boundary.
 
 A model is an ordered list of layers (`Dense`, `Conv2D`, `MaxPool2D`, `AvgPool2D`, `Flatten`,
-`Dropout`, `Activation`, `BatchNorm`, `LayerNorm`), a loss and an output kind (`zoo.models`). `resolve(layers,
+`Dropout`, `Activation`, `BatchNorm`, `LayerNorm`, `Embedding`, `LSTM`, `GRU`), a loss and an output kind (`zoo.models`). `resolve(layers,
 input_shape)` walks the list once, names every layer (`dense_0`, `conv2d_0`, `max_pool2d_0`,
 ... counted per kind, in order), infers every shape, refuses what cannot be built (a kernel
 larger than its input, a Dense on an unflattened image), and gives each layer its **weight
@@ -34,8 +34,8 @@ import numpy as np
 
 from zoo.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "Activation", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout",
-           "Flatten", "Layer", "LayerNorm", "Layout", "MaxPool2D", "Resolved", "TensorSpec",
+__all__ = ["ACTIVATIONS", "GRU", "LSTM", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
+           "Dense", "Dropout", "Embedding", "Flatten", "GateLayout", "Layer", "LayerNorm", "Layout", "MaxPool2D", "Resolved", "TensorSpec",
            "check_weights", "corrected_moving_variance", "from_native", "has_state", "resolve",
            "same_padding", "to_native", "weight_shapes"]
 
@@ -79,28 +79,107 @@ AS_IS = Layout()
 
 
 @dataclass(frozen=True)
+class GateLayout:
+    """How a recurrent layer's tensor becomes torch's: its gate blocks reordered, kernels
+    transposed, and a bias possibly split over torch's two biases.
+
+    Canonical (Keras) recurrent tensors hold G gates of `units` columns side by side along
+    their last axis: LSTM i, f, c, o (G = 4), GRU z, r, h (G = 3). torch stacks the gates along
+    its FIRST axis, in its own order: LSTM i, f, g, o (the same order: g is Keras's c), GRU
+    r, z, n (z and r swapped). `order[k]` is the canonical gate that becomes torch's gate k.
+
+    - kernels (in, G*u) / recurrent kernels (u, G*u): gates reordered, then transposed to
+      (G*u, in) / (G*u, u) (`transpose=True`);
+    - `bias="sum"`: one canonical bias (G*u,) is torch's bias_ih + bias_hh. Into torch it
+      goes whole into bias_ih with bias_hh zero (and frozen: trained, the two would move
+      twice as fast as Keras's one bias under SGD); out of torch the two are summed, so a
+      torch-trained pair converts exactly;
+    - `bias="rows"`: a canonical (2, G*u) bias (Keras GRU, reset_after=True: input and
+      recurrent bias) is torch's (bias_ih, bias_hh), row by row.
+    """
+
+    order: tuple[int, ...]
+    units: int
+    transpose: bool = False
+    bias: str | None = None     # None, "sum" or "rows"
+    what: str = ""
+
+    def _reorder(self, a: np.ndarray, order) -> np.ndarray:
+        g, u = len(self.order), self.units
+        lead = a.shape[:-1]
+        return a.reshape(*lead, g, u)[..., list(order), :].reshape(*lead, g * u)
+
+    def to_native(self, a: np.ndarray):
+        a = self._reorder(np.asarray(a), self.order)
+        if self.bias == "sum":
+            return np.ascontiguousarray(a), np.zeros_like(a)
+        if self.bias == "rows":
+            return np.ascontiguousarray(a[0]), np.ascontiguousarray(a[1])
+        return np.ascontiguousarray(a.T if self.transpose else a)
+
+    def from_native(self, a, canonical_shape: tuple[int, ...]) -> np.ndarray:
+        back = tuple(int(i) for i in np.argsort(self.order))
+        if self.bias == "sum":
+            a = np.asarray(a[0]) + np.asarray(a[1])
+        elif self.bias == "rows":
+            a = np.stack([np.asarray(a[0]), np.asarray(a[1])])
+        else:
+            a = np.asarray(a).T if self.transpose else np.asarray(a)
+        return np.ascontiguousarray(self._reorder(a, back).reshape(canonical_shape))
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     """One row of a weight table."""
 
     name: str                      # canonical, e.g. "conv2d_0/kernel"
     shape: tuple[int, ...]         # canonical shape
     trainable: bool = True         # False: state (moving statistics), never trained
-    init: str = "zeros"            # "glorot_uniform", "zeros", "ones", "normal"
+    init: str = "zeros"  # glorot_uniform, zeros, ones, normal, uniform, orthogonal, forget_ones
     fans: tuple[int, int] = (0, 0)  # (fan_in, fan_out) for glorot
     penalised: bool = False        # takes part in the L2 penalty (kernels)
-    #: framework -> (native name, layout)
-    native: dict[str, tuple[str, Layout]] = field(default_factory=dict, compare=False)
+    #: framework -> (native name, layout), or (tuple of native names, layout) when one
+    #: canonical tensor is several native ones (torch's two recurrent biases)
+    native: dict[str, tuple[Any, Any]] = field(default_factory=dict, compare=False)
 
     def native_name(self, framework: str) -> str:
-        return self._entry(framework)[0]
+        """The one native name of this row (a row split over several native tensors has
+        `native_names` instead)."""
+        name = self._entry(framework)[0]
+        if not isinstance(name, str):
+            raise ConfigError(f"{self.name}: {framework} holds it as several tensors "
+                              f"{list(name)}; use native_names / native_arrays.")
+        return name
 
-    def layout(self, framework: str) -> Layout:
+    def native_names(self, framework: str) -> tuple[str, ...]:
+        name = self._entry(framework)[0]
+        return (name,) if isinstance(name, str) else tuple(name)
+
+    def layout(self, framework: str):
         return self._entry(framework)[1]
 
-    def native_shape(self, framework: str) -> tuple[int, ...]:
-        return tuple(self.layout(framework).to_native(np.zeros(self.shape, np.int8)).shape)
+    def native_arrays(self, framework: str, a: np.ndarray) -> dict[str, np.ndarray]:
+        """{native name: native array} of the canonical array `a`."""
+        out = self.layout(framework).to_native(a)
+        parts = out if isinstance(out, tuple) else (out,)
+        return dict(zip(self.native_names(framework), parts, strict=True))
 
-    def _entry(self, framework: str) -> tuple[str, Layout]:
+    def from_native_arrays(self, framework: str, native: dict[str, np.ndarray]) -> np.ndarray:
+        """The canonical array from this row's native arrays (`native` holds at least them)."""
+        names = self.native_names(framework)
+        parts = tuple(np.asarray(native[n]) for n in names)
+        return self.layout(framework).from_native(parts if len(names) > 1 else parts[0],
+                                                  self.shape)
+
+    def native_shapes(self, framework: str) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(a.shape) for n, a in
+                self.native_arrays(framework, np.zeros(self.shape, np.int8)).items()}
+
+    def native_shape(self, framework: str) -> tuple[int, ...]:
+        shapes = list(self.native_shapes(framework).values())
+        return shapes[0] if len(shapes) == 1 else tuple(shapes)  # type: ignore[return-value]
+
+    def _entry(self, framework: str) -> tuple[Any, Any]:
         if framework not in self.native:
             raise ConfigError(f"{self.name}: no {framework!r} translation in its weight table "
                               f"(known: {', '.join(self.native)}).")
@@ -423,6 +502,150 @@ class LayerNorm(Layer):
                                                 ("beta", "bias", "zeros"))]
 
 
+# ----------------------------------------------------------------------------- sequences
+@dataclass(frozen=True)
+class Embedding(Layer):
+    """Token ids (N, T) -> vectors (N, T, dim); `embeddings` (vocab, dim) in every framework
+    (Keras `Embedding`, torch `nn.Embedding`, TF1 `tf.nn.embedding_lookup`). Ids arrive as the
+    zoo's float arrays holding whole numbers and are cast to integers at the layer; an id
+    outside [0, vocab) is an error (`zoo.specs.check_inputs`). Initialiser: Keras's uniform
+    U(-0.05, 0.05) (torch's default is N(0, 1))."""
+
+    vocab: int
+    dim: int
+    kind: ClassVar[str] = "embedding"
+
+    def __post_init__(self) -> None:
+        _positive("Embedding vocab", self.vocab)
+        _positive("Embedding dim", self.dim)
+
+    def output_shape(self, name, shape):
+        if len(shape) != 1:
+            raise ConfigError(f"{name}: an Embedding takes token-id sequences (N, T) but gets "
+                              f"{_fmt(shape)} per sample; use a token dataset (tokens).")
+        return (shape[0], self.dim)
+
+    def tensors(self, name, shape, after_flatten):
+        return [TensorSpec(f"{name}/embeddings", (self.vocab, self.dim), init="uniform",
+                           native=_native(name, f"{name}/embeddings", f"{name}/embeddings",
+                                          f"{name}.weight"))]
+
+
+@dataclass(frozen=True)
+class _Recurrent(Layer):
+    units: int
+    return_sequences: bool = False   # True: (T, units) per sample; False: the last step's
+
+    GATES: ClassVar[int] = 1
+    #: torch's gate k is the canonical gate TORCH_ORDER[k]
+    TORCH_ORDER: ClassVar[tuple[int, ...]] = (0,)
+
+    def __post_init__(self) -> None:
+        _positive(f"{type(self).__name__} units", self.units)
+
+    def output_shape(self, name, shape):
+        if len(shape) != 2:
+            raise ConfigError(f"{name}: a {type(self).__name__} reads sequences (T, features) "
+                              f"per sample but gets {_fmt(shape)}; use images read row by row "
+                              "(digits, mnist10k: each row a time step) or an Embedding of "
+                              "tokens.")
+        return (shape[0], self.units) if self.return_sequences else (self.units,)
+
+    def _bias_rows(self, name: str, g: int) -> list[TensorSpec]:
+        u = self.units
+        layout = GateLayout(self.TORCH_ORDER, u, bias="sum",
+                            what="gates reordered; torch's bias_ih + bias_hh (bias_hh zero "
+                                 "and frozen)")
+        return [TensorSpec(f"{name}/bias", (g * u,), init=self._bias_init(),
+                           native={"keras": (f"{name}/bias", AS_IS),
+                                   "tf1": (f"{name}/bias", AS_IS),
+                                   "torch": ((f"{name}.bias_ih_l0", f"{name}.bias_hh_l0"),
+                                             layout)})]
+
+    def _bias_init(self) -> str:
+        return "zeros"
+
+    def tensors(self, name, shape, after_flatten):
+        f, u, g = shape[1], self.units, self.GATES
+        kernel = GateLayout(self.TORCH_ORDER, u, transpose=True,
+                            what="gates reordered, transposed to (gates*units, in)")
+        return [
+            TensorSpec(f"{name}/kernel", (f, g * u), init="glorot_uniform", fans=(f, g * u),
+                       penalised=True,
+                       native={"keras": (f"{name}/kernel", AS_IS), "tf1": (f"{name}/kernel", AS_IS),
+                               "torch": (f"{name}.weight_ih_l0", kernel)}),
+            TensorSpec(f"{name}/recurrent_kernel", (u, g * u), init="orthogonal",
+                       penalised=True,
+                       native={"keras": (f"{name}/recurrent_kernel", AS_IS),
+                               "tf1": (f"{name}/recurrent_kernel", AS_IS),
+                               "torch": (f"{name}.weight_hh_l0", kernel)}),
+            *self._bias_rows(name, g),
+        ]
+
+
+@dataclass(frozen=True)
+class LSTM(_Recurrent):
+    """Keras's LSTM (tanh cell and output, sigmoid gates), gates i, f, c, o along the last axis
+    of `kernel` (features, 4u), `recurrent_kernel` (u, 4u) and `bias` (4u,):
+
+        i = sigmoid(x Wi + h Ui + bi), f = sigmoid(x Wf + h Uf + bf),
+        c' = f * c + i * tanh(x Wc + h Uc + bc), o = sigmoid(x Wo + h Uo + bo),
+        h' = o * tanh(c'),  h and c starting at zero.
+
+    torch's `nn.LSTM(batch_first=True)` computes the same with gates i, f, g, o (the same
+    order) stacked along its first axis and TWO biases (bias_ih + bias_hh: the weight table
+    puts the bias in bias_ih and freezes bias_hh at zero). TF1's `rnn_cell.LSTMCell` orders
+    its gates i, j, f, o over one kernel of (features + u, 4u) and adds forget_bias=1.0 at run
+    time (docs/porting.md); the zoo's TF1 translation uses the canonical layout instead.
+    Initialisers: Keras's glorot-uniform kernel, orthogonal recurrent kernel, and the bias at
+    zero except ones for the forget gate (`unit_forget_bias=True`)."""
+
+    GATES: ClassVar[int] = 4
+    TORCH_ORDER: ClassVar[tuple[int, ...]] = (0, 1, 2, 3)
+    kind: ClassVar[str] = "lstm"
+
+    def _bias_init(self) -> str:
+        return "forget_ones"
+
+
+@dataclass(frozen=True)
+class GRU(_Recurrent):
+    """Keras's GRU (tanh candidate, sigmoid gates), gates z, r, h along the last axis:
+
+        z = sigmoid(x Wz + bz + h Uz + b'z), r = sigmoid(x Wr + br + h Ur + b'r),
+        reset_after=True  (Keras 3's default, cuDNN's and torch's):
+            h~ = tanh(x Wh + bh + r * (h Uh + b'h));  bias (2, 3u): input row, recurrent row
+        reset_after=False (Keras 2's original GRU):
+            h~ = tanh(x Wh + (r * h) Uh + bh);         bias (3u,): one row
+        h' = z * h + (1 - z) * h~,  h starting at zero.
+
+    torch's `nn.GRU` is the reset_after=True GRU with gates r, z, n (z and r swapped) stacked
+    along its first axis and the two bias rows as bias_ih, bias_hh. reset_after=False has no
+    torch layer: the zoo's torch translation is a small module with torch's names and gate
+    order (`bias_l0` its one bias)."""
+
+    reset_after: bool = True
+    GATES: ClassVar[int] = 3
+    TORCH_ORDER: ClassVar[tuple[int, ...]] = (1, 0, 2)
+    kind: ClassVar[str] = "gru"
+
+    def _bias_rows(self, name: str, g: int) -> list[TensorSpec]:
+        u = self.units
+        if not self.reset_after:
+            layout = GateLayout(self.TORCH_ORDER, u, what="gates z, r, h -> r, z, n")
+            return [TensorSpec(f"{name}/bias", (g * u,),
+                               native={"keras": (f"{name}/bias", AS_IS),
+                                       "tf1": (f"{name}/bias", AS_IS),
+                                       "torch": (f"{name}.bias_l0", layout)})]
+        layout = GateLayout(self.TORCH_ORDER, u, bias="rows",
+                            what="gates z, r, h -> r, z, n; row 0 -> bias_ih, row 1 -> bias_hh")
+        return [TensorSpec(f"{name}/bias", (2, g * u),
+                           native={"keras": (f"{name}/bias", AS_IS),
+                                   "tf1": (f"{name}/bias", AS_IS),
+                                   "torch": ((f"{name}.bias_ih_l0", f"{name}.bias_hh_l0"),
+                                             layout)})]
+
+
 # ----------------------------------------------------------------------------- resolution
 @dataclass(frozen=True)
 class Resolved:
@@ -514,7 +737,9 @@ def check_weights(weights: dict[str, Any], resolved: Sequence[Resolved], where: 
         got = tuple(np.shape(weights[t.name]))
         if got != t.shape:
             hint = ""
-            if "torch" in t.native and got == t.native_shape("torch") and got != t.shape:
+            torch_shapes = list(t.native_shapes("torch").values()) if "torch" in t.native \
+                else []
+            if len(torch_shapes) == 1 and got == torch_shapes[0] and got != t.shape:
                 hint = (f" (that is torch's layout of {t.native_name('torch')}: canonical is "
                         f"{t.layout('torch').what.split(':')[0]} undone)")
             raise ConfigError(f"{t.name}: expected shape {t.shape} in the canonical (Keras) "
@@ -525,8 +750,10 @@ def to_native(weights: dict[str, np.ndarray], resolved: Sequence[Resolved], fram
               ) -> dict[str, np.ndarray]:
     """Canonical weights -> {native name: native array} of `framework`."""
     check_weights(weights, resolved)
-    return {t.native_name(framework): t.layout(framework).to_native(weights[t.name])
-            for t in tensor_specs(resolved)}
+    out: dict[str, np.ndarray] = {}
+    for t in tensor_specs(resolved):
+        out.update(t.native_arrays(framework, weights[t.name]))
+    return out
 
 
 def from_native(native: dict[str, np.ndarray], resolved: Sequence[Resolved], framework: str
@@ -534,27 +761,27 @@ def from_native(native: dict[str, np.ndarray], resolved: Sequence[Resolved], fra
     """{native name: array} of `framework` -> canonical weights. Every native tensor must be
     placed and every canonical one found: the leftovers on either side are named."""
     specs = tensor_specs(resolved)
-    want = {t.native_name(framework): t for t in specs}
+    want = {n: t for t in specs for n in t.native_names(framework)}
     missing = [n for n in want if n not in native]
     extra = sorted(set(native) - set(want))
     if missing or extra:
         raise ConfigError(f"{framework} tensors do not match the model: missing "
                           f"{missing or 'nothing'}, unplaced {extra or 'nothing'}.")
-    out = {}
-    for n, t in want.items():
-        a = np.asarray(native[n])
-        if tuple(a.shape) != t.native_shape(framework):
-            raise ConfigError(f"{framework} tensor {n}: expected shape "
-                              f"{t.native_shape(framework)}, got {tuple(a.shape)}.")
-        out[t.name] = t.layout(framework).from_native(a, t.shape)
-    return out
+    for t in specs:
+        for n, shape in t.native_shapes(framework).items():
+            a = np.asarray(native[n])
+            if tuple(a.shape) != shape:
+                raise ConfigError(f"{framework} tensor {n}: expected shape {shape}, got "
+                                  f"{tuple(a.shape)}.")
+    return {t.name: t.from_native_arrays(framework, native) for t in specs}
 
 
 def init_weights(resolved: Sequence[Resolved], seed: int = 0, dtype: str = "float32"
                  ) -> dict[str, np.ndarray]:
     """Initial weights from the tables, drawn once in seeded numpy, in model order:
-    glorot-uniform U(+-sqrt(6 / (fan_in + fan_out))) (Keras's default for Dense and Conv2D
-    kernels), zeros, ones, or N(0, 1) (seed 001's network)."""
+    glorot-uniform U(+-sqrt(6 / (fan_in + fan_out))) (Keras's default for Dense, Conv2D and
+    recurrent input kernels), zeros, ones, N(0, 1) (seed 001's network), U(-0.05, 0.05)
+    (embeddings), orthogonal (recurrent kernels), zeros with ones for the LSTM forget gate."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for t in tensor_specs(resolved):
@@ -563,6 +790,14 @@ def init_weights(resolved: Sequence[Resolved], seed: int = 0, dtype: str = "floa
             a = rng.uniform(-limit, limit, t.shape)
         elif t.init == "normal":
             a = rng.standard_normal(t.shape)
+        elif t.init == "uniform":          # Keras's Embedding default
+            a = rng.uniform(-0.05, 0.05, t.shape)
+        elif t.init == "orthogonal":       # Keras's recurrent-kernel default
+            a = _orthogonal(rng, t.shape)
+        elif t.init == "forget_ones":      # Keras's LSTM bias: unit_forget_bias=True
+            a = np.zeros(t.shape)
+            u = t.shape[-1] // 4
+            a[..., u:2 * u] = 1.0
         elif t.init == "ones":
             a = np.ones(t.shape)
         else:
@@ -572,6 +807,17 @@ def init_weights(resolved: Sequence[Resolved], seed: int = 0, dtype: str = "floa
 
 
 # ----------------------------------------------------------------------------- helpers
+def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """An orthogonal matrix of `shape` (rows, cols) as Keras's `Orthogonal` draws one: the Q of
+    a normal matrix's QR decomposition, signs fixed by R's diagonal (orthonormal rows or
+    columns, whichever are fewer)."""
+    rows, cols = shape
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q.T if rows < cols else q
+
+
 def _fmt(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 

@@ -28,7 +28,10 @@ from zoo.layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
+    GRU,
+    LSTM,
     Layer,
     LayerNorm,
     MaxPool2D,
@@ -52,6 +55,9 @@ class Architecture:
     description: str
     layers: Callable[[ModelSpec], list[Layer]]
     image: bool = False  # takes (H, W, C) images; else flat (features,) vectors
+    #: recurrent models: "rows" reads images row by row ((H, W * C) sequences), "tokens"
+    #: reads token-id sequences (T,) of a token dataset through an Embedding
+    sequence: str | None = None
     default_lr: float = 0.1
     default_dropout: float = 0.0
     default_hidden: tuple[int, ...] = ()
@@ -98,6 +104,24 @@ def _mlp_ln(spec: ModelSpec) -> list[Layer]:
     return [*layers, Dense(spec.n_outputs)]
 
 
+def _lstm(spec: ModelSpec) -> list[Layer]:
+    *stacked, last = spec.hidden or (64,)
+    return [*(LSTM(u, return_sequences=True) for u in stacked), LSTM(last),
+            Dense(spec.n_outputs)]
+
+
+def _gru(spec: ModelSpec) -> list[Layer]:
+    *stacked, last = spec.hidden or (64,)
+    return [*(GRU(u, return_sequences=True) for u in stacked), GRU(last),
+            Dense(spec.n_outputs)]
+
+
+def _embedding_gru(spec: ModelSpec) -> list[Layer]:
+    *stacked, last = spec.hidden or (32,)
+    return [Embedding(spec.vocab, 16), *(GRU(u, return_sequences=True) for u in stacked),
+            GRU(last), Dense(spec.n_outputs)]
+
+
 def _lenet(spec: ModelSpec) -> list[Layer]:
     return [Conv2D(6, 5, padding="same"), Activation("relu"), MaxPool2D(2),
             Conv2D(16, 5, padding="valid"), Activation("relu"), MaxPool2D(2), Flatten(),
@@ -140,6 +164,18 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in [
     Architecture("mlp_ln", "classification", "cross_entropy", "softmax",
                  "MLP with LayerNorm: in->64->LayerNorm->ReLU->32->LayerNorm->ReLU->C",
                  _mlp_ln, default_lr=0.1, default_hidden=(64, 32)),
+    Architecture("lstm", "classification", "cross_entropy", "softmax",
+                 "LSTM(64) reading an image row by row (28x28: 28 steps of 28 features; "
+                 "digits: 8 of 8), the last step's output, Dense C", _lstm, sequence="rows",
+                 default_lr=1e-3, default_hidden=(64,)),
+    Architecture("gru", "classification", "cross_entropy", "softmax",
+                 "GRU(64) (reset_after=True) reading an image row by row, the last step's "
+                 "output, Dense C", _gru, sequence="rows", default_lr=1e-3,
+                 default_hidden=(64,)),
+    Architecture("embedding_gru", "classification", "cross_entropy", "softmax",
+                 "Embedding(vocab, 16), GRU(32), Dense C on token sequences (the tokens "
+                 "dataset)", _embedding_gru, sequence="tokens", default_lr=1e-2,
+                 default_hidden=(32,)),
     Architecture("lenet", "classification", "cross_entropy", "softmax",
                  "LeNet-5: Conv 5x5 same 6, ReLU, MaxPool, Conv 5x5 valid 16, ReLU, MaxPool, "
                  "Flatten, Dense 120, Dense 84, Dense C (28x28 images)", _lenet, image=True,

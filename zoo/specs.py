@@ -32,6 +32,7 @@ __all__ = [
     "ModelSpec",
     "TrainSpec",
     "check_canonical",
+    "check_tokens",
     "dropout_masks",
     "init_weights",
     "layer_sizes",
@@ -56,6 +57,8 @@ class ModelSpec:
     hidden: tuple[int, ...] = ()
     dropout: float = 0.0
     input_shape: tuple[int, ...] = ()
+    #: token models: the vocabulary size (ids in [0, vocab)); 0 for every other model
+    vocab: int = 0
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
@@ -72,6 +75,17 @@ class ModelSpec:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout rate must be in [0, 1), got {self.dropout}.")
         arch = MODELS[self.name]
+        object.__setattr__(self, "vocab", int(self.vocab))
+        if arch.sequence == "rows" and len(shape) != 2:
+            raise ConfigError(f"model {self.name!r} reads images row by row and needs "
+                              f"sequences (T, features) per sample, got {shape}; use an image "
+                              "dataset (digits, mnist10k, mnist).")
+        if arch.sequence == "tokens" and (len(shape) != 1 or self.vocab < 1):
+            raise ConfigError(f"model {self.name!r} reads token-id sequences and needs a "
+                              f"vocabulary; got input {shape} and vocab {self.vocab}; use a "
+                              "token dataset (tokens).")
+        if arch.sequence:
+            return
         if arch.image and len(shape) != 3:
             raise ConfigError(f"model {self.name!r} needs images (H, W, C) but gets flat "
                               f"features {shape}; use an image dataset (mnist, mnist10k, digits) "
@@ -153,13 +167,33 @@ def minimum_size(spec: ModelSpec) -> int | None:
 
 def model_spec_for(name: str, n_features: int, n_outputs: int, *, dropout: float | None = None,
                    input_shape: tuple[int, ...] | None = None,
-                   hidden: tuple[int, ...] | None = None) -> ModelSpec:
+                   hidden: tuple[int, ...] | None = None, vocab: int | None = None
+                   ) -> ModelSpec:
     """The zoo's spec of model `name` for a dataset's sizes (MLP: 64 and 32 hidden units,
     dropout 0.5 as in seed 004; nielsen: 30 hidden units). `input_shape` is the images'
     (H, W, C) for image models (dense models take the flat `n_features`)."""
     if name not in MODELS:
         raise unknown_name("model", name, list(MODELS))
     arch = MODELS[name]
+    if arch.sequence == "rows":
+        if input_shape is None or len(input_shape) not in (2, 3):
+            raise ConfigError(f"model {name!r} reads images row by row but the data has flat "
+                              f"features ({n_features}); use an image dataset (mnist, "
+                              "mnist10k, digits) or an NPZ of (N, H, W) or (N, H, W, C) images.")
+        rows = tuple(input_shape) if len(input_shape) == 2 else \
+            (int(input_shape[0]), int(input_shape[1]) * int(input_shape[2]))
+        return ModelSpec(name, n_features, n_outputs,
+                         hidden=arch.default_hidden if hidden is None else tuple(hidden),
+                         dropout=arch.default_dropout if dropout is None else dropout,
+                         input_shape=rows)
+    if arch.sequence == "tokens":
+        if not vocab:
+            raise ConfigError(f"model {name!r} reads token ids and needs the data's vocabulary; "
+                              "use a token dataset (tokens).")
+        return ModelSpec(name, n_features, n_outputs,
+                         hidden=arch.default_hidden if hidden is None else tuple(hidden),
+                         dropout=arch.default_dropout if dropout is None else dropout,
+                         vocab=int(vocab))
     shape = tuple(input_shape) if (arch.image and input_shape is not None) else ()
     if arch.image and not shape:
         raise ConfigError(f"model {name!r} needs images (H, W, C) but the data has flat "
@@ -333,6 +367,17 @@ def check_canonical(weights: dict[str, Any], spec: ModelSpec | dict[str, tuple[i
                               f"layout, got {got}{hint}.")
 
 
+def check_tokens(X: np.ndarray, vocab: int, what: str = "data") -> None:
+    """Token ids must be whole numbers in [0, vocab): the first one that is not is named."""
+    X = np.asarray(X)
+    bad = ~np.isfinite(X) | (X != np.round(X)) | (X < 0) | (X >= vocab)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ConfigError(f"{what}: token id {X[row, col]:g} at sample {row}, position {col} is "
+                          f"not in the vocabulary [0, {vocab}); token ids must be whole numbers "
+                          f"below the vocabulary size {vocab}.")
+
+
 def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,
                  *, what: str = "data") -> None:
     """The checks every framework runs before training or predicting: a per-sample shape that
@@ -358,6 +403,8 @@ def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = No
                     "from the dataset's sizes")
         raise ConfigError(f"{what}: {hint}.")
     X2 = X.reshape(len(X), -1) if X.ndim != 2 else X
+    if model_spec.vocab and X2.size:
+        check_tokens(X2, model_spec.vocab, what)
     if y is not None:
         n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
         validate_arrays(X2, y, model_spec.task, n_classes, what=what)

@@ -96,10 +96,18 @@ def spec_for_dataset(model: str, ds, *, dropout: float | None = None) -> ModelSp
 
     arch = MODELS[model]
     n_out = 1 if arch.task in ("binary", "regression") else ds.n_outputs
-    if arch.image and ds.image_shape is None:
+    if (arch.image or arch.sequence == "rows") and ds.image_shape is None:
         raise ConfigError(flat_data_message(model, ds))
+    if arch.sequence == "tokens" and not ds.vocab:
+        raise ConfigError(f"model {model!r} reads token ids but dataset {ds.name!r} has none; "
+                          "use a token dataset (tokens).")
+    if arch.sequence != "tokens" and ds.vocab:
+        raise ConfigError(f"dataset {ds.name!r} holds token ids: use a model with an Embedding "
+                          "(embedding_gru).")
     spec = model_spec_for(model, ds.n_features, n_out, dropout=dropout,
-                          input_shape=ds.image_shape)
+                          input_shape=ds.image_shape, vocab=ds.vocab)
+    if arch.sequence:
+        return spec
     try:
         resolve(spec.layers, spec.input_shape)
     except ConfigError as exc:
