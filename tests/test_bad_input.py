@@ -70,7 +70,7 @@ def _files(d: Path) -> dict[str, Path]:
         "onehot.npz", "empty.npz", "noX.npz", "noy.npz", "pickled.npz", "truncated.npz",
         "ok.csv", "nonnumeric.csv", "ragged.csv", "headeronly.csv", "w.pt", "other.pt",
         "shape.pt", "evil.pt", "evil.keras", "corrupt.pt", "tiny.npz", "rgb.npz", "cnn1.npz",
-        "mlp.npz")}
+        "mlp.npz", "badtokens.npz", "ragged.npz")}
     np.savez(f["withnan.npz"], X=nan_X, y=y)
     np.savez(f["withinf.npz"], X=inf_X, y=y)
     np.savez(f["negative.npz"], X=X, y=y - 1)
@@ -111,6 +111,12 @@ def _files(d: Path) -> dict[str, Path]:
     cnn1 = model_spec_for("cnn", 64, 4, input_shape=(8, 8, 1))
     interchange.save("npz", cnn1, init_weights(cnn1), f["cnn1.npz"])
     interchange.save("npz", mlp, init_weights(mlp), f["mlp.npz"])
+    # token sequences: an id outside the vocabulary; ragged sequences (an object array)
+    ids = rng.integers(0, 12, (30, 6))
+    ids[4, 2] = 12
+    np.savez(f["badtokens.npz"], X=ids, y=ids[:, 0] % 3, vocab=np.array(12))
+    np.savez(f["ragged.npz"], X=np.array([np.arange(3), np.arange(5)], dtype=object),
+             y=np.array([0, 1]))
     # MNIST folders: a fake mnist.npz (checksum mismatch), a truncated IDX .gz, nothing
     for sub in ("fake", "truncated", "nothing"):
         (d / sub).mkdir()
@@ -270,6 +276,27 @@ CLI: dict[str, tuple[list[str], str]] = {
                            "zoo train: error: {pickled.npz}: not a readable .npz archive (a "
                            "pickle, which is never loaded for safety); save the arrays with "
                            "np.savez(path, X=..., y=...)."),
+    "token-outside-vocabulary": (["train", "embedding_gru", "--framework", "torch", "--npz",
+                                  "{badtokens.npz}", "--save", "{dir}/never4.pt"],
+                                 "zoo train: error: {badtokens.npz}: token id 12 at sample 4, "
+                                 "position 2 is not in the vocabulary [0, 12); token ids must "
+                                 "be whole numbers below the vocabulary size 12."),
+    "sequence-model-on-flat-data": (["train", "lstm", "--framework", "torch", "--dataset",
+                                     "iris"],
+                                    "zoo train: error: model 'lstm' takes images but dataset "
+                                    "'iris' has 4 flat features; use an image dataset (digits, "
+                                    "mnist, mnist10k) or an NPZ of (N, H, W) or (N, H, W, C) "
+                                    "images."),
+    "token-model-without-tokens": (["train", "embedding_gru", "--framework", "torch",
+                                    "--dataset", "iris"],
+                                   "zoo train: error: model 'embedding_gru' reads token ids but "
+                                   "dataset 'iris' has none; use a token dataset (tokens)."),
+    "ragged-sequences": (["train", "embedding_gru", "--framework", "torch", "--npz",
+                          "{ragged.npz}"],
+                         "zoo train: error: {ragged.npz}: holds object (pickled) arrays, which "
+                         "are never loaded for safety (Object arrays cannot be loaded when "
+                         "allow_pickle=False); save plain numeric arrays (ragged sequences: "
+                         "pad them to one length first)."),
     "image-model-on-flat-data": (["compare", "cnn", "--dataset", "iris", "--frameworks", "numpy",
                                   "--json", "{dir}/never.json"], FLAT),
     "image-weights-on-flat-data": (["predict", "{cnn1.npz}", "--dataset", "iris"],
@@ -633,3 +660,21 @@ def test_init_weights_of_another_model_or_other_data(env):
     check_cli(env, "init-other-model")
     check_cli(env, "init-other-shapes")
     _never_written(d)
+
+
+def test_sequence_inputs(env):
+    """Token ids outside the vocabulary, a sequence model on flat data, a token model without
+    tokens, ragged sequences: one line each, exit 2, nothing written."""
+    from zoo.specs import check_inputs
+
+    spec = model_spec_for("embedding_gru", 6, 3, vocab=12)
+    with pytest.raises(ConfigError, match=r"^x: token id 2.5 at sample 0, position 1 is not in "
+                                          r"the vocabulary \[0, 12\)"):
+        check_inputs(spec, np.array([[1, 2.5, 3, 4, 5, 6]]), what="x")
+    with pytest.raises(ConfigError, match="model 'lstm' reads images row by row but the data "
+                                          "has flat features"):
+        model_spec_for("lstm", 4, 3)
+    for case in ("token-outside-vocabulary", "sequence-model-on-flat-data",
+                 "token-model-without-tokens", "ragged-sequences"):
+        check_cli(env, case)
+    _never_written(env[0])

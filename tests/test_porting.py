@@ -1402,3 +1402,244 @@ def test_gotcha_sync_batch_norm() -> None:
     var = sum(((s.reshape(-1, 3) - mean) ** 2).sum(axis=0) for s in (X[:4], X[4:])) / count
     synced = np.concatenate([(s - mean) / np.sqrt(var + 1e-3) for s in (X[:4], X[4:])])
     assert measured(g, "after the fix", maxdiff(synced, whole)) < g.below
+
+
+# ----------------------------------------------------------------------------- recurrent
+def _sig(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _seq(seed: int, shape=(4, 6, 5)) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _rnn_weights(seed: int, f: int, u: int, gates: int, bias_shape=None):
+    rng = np.random.default_rng(seed)
+    k = (rng.normal(size=(f, gates * u)) / np.sqrt(f)).astype(np.float32)
+    rk = (rng.normal(size=(u, gates * u)) / np.sqrt(u)).astype(np.float32)
+    b = (0.1 * rng.normal(size=bias_shape or (gates * u,))).astype(np.float32)
+    return k, rk, b
+
+
+def _keras_rnn(layer, X, weights) -> np.ndarray:
+    layer.build(X.shape)
+    layer.set_weights(weights)
+    return np.asarray(layer(X))
+
+
+def _swap_zr(a: np.ndarray, u: int, axis: int = -1) -> np.ndarray:
+    """Keras GRU gates z, r, h -> torch r, z, n along `axis`."""
+    z, r, h = np.split(a, 3, axis=axis)
+    return np.concatenate([r, z, h], axis=axis)
+
+
+def _torch_lstm(X, k, rk, b, *, bias_hh=None, batch_first=True) -> np.ndarray:
+    lstm = nn.LSTM(k.shape[0], rk.shape[0], batch_first=batch_first)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(torch.from_numpy(k.T.copy()))
+        lstm.weight_hh_l0.copy_(torch.from_numpy(rk.T.copy()))
+        lstm.bias_ih_l0.copy_(torch.from_numpy(b))
+        lstm.bias_hh_l0.copy_(torch.from_numpy(np.zeros_like(b) if bias_hh is None else bias_hh))
+        out, _ = lstm(torch.from_numpy(X))
+    return out.numpy()
+
+
+def _torch_gru(X, k, rk, b2, swap: bool = True) -> np.ndarray:
+    u = rk.shape[0]
+    fix = (lambda a, axis=-1: _swap_zr(a, u, axis)) if swap else (lambda a, axis=-1: a)
+    gru = nn.GRU(k.shape[0], u, batch_first=True)
+    with torch.no_grad():
+        gru.weight_ih_l0.copy_(torch.from_numpy(fix(k).T.copy()))
+        gru.weight_hh_l0.copy_(torch.from_numpy(fix(rk).T.copy()))
+        gru.bias_ih_l0.copy_(torch.from_numpy(fix(b2[0])))
+        gru.bias_hh_l0.copy_(torch.from_numpy(fix(b2[1])))
+        out, _ = gru(torch.from_numpy(X))
+    return out.numpy()
+
+
+def _tf1_lstm_scan(X, k, rk, b) -> np.ndarray:
+    """The TF1 graph idiom under Keras 3: get_variable + tf.scan over time, Keras's gate order
+    i, f, c, o (`tf.compat.v1.nn.rnn_cell` raises)."""
+    u = rk.shape[0]
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, (None, *X.shape[1:]))
+        kv = tf1.get_variable("kernel", initializer=tf.constant(k))
+        rkv = tf1.get_variable("recurrent_kernel", initializer=tf.constant(rk))
+        bv = tf1.get_variable("bias", initializer=tf.constant(b))
+        xw = tf.einsum("ntf,fg->tng", x, kv) + bv        # x @ W for every step at once
+
+        def step(carry, xw_t):
+            h, c = carry
+            z = xw_t + tf.matmul(h, rkv)
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            return tf.sigmoid(o) * tf.tanh(c), c
+
+        zeros = tf.zeros([tf.shape(x)[0], u])
+        hs, _ = tf.scan(step, xw, initializer=(zeros, zeros))
+        out = tf.transpose(hs, [1, 0, 2])
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            return sess.run(out, {x: X})
+
+
+def test_row_lstm() -> None:
+    X = _seq(50)
+    k, rk, b = _rnn_weights(51, 5, 3, 4)
+    with tf.Graph().as_default():
+        with pytest.raises(AttributeError, match="`LSTMCell` is not available with Keras 3"):
+            tf1.nn.rnn_cell.LSTMCell(3)
+    runs = {"keras": _keras_rnn(keras.layers.LSTM(3, return_sequences=True), X, [k, rk, b]),
+            "tf1": _tf1_lstm_scan(X, k, rk, b), "torch": _torch_lstm(X, k, rk, b)}
+    assert all_agree(runs) < 1e-5
+
+
+def test_row_gru() -> None:
+    X = _seq(52)
+    k, rk, b2 = _rnn_weights(53, 5, 3, 3, (2, 9))
+    keras_out = _keras_rnn(keras.layers.GRU(3, return_sequences=True), X, [k, rk, b2])
+    # the equations of Keras 3's GRU (reset_after=True), as a TF1 graph would write them
+    h = np.zeros((4, 3))
+    tf1_out = []
+    for t in range(X.shape[1]):
+        xz, xr, xh = np.split(X[:, t] @ k + b2[0], 3, axis=1)
+        hz, hr, hh = np.split(h @ rk + b2[1], 3, axis=1)
+        z, r = _sig(xz + hz), _sig(xr + hr)
+        h = z * h + (1 - z) * np.tanh(xh + r * hh)
+        tf1_out.append(h)
+    runs = {"keras": keras_out, "tf1": np.stack(tf1_out, axis=1), "torch": _torch_gru(X, k, rk, b2)}
+    assert all_agree(runs) < 1e-5
+
+
+def test_row_embedding() -> None:
+    ids = np.random.default_rng(54).integers(0, 7, (4, 6))
+    table = _seq(55, (7, 3))
+    emb = keras.layers.Embedding(7, 3)
+    emb.build((None, 6))
+    emb.set_weights([table])
+    with tf.Graph().as_default():
+        t = tf1.get_variable("embeddings", initializer=tf.constant(table))
+        x = tf1.placeholder(tf.int32, (None, 6))
+        look = tf.nn.embedding_lookup(t, x)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1_out = sess.run(look, {x: ids})
+    torch_emb = nn.Embedding(7, 3)
+    with torch.no_grad():
+        torch_emb.weight.copy_(torch.from_numpy(table))
+        torch_out = torch_emb(torch.from_numpy(ids)).numpy()
+    runs = {"keras": np.asarray(emb(ids)), "tf1": tf1_out, "torch": torch_out}
+    assert all_agree(runs) == 0.0
+
+
+def test_gotcha_gru_gate_order() -> None:
+    g = gotcha("gru_gate_order")
+    X = _seq(56)
+    k, rk, b2 = _rnn_weights(57, 5, 3, 3, (2, 9))
+    keras_out = _keras_rnn(keras.layers.GRU(3, return_sequences=True), X, [k, rk, b2])
+    naive = _torch_gru(X, k, rk, b2, swap=False)
+    assert measured(g, "difference", maxdiff(naive, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(_torch_gru(X, k, rk, b2), keras_out)) < g.below
+
+
+def test_gotcha_lstm_two_biases() -> None:
+    """torch's LSTM has bias_ih and bias_hh; both trained, their sum (Keras's one bias) moves
+    twice as far under SGD: one step of lr 0.1 on the mean output."""
+    g = gotcha("lstm_two_biases")
+    X = _seq(58)
+    k, rk, b = _rnn_weights(59, 5, 3, 4)
+    layer = keras.layers.LSTM(3)
+    layer.build(X.shape)
+    layer.set_weights([k, rk, b])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(layer(X))
+    gb = tape.gradient(loss, layer.cell.bias).numpy()
+    keras_bias = b - 0.1 * gb
+
+    def torch_bias(freeze: bool) -> np.ndarray:
+        lstm = nn.LSTM(5, 3, batch_first=True)
+        with torch.no_grad():
+            lstm.weight_ih_l0.copy_(torch.from_numpy(k.T.copy()))
+            lstm.weight_hh_l0.copy_(torch.from_numpy(rk.T.copy()))
+            lstm.bias_ih_l0.copy_(torch.from_numpy(b))
+            lstm.bias_hh_l0.zero_()
+        lstm.bias_hh_l0.requires_grad_(not freeze)
+        opt = torch.optim.SGD([p for p in lstm.parameters() if p.requires_grad], lr=0.1)
+        lstm(torch.from_numpy(X))[0][:, -1].mean().backward()
+        opt.step()
+        return (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()
+
+    assert measured(g, "difference", maxdiff(torch_bias(False), keras_bias)) > g.above
+    assert measured(g, "after the fix", maxdiff(torch_bias(True), keras_bias)) < g.below
+
+
+def test_gotcha_gru_reset_after() -> None:
+    g = gotcha("gru_reset_after")
+    X = _seq(60)
+    k, rk, b2 = _rnn_weights(61, 5, 3, 3, (2, 9))
+    keras3 = _keras_rnn(keras.layers.GRU(3, return_sequences=True), X, [k, rk, b2])
+    keras2 = _keras_rnn(keras.layers.GRU(3, return_sequences=True, reset_after=False), X,
+                        [k, rk, b2.sum(axis=0)])
+    assert measured(g, "difference", maxdiff(keras2, keras3)) > g.above
+    # the fix: the same variant on both sides (torch's nn.GRU is reset_after=True)
+    assert measured(g, "after the fix", maxdiff(_torch_gru(X, k, rk, b2), keras3)) < g.below
+
+
+def test_gotcha_tf1_lstm_cell() -> None:
+    g = gotcha("tf1_lstm_cell")
+    with tf.Graph().as_default():
+        with pytest.raises(AttributeError) as err:
+            tf1.nn.rnn_cell.LSTMCell(3)
+    assert f"{err.type.__name__}: {err.value}" == g.raises
+    X = _seq(62)
+    k, rk, b = _rnn_weights(63, 5, 3, 4)
+    keras_out = _keras_rnn(keras.layers.LSTM(3, return_sequences=True), X, [k, rk, b])
+    assert measured(g, "after the fix", maxdiff(_tf1_lstm_scan(X, k, rk, b), keras_out)) < g.below
+
+
+def _tf1_cell_equations(X, kernel, bias, u, forget_bias=1.0) -> np.ndarray:
+    """TF1's `rnn_cell.LSTMCell` (no peepholes, no projection): one kernel over [x, h] of
+    shape (features + u, 4u), gates i, j, f, o, and forget_bias added to f at run time."""
+    h = np.zeros((len(X), u))
+    c = np.zeros((len(X), u))
+    out = []
+    for t in range(X.shape[1]):
+        i, j, f, o = np.split(np.concatenate([X[:, t], h], axis=1) @ kernel + bias, 4, axis=1)
+        c = c * _sig(f + forget_bias) + _sig(i) * np.tanh(j)
+        h = np.tanh(c) * _sig(o)
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def test_gotcha_tf1_lstm_gate_order() -> None:
+    """Keras's i, f, c, o over two kernels against TF1's i, j, f, o over one, plus its
+    forget_bias: the same numbers copied as they are compute another LSTM (float64)."""
+    g = gotcha("tf1_lstm_gate_order")
+    X = _seq(64).astype(np.float64)
+    k, rk, b = (a.astype(np.float64) for a in _rnn_weights(65, 5, 3, 4))
+    keras_out = _keras_rnn(keras.layers.LSTM(3, return_sequences=True, dtype="float64"), X,
+                           [k, rk, b])
+    naive = _tf1_cell_equations(X, np.concatenate([k, rk]), b, 3)
+    assert measured(g, "difference", maxdiff(naive, keras_out)) > g.above
+
+    def reorder(a):  # Keras i, f, c, o -> TF1 i, j (= c), f, o
+        i, f, c, o = np.split(a, 4, axis=-1)
+        return np.concatenate([i, c, f, o], axis=-1)
+
+    bias = reorder(b)
+    bias[6:9] -= 1.0                                   # forget_bias=1.0 is added back at run time
+    fixed = _tf1_cell_equations(X, reorder(np.concatenate([k, rk])), bias, 3)
+    assert measured(g, "after the fix", maxdiff(fixed, keras_out)) < g.below
+
+
+def test_gotcha_batch_first() -> None:
+    """`nn.LSTM` reads (T, N, F) unless batch_first=True: a (N, T, F) batch runs silently with
+    the batch as time."""
+    g = gotcha("batch_first")
+    X = _seq(66)
+    k, rk, b = _rnn_weights(67, 5, 3, 4)
+    keras_out = _keras_rnn(keras.layers.LSTM(3, return_sequences=True), X, [k, rk, b])
+    silent = _torch_lstm(X, k, rk, b, batch_first=False)
+    assert silent.shape == keras_out.shape                    # no error, same shape
+    assert measured(g, "difference", maxdiff(silent, keras_out)) > g.above
+    assert measured(g, "after the fix", maxdiff(_torch_lstm(X, k, rk, b), keras_out)) < g.below

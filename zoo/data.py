@@ -485,8 +485,10 @@ def _read_mnist_npz(path: Path, parts: Sequence[str]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """Read named arrays from an .npz file without ever unpickling (allow_pickle=False)."""
+def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str],
+                    optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Read named arrays (and the `optional` ones it holds) from an .npz file without ever
+    unpickling (allow_pickle=False)."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; pass the path of an existing .npz file.")
@@ -504,12 +506,13 @@ def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, n
                 raise DataError(f"{path}: the archive has no array named {', '.join(map(repr, missing))} "
                                 f"(it holds {', '.join(z.files) or 'nothing'}); save it with "
                                 f"np.savez(path, {', '.join(f'{k}=...' for k in keys)}).")
-            return {k: z[k] for k in keys}
+            return {k: z[k] for k in [*keys, *(o for o in optional if o in z.files)]}
     except DataError:
         raise
     except ValueError as exc:  # object arrays need pickle, which we never allow
         raise DataError(f"{path}: holds object (pickled) arrays, which are never loaded for "
-                        f"safety ({exc}); save plain numeric arrays.") from None
+                        f"safety ({exc}); save plain numeric arrays (ragged sequences: pad "
+                        "them to one length first).") from None
     except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, ...
         raise DataError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc}); "
                         "the file is truncated or corrupt.") from None
@@ -697,6 +700,7 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
                           "split; pass split='seeded' to choose the test share.")
     test_size = 0.2 if test_size is None else test_size
     image_shape = None
+    npz_vocab = 0
     feats: tuple[str, ...] = ()
     if csv is not None or npz is not None:
         if csv is not None and npz is not None:
@@ -705,14 +709,22 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
             X, y, feats = read_csv(csv, target)
             source, label = str(csv), Path(csv).stem
         else:
-            arrays = load_npz_arrays(npz, ["X", "y"])
+            arrays = load_npz_arrays(npz, ["X", "y"], optional=["vocab"])
             X, y = arrays["X"], arrays["y"]
             source, label = str(npz), Path(npz).stem
-            image_shape = image_shape_of(X, what=label)
+            if "vocab" in arrays:   # token ids (N, T) and their vocabulary size
+                npz_vocab = int(arrays["vocab"])
+                if np.asarray(X).ndim != 2:
+                    raise DataError(f"{npz}: token sequences X must be (N, T) ids, got shape "
+                                    f"{np.asarray(X).shape}; pad ragged sequences to one length.")
+                from zoo.specs import check_tokens
+
+                check_tokens(X, npz_vocab, what=str(npz))
+            image_shape = None if "vocab" in arrays else image_shape_of(X, what=label)
             if image_shape is not None:  # kept flat, in H, W, C order (`Dataset.inputs`)
                 X = X.reshape(len(X), int(np.prod(X.shape[1:])))
         task = task or _infer_task(y) if len(np.asarray(y)) else (task or "classification")
-        default_prep = "standard"
+        default_prep = "none" if npz_vocab else "standard"
     else:
         if name is None:
             raise ConfigError("name a dataset, or pass a CSV (--csv, --target) or NPZ (--npz) file.")
@@ -756,4 +768,4 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
                    X_test=Xte.astype(dtype), y_test=yte.astype(ydt), task=task,
                    n_classes=n_classes, source=source, image_shape=image_shape,
                    feature_names=feats, split=how,
-                   vocab=TOKEN_VOCABS.get(name) if not own_file else None)
+                   vocab=(npz_vocab or None) if own_file else TOKEN_VOCABS.get(name))

@@ -213,6 +213,30 @@ ROWS: tuple[Row, ...] = (
         "a torch model left in train mode predicts with each batch's own statistics (gotcha "
         "below)",
         _P + "test_row_training_and_inference_modes"),
+    Row("LSTM",
+        "`tf.compat.v1.nn.rnn_cell.LSTMCell` raises under Keras 3: `get_variable` kernels and "
+        "`tf.scan` over time, gates i, f, c, o",
+        "`keras.layers.LSTM(u)`: kernel (F, 4u), recurrent_kernel (u, 4u), bias (4u,), gates "
+        "i, f, c, o",
+        "`nn.LSTM(F, u, batch_first=True)`: weight_ih (4u, F), weight_hh (4u, u), gates i, f, "
+        "g, o (the same order), TWO biases",
+        "transpose the kernels; the bias goes into bias_ih with bias_hh zero and frozen; "
+        "`batch_first=True` (gotchas below)",
+        _P + "test_row_lstm"),
+    Row("GRU",
+        "`GRUCell` raises under Keras 3: the equations over `tf.scan`",
+        "`keras.layers.GRU(u)` (reset_after=True): gates z, r, h, bias (2, 3u)",
+        "`nn.GRU(F, u, batch_first=True)`: gates r, z, n, bias_ih and bias_hh",
+        "swap the z and r blocks of every tensor; bias row 0 is bias_ih, row 1 bias_hh; Keras "
+        "2's reset_after=False GRU has no torch layer (gotchas below)",
+        _P + "test_row_gru"),
+    Row("embedding",
+        "`tf.nn.embedding_lookup(table, ids)` with a `get_variable` table",
+        "`keras.layers.Embedding(vocab, dim)`",
+        "`nn.Embedding(vocab, dim)` (ids must be int64 tensors)",
+        "the same (vocab, dim) table everywhere; initialisers differ (Keras U(-0.05, 0.05), "
+        "torch N(0, 1))",
+        _P + "test_row_embedding"),
     Row("quadratic cost (seed 001)",
         "`0.5 * tf.reduce_mean(tf.reduce_sum(tf.square(y - tf.sigmoid(z)), axis=1))`",
         "a custom loss: `0.5 * ops.mean(ops.sum(ops.square(y - ops.sigmoid(z)), axis=1))`",
@@ -457,6 +481,46 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "variance (Keras `BatchNormalization(synchronized=True)`; on CPU torch the zoo's own "
            "synchronised module in torch_models/distributed.py)",
            _P + "test_gotcha_sync_batch_norm", above=0.05, below=1e-5),
+    Gotcha("gru_gate_order", "GRU gate order",
+           "Keras orders a GRU's gates z, r, h, torch r, z, n: a Keras GRU's kernels, "
+           "transposed but not reordered, load into `nn.GRU` silently and compute another GRU",
+           "swap the z and r blocks of the kernels, recurrent kernels and both bias rows (the "
+           "weight table's `GateLayout`)", _P + "test_gotcha_gru_gate_order",
+           above=0.05, below=1e-5),
+    Gotcha("lstm_two_biases", "torch's LSTM trains two biases",
+           "torch's `nn.LSTM` adds bias_ih and bias_hh, Keras has one bias; with both trained, "
+           "their sum moves twice as far under SGD: the summed bias after one SGD step (lr "
+           "0.1), torch vs Keras",
+           "load the bias into bias_ih, zero bias_hh and freeze it (`requires_grad_(False)`); "
+           "reading a torch model, sum the two", _P + "test_gotcha_lstm_two_biases",
+           above=1e-3, below=1e-6),
+    Gotcha("gru_reset_after", "GRU reset_after: Keras 3 and cuDNN against Keras 2",
+           "Keras 3's (and torch's, and cuDNN's) GRU applies the reset gate after the recurrent "
+           "matmul, r * (h U + b'), with two bias rows; Keras 2's original GRU before it, (r * "
+           "h) U, with one: the same kernels (bias rows summed) give other outputs",
+           "build the same variant on both sides (`GRU(reset_after=...)`; torch has only "
+           "reset_after=True, the zoo's torch translation adds a small module for False)",
+           _P + "test_gotcha_gru_reset_after", above=1e-3, below=1e-5),
+    Gotcha("tf1_lstm_cell", "`tf.compat.v1.nn.rnn_cell` under Keras 3",
+           "TF1 code written with `tf.compat.v1.nn.rnn_cell.LSTMCell` (or `GRUCell`) raises on "
+           "TensorFlow 2.16 and later",
+           "`get_variable` kernels and a `tf.scan` (or `tf.compat.v1.while_loop`) over time with "
+           "the cell's equations (the zoo's tf1_compat/layers.py); outputs then equal Keras's",
+           _P + "test_gotcha_tf1_lstm_cell", above=None, below=1e-5,
+           raises="AttributeError: `LSTMCell` is not available with Keras 3."),
+    Gotcha("tf1_lstm_gate_order", "TF1's LSTMCell: gates i, j, f, o and forget_bias",
+           "TF1's `LSTMCell` keeps one kernel over [x, h] with gates i, j, f, o (j the "
+           "candidate) and adds forget_bias=1.0 to f at run time; Keras keeps two kernels with "
+           "gates i, f, c, o and the forget bias in its weights: Keras's numbers copied as they "
+           "are (float64)",
+           "reorder the gate blocks i, f, c, o -> i, c, f, o, stack kernel over recurrent "
+           "kernel, and subtract 1 from the forget-gate bias", _P + "test_gotcha_tf1_lstm_gate_order",
+           above=0.05, below=1e-12),
+    Gotcha("batch_first", "torch's recurrent layers are time-major by default",
+           "`nn.LSTM` reads (T, N, F) unless `batch_first=True`: a (N, T, F) batch runs "
+           "silently, the batch read as time, with the expected output shape",
+           "`nn.LSTM(..., batch_first=True)` (every recurrent translation of the zoo)",
+           _P + "test_gotcha_batch_first", above=0.05, below=1e-5),
     Gotcha("quadratic_cost_mse", "Seed 001's quadratic cost is not Keras's `mse`",
            "C = 1/(2n) sum ||y - a||^2 sums the squared error over the 10 outputs and halves "
            "it; `keras.losses.MeanSquaredError` averages over the outputs: the ratio of the "
