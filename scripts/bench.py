@@ -8,7 +8,8 @@ memory are that framework's alone. Paths: numpy (the float64 reference loop), ke
 one step per execution), keras-fast (`fit` with a whole epoch per execution), tf1
 (`Session.run` + feed_dict), torch (eager loop), keras-torch (Keras on the torch backend).
 Measured: seconds per epoch of softmax regression at batch 32, 256 and full batch, of the
-MLP at batch 32, of the small `cnn` on digits as 8x8 images and of LeNet-5 at batch 32 (float32
+MLP at batch 32, of the small `cnn` on digits as 8x8 images, of LeNet-5 and of the LSTM (64
+units, images read row by row) at batch 32 (float32
 in every path, and float64 for the numpy reference against torch) (median over repeated epochs after a warm-up epoch, with min and max); the
 quadratic demo's 1000 steps; import time; peak resident memory after the import and after
 training; and the wall time of `zoo compare softmax --dataset iris`. Ratios are to the numpy
@@ -71,7 +72,8 @@ def child_train(path: str, model: str, dataset: str, batch: int, epochs: int,
     with np.load(dataset, allow_pickle=False) as z:
         X, y = z["X_train"].astype(dtype), z["y_train"]
         image = tuple(int(d) for d in z["image_shape"]) if "image_shape" in z.files else None
-    shape = image if MODELS[model].image else None
+    arch = MODELS[model]
+    shape = image if (arch.image or arch.sequence == "rows") else None
     spec = model_spec_for(model, X.shape[1], int(y.max()) + 1, input_shape=shape)
     X = X.reshape(len(X), *spec.input_shape)
     bs = len(X) if batch == 0 else batch
@@ -198,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += [("mlp", 32, dataset, "float32", paths)]
         if dataset != "digits":
             rows += [("lenet", 32, dataset, "float32", paths),
-                     ("lenet", 32, dataset, "float64", ("numpy", "torch"))]
+                     ("lenet", 32, dataset, "float64", ("numpy", "torch")),
+                     ("lstm", 32, dataset, "float32", paths),
+                     ("lstm", 32, dataset, "float64", ("numpy", "torch"))]
     only = set(args.only.split(",")) if args.only else None
     if only is not None:
         rows = [r for r in rows if r[0] in only]
@@ -294,11 +298,13 @@ def markdown(res: dict) -> str:
                       f"torch): {res['compare_lenet_seconds']:.1f} s wall; the three frameworks' "
                       f"imports plus trainings alone: {res['compare_lenet_parts_seconds']:.1f} s "
                       f"(ratio x{res['compare_lenet_seconds'] / res['compare_lenet_parts_seconds']:.2f})."]
-    f64 = next((v for k, v in res["train"].items() if k.startswith("lenet") and "float64" in k), None)
-    if f64:
-        n, t = f64["numpy"]["epoch"]["median"], f64["torch"]["epoch"]["median"]
-        lines += ["", f"LeNet float64 epoch: the numpy reference {n:.2f} s, torch {t:.2f} s "
-                      f"(numpy / torch x{n / t:.2f})."]
+    for model, label in (("lenet", "LeNet"), ("lstm", "LSTM")):
+        f64 = next((v for k, v in res["train"].items()
+                    if k.startswith(model) and "float64" in k), None)
+        if f64:
+            n, t = f64["numpy"]["epoch"]["median"], f64["torch"]["epoch"]["median"]
+            lines += ["", f"{label} float64 epoch: the numpy reference {n:.2f} s, torch "
+                          f"{t:.2f} s (numpy / torch x{n / t:.2f})."]
     return "\n".join(lines)
 
 

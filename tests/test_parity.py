@@ -27,9 +27,11 @@ PACKAGES = {"keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models
 DATASETS = {"softmax": ("iris", "digits"), "svm": ("iris", "digits"), "linear": ("icecream",),
             "logistic": ("breast_cancer",), "mlp": ("iris", "digits"), "cnn": ("digits",),
             "lenet": ("digits28",), "nielsen": ("digits",), "cnn_bn": ("digits",),
-            "mlp_ln": ("iris", "digits")}
+            "mlp_ln": ("iris", "digits"), "lstm": ("digits",), "gru": ("digits",),
+            "embedding_gru": ("tokens",)}
 #: samples the image models train on in the parity tests (one epoch stays a few steps)
-SUBSET = {"cnn": 320, "lenet": 96, "nielsen": None, "cnn_bn": 320}
+SUBSET = {"cnn": 320, "lenet": 96, "nielsen": None, "cnn_bn": 320, "lstm": 160, "gru": 160,
+          "embedding_gru": 320}
 #: learning rates that keep one epoch well-conditioned (regression targets are in the hundreds)
 LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "rmsprop": 0.005, "centered_rmsprop": 0.005,
       "adam": 0.005, "adagrad": 0.05}
@@ -108,7 +110,7 @@ def _run_all(model, ds_name, opt_name, epochs=1, dtype="float32", n=None, batch_
         # while gradients exceed ~1e-10, and the MLP's nearly dead units get smaller ones
         # (torch 7.8e-9 from the others on iris in float64). 1e-40 restores 1e-16.
         kw["epsilon"] = 1e-40
-    if model in LAYER_MODELS and opt_name in ("rmsprop", "adam"):
+    if model in (*LAYER_MODELS, *RNN_MODELS) and opt_name in ("rmsprop", "adam"):
         # The same placement question in float32: 1e-20 inside the root is 1e-10, against
         # torch's 1e-20 outside it, and LeNet's smallest gradients reach that size (torch
         # 3.5e-4 from the reference after one epoch); 1e-30 (a normal float32) removes it.
@@ -142,13 +144,17 @@ LAYER_MODELS = ("cnn", "lenet", "nielsen")
 #: the normalisation models train sgd, momentum and adam in the default run, the rest slow
 NORM_MODELS = ("cnn_bn", "mlp_ln")
 NORM_OPTIMIZERS = ("sgd", "momentum", "adam")
+#: the recurrent models train sgd, adam and rmsprop in the default run, the rest slow
+RNN_MODELS = ("lstm", "gru", "embedding_gru")
+RNN_OPTIMIZERS = ("sgd", "adam", "rmsprop")
 CASES = [(m, d, o) for m, ds in DATASETS.items() for d in ds for o in OPTIMIZERS]
 CASES += [("softmax", "digits", "nesterov"), ("softmax", "digits", "centered_rmsprop")]
 
 
 def _case(model: str, *rest: str):
     slow = ((model in LAYER_MODELS and rest[-1] != DEFAULT_RUN_OPTIMIZER)
-            or (model in NORM_MODELS and rest[-1] not in NORM_OPTIMIZERS))
+            or (model in NORM_MODELS and rest[-1] not in NORM_OPTIMIZERS)
+            or (model in RNN_MODELS and rest[-1] not in RNN_OPTIMIZERS))
     return pytest.param(model, *rest, id="-".join((model, *rest)),
                         marks=pytest.mark.slow if slow else ())
 
@@ -164,7 +170,7 @@ def test_one_epoch_float32(model, ds_name, opt):
     losses = np.array([h.losses for h in hists.values()])
     np.testing.assert_allclose(losses, np.broadcast_to(refh.losses, losses.shape),
                                rtol=1e-5, atol=1e-6)
-    if model in NORM_MODELS:  # trained tensors AND moving statistics, against the reference
+    if model in (*NORM_MODELS, *RNN_MODELS):  # (moving statistics too) against the reference
         w["numpy"] = refh.weights
         diff = max_pairwise(w)
         assert diff <= TOL["float32"], f"max difference from the reference {diff:.3g}"
