@@ -3,7 +3,9 @@
 The state saved at the end of every epoch: the model's weights (canonical layout, a BatchNorm's
 running statistics included: they are weight-table rows, `torch_models.model`), the
 optimizer's `state_dict()["state"]` (momentum buffers, Adam's moments and `step` tensors, ...)
-flattened to `<param index>/<key>` arrays, and torch's global generator state (what native
+flattened to `<param index>/<key>` arrays (indices into the optimizer's own parameter list:
+the parameters that require gradients, so never an LSTM's frozen `bias_hh_l0`, which is zero
+and needs no saving beyond the canonical bias), and torch's global generator state (what native
 dropout draws from). The training loop builds the model from the saved weights, and `restore` loads the
 rest into a fresh optimizer of the same spec; the optimizer's `param_groups` come from that fresh optimizer (the fingerprint guarantees
 the same hyperparameters). Nothing is pickled.

@@ -5,7 +5,11 @@ The keys are the weight tables' torch names (`dense_0.weight`, `conv2d_1.bias`, 
 `weight`, `bias`, `running_mean` and `running_var` (gamma, beta and the moving statistics)
 and `num_batches_tracked`, which no weight table holds (`torch_models.model.UNTABLED`): it is
 written, as `state_dict()` has it, so that torch's own modules load the file strictly, and
-ignored when reading (a file without it loads too).
+ignored when reading (a file without it loads too). Recurrent layers are saved under
+torch's own `nn.LSTM` / `nn.GRU` names (`lstm_0.weight_ih_l0`, ..., `bias_hh_l0`), so a plain
+torch module loads the file; an LSTM's `bias_hh_l0` is written as the zeros the zoo keeps it at,
+and read back summed into the canonical bias (the weight table's bias_ih + bias_hh), so a
+file from a torch LSTM trained with both biases converts exactly too.
 
 Loading is safe only: `torch.load(path, weights_only=True)`, which refuses any pickle that is
 not plain tensors and containers; the tensors are then placed through the weight tables of

@@ -36,7 +36,27 @@ names (`dense_0.weight`, `conv2d_0.bias`, ...):
   into the biased one after every training-mode pass. Normalisation itself uses the biased
   batch variance in training mode and the running statistics in eval mode, as canonical;
 - LayerNorm -> `nn.LayerNorm(F, eps=layer.epsilon)`: per sample over the features, biased
-  variance, as canonical (again torch's default eps 1e-5 is not Keras's 1e-3).
+  variance, as canonical (again torch's default eps 1e-5 is not Keras's 1e-3);
+- Embedding -> `TokenEmbedding(vocab, dim)`, an `nn.Embedding` that casts the zoo's float id
+  arrays (N, T) to int64 first (`nn.Embedding` refuses float indices); its `weight` is the
+  canonical `embeddings` as is. Token ids are never treated as an image: nothing permutes them;
+- LSTM -> `LSTM(F, units, return_sequences)`, an `nn.LSTM(batch_first=True)` whose forward
+  returns only the last step's output (N, units) or the whole sequence (N, T, units) instead of
+  torch's (output, (h, c)) pair, so that it can sit in the `nn.Sequential`. It is a subclass,
+  not a wrapper, so that its parameters keep torch's own names under the layer's
+  (`lstm_0.weight_ih_l0`, ...; a wrapper would add a level to every `state_dict` key). Its
+  `bias_hh_l0` is frozen at zero (`requires_grad=False`, see `LSTM`): Keras trains ONE bias,
+  torch's two would each take the full gradient;
+- GRU, reset_after=True (Keras 3's default) -> `GRU(F, units, return_sequences)`, the same
+  kind of `nn.GRU(batch_first=True)` subclass; both biases trained (they are the canonical
+  bias's two rows). GRU, reset_after=False (the original GRU, which torch has no layer for) ->
+  `ResetBeforeGRU`: a small loop over the steps with torch's names and gate order r, z, n
+  (`weight_ih_l0`, `weight_hh_l0`, `bias_l0`).
+
+`batch_first=True` matters: torch's recurrent layers default to (T, N, F), and given a
+(N, T, F) batch they run without complaint over the wrong axis (tests/test_torch_rnn.py
+measures what that gives). torch's default initialisers (U(+-1/sqrt(units)) for every
+recurrent tensor, N(0, 1) for embeddings) are never used when canonical weights are loaded.
 """
 
 from __future__ import annotations
@@ -48,7 +68,8 @@ from torch import nn
 
 from zoo.layers import Resolved, corrected_moving_variance
 
-__all__ = ["ACTIVATIONS", "PAD_SUFFIX", "MovingVarianceCorrection", "translate"]
+__all__ = ["ACTIVATIONS", "GRU", "LSTM", "PAD_SUFFIX", "MovingVarianceCorrection",
+           "ResetBeforeGRU", "TokenEmbedding", "translate"]
 
 #: canonical activation name -> torch module class
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid,
@@ -164,8 +185,115 @@ def _layer_norm(r: Resolved) -> Named:
     return [(r.name, nn.LayerNorm(r.input_shape[0], eps=float(r.layer.epsilon)))]
 
 
+class TokenEmbedding(nn.Embedding):
+    """`nn.Embedding` that takes the zoo's float token ids: every zoo input is a float array,
+    and `nn.Embedding` raises for float indices, so the ids (whole numbers, checked against
+    the vocabulary by `zoo.specs.check_inputs`) are cast to int64 here, right before the
+    lookup. Its `weight` (vocab, dim) is the canonical `embeddings` as is."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids.long())
+
+
+class LSTM(nn.LSTM):
+    """`nn.LSTM(features, units, batch_first=True)` returning the last step's output (N, units)
+    (`return_sequences=False`) or every step's (N, T, units), not torch's (output, (h, c)).
+
+    torch's cell computes i, f, g, o = sigmoid/tanh(x W_ih^T + b_ih + h W_hh^T + b_hh): its
+    two biases only ever appear summed, and the canonical (Keras) LSTM has one. The weight
+    table loads the canonical bias into `bias_ih_l0` and zeros into `bias_hh_l0`, and this
+    module freezes `bias_hh_l0` (`requires_grad=False`) so that exactly one bias is trained.
+    Trained, `bias_hh_l0` would receive the same gradient as `bias_ih_l0`, so under SGD their
+    sum (the canonical bias) would move twice as far as Keras's bias each step, and under Adam
+    and RMSprop (moments per tensor) it would take two normalised steps instead of one.
+    Frozen, it has no gradient and is left out of the optimizer (`torch_models.train`), so
+    every optimizer sees exactly Keras's parameters; the L2 penalty covers kernels only and
+    never sees either bias (tests/test_torch_rnn.py measures the unfrozen difference). Frozen, not deleted: torch has
+    no single-bias LSTM (`bias=False` drops both), and the `state_dict` keeps torch's four
+    names so that a plain `nn.LSTM` loads it."""
+
+    def __init__(self, features: int, units: int, return_sequences: bool = False) -> None:
+        super().__init__(features, units, batch_first=True)
+        self.return_sequences = bool(return_sequences)
+        self.bias_hh_l0.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out, _ = super().forward(x)
+        return out if self.return_sequences else out[:, -1]
+
+
+class GRU(nn.GRU):
+    """`nn.GRU(features, units, batch_first=True)`: the reset_after=True GRU (Keras 3's
+    default), returning the last step's output (N, units) or every step's (N, T, units).
+
+    torch: r, z = sigmoid(x W_i^T + b_i + h W_h^T + b_h), n = tanh(x W_in^T + b_in +
+    r * (h W_hn^T + b_hn)), h' = (1 - z) * n + z * h: Keras's equations with the gates in the
+    order r, z, n (the weight table swaps z and r) and the canonical bias's input row as
+    `bias_ih_l0`, its recurrent row as `bias_hh_l0`, both trained (b_hn sits inside r * (...),
+    so the two are NOT interchangeable, unlike the LSTM's)."""
+
+    def __init__(self, features: int, units: int, return_sequences: bool = False) -> None:
+        super().__init__(features, units, batch_first=True)
+        self.return_sequences = bool(return_sequences)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out, _ = super().forward(x)
+        return out if self.return_sequences else out[:, -1]
+
+
+class ResetBeforeGRU(nn.Module):
+    """The reset_after=False GRU (Keras 2's original), which torch has no layer for, in
+    torch's naming and gate order so that the weight table treats it like `nn.GRU`:
+    `weight_ih_l0` (3u, F), `weight_hh_l0` (3u, u), gates r, z, n stacked along the first
+    axis, and ONE bias `bias_l0` (3u,) added to the input projection:
+
+        r = sigmoid(x W_ir^T + b_r + h W_hr^T),  z = sigmoid(x W_iz^T + b_z + h W_hz^T),
+        n = tanh(x W_in^T + b_n + (r * h) W_hn^T),  h' = z * h + (1 - z) * n.
+
+    The reset gate multiplies h BEFORE the recurrent matrix here, which is why it cannot be
+    an `nn.GRU` with other weights. The input projections of all steps are one matmul; the
+    steps are a Python loop (sequences in the zoo are short: 8 to 28 steps)."""
+
+    def __init__(self, features: int, units: int, return_sequences: bool = False) -> None:
+        super().__init__()
+        self.units, self.return_sequences = int(units), bool(return_sequences)
+        bound = 1.0 / units ** 0.5  # nn.GRU's own default initialiser
+        self.weight_ih_l0 = nn.Parameter(torch.empty(3 * units, features).uniform_(-bound, bound))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(3 * units, units).uniform_(-bound, bound))
+        self.bias_l0 = nn.Parameter(torch.empty(3 * units).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.units
+        gates_x = torch.matmul(x, self.weight_ih_l0.t()) + self.bias_l0  # (N, T, 3u)
+        w_rz, w_n = self.weight_hh_l0[:2 * u], self.weight_hh_l0[2 * u:]
+        h = x.new_zeros(x.shape[0], u)
+        outs = []
+        for t in range(x.shape[1]):
+            gx = gates_x[:, t]
+            rz = torch.sigmoid(gx[:, :2 * u] + torch.matmul(h, w_rz.t()))
+            r, z = rz[:, :u], rz[:, u:]
+            n = torch.tanh(gx[:, 2 * u:] + torch.matmul(r * h, w_n.t()))
+            h = z * h + (1.0 - z) * n
+            outs.append(h)
+        return torch.stack(outs, dim=1) if self.return_sequences else h
+
+
+def _embedding(r: Resolved) -> Named:
+    return [(r.name, TokenEmbedding(r.layer.vocab, r.layer.dim))]
+
+
+def _lstm(r: Resolved) -> Named:
+    return [(r.name, LSTM(r.input_shape[1], r.layer.units, r.layer.return_sequences))]
+
+
+def _gru(r: Resolved) -> Named:
+    cls = GRU if r.layer.reset_after else ResetBeforeGRU
+    return [(r.name, cls(r.input_shape[1], r.layer.units, r.layer.return_sequences))]
+
+
 _TRANSLATIONS: dict[str, Callable[[Resolved], Named]] = {
     "dense": _dense, "conv2d": _conv2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
     "flatten": _flatten, "dropout": _dropout, "activation": _activation,
-    "batch_norm": _batch_norm, "layer_norm": _layer_norm,
+    "batch_norm": _batch_norm, "layer_norm": _layer_norm, "embedding": _embedding,
+    "lstm": _lstm, "gru": _gru,
 }

@@ -6,9 +6,16 @@ canonical-weights edge.
   (`dense_0`, `dropout_0`, `activation_0`, ...), so `state_dict()` keys are the weight tables'
   torch names. Images arrive NHWC (the canonical layout of every numpy array in the zoo) and
   `Net.forward` permutes them to NCHW once, at its edge: the one data-format conversion.
+  Only (H, W, C) per-sample inputs are images: sequences (N, T, F) already are what the
+  `batch_first=True` recurrent layers take, and token ids (N, T) go to the Embedding as they
+  are (it casts them to int64).
 - Weights cross the edge only through the weight tables (`zoo.layers.to_native` /
   `from_native`): `Linear.weight` is the kernel transposed, `Conv2d.weight` is HWIO -> OIHW,
   and the first Dense after a Flatten has its rows permuted from H, W, C to C, H, W order.
+  A recurrent row may be several torch tensors: an LSTM's canonical bias is torch's
+  `bias_ih_l0` + `bias_hh_l0` (loaded as (bias, zeros), read back as their sum), a
+  reset_after=True GRU's two bias rows are `bias_ih_l0` and `bias_hh_l0`; gates are
+  reordered (GRU z, r, h -> r, z, n) and kernels transposed (`zoo.layers.GateLayout`).
   A state_dict key that no table places, or a table row that finds no key, is an error that
   names it. `set_weights` checks the canonical dict first (`zoo.specs.check_canonical`); a
   *square* kernel passed in torch's layout has the right shape and loads silently: only a
@@ -20,8 +27,11 @@ canonical-weights edge.
   it, `set_weights` leaves it alone, and the `.pt` file keeps it, so that the file is still
   the complete `state_dict` a plain `nn.BatchNorm2d` loads strictly. (Deleting the buffer
   instead would make every zoo `state_dict` one key short of torch's own modules.)
-  `named_parameters()` are exactly the trainable rows: gradients, optimizers and the L2
-  penalty never see a buffer.
+  `named_parameters()` hold the trainable rows: gradients, optimizers and the L2 penalty
+  never see a buffer. One parameter is in the table without being trained: an LSTM's
+  `bias_hh_l0`, frozen at zero (`requires_grad=False`, `torch_models.layers.LSTM`); the
+  optimizers take only parameters that require gradients, and its canonical gradient is
+  `bias_ih_l0`'s.
 - Dropout, two ways: native `nn.Dropout` (active in train mode only: `torch.no_grad()` does
   NOT turn it off, `model.eval()` does), or shared masks, `forward(x, masks=[...])`, applying
   `h * mask / (1 - p)` with `zoo.specs.dropout_masks` whatever the mode.
@@ -67,10 +77,12 @@ class Net(nn.Sequential):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(OrderedDict(pair for r in spec.resolved for pair in translate(r)))
         self.spec = spec
+        #: NHWC images (permuted to NCHW here); sequences (T, F) and token ids (T,) are not
         self.image = len(spec.input_shape) == 3
 
     def forward(self, x: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Raw outputs (N, outputs) of canonical inputs (N, *spec.input_shape): images NHWC.
+        """Raw outputs (N, outputs) of canonical inputs (N, *spec.input_shape): images NHWC,
+        sequences (N, T, F), token ids (N, T) as floats, flat features (N, F).
 
         With `masks` (one 0/1 tensor per Dropout layer, in the canonical layout of
         `zoo.specs.dropout_masks`: (N, H, W, C) or (N, F)), each dropout is the shared
@@ -132,9 +144,9 @@ def state_weights(model: Net) -> dict[str, np.ndarray]:
 
 
 def _canonical(native: dict[str, np.ndarray], specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    """Canonical arrays of the rows `specs` (a part of the table) from torch-named arrays."""
-    return {t.name: t.layout(FRAMEWORK).from_native(native[t.native_name(FRAMEWORK)], t.shape)
-            for t in specs}
+    """Canonical arrays of the rows `specs` (a part of the table) from torch-named arrays (a
+    row may gather several: an LSTM bias is bias_ih + bias_hh)."""
+    return {t.name: t.from_native_arrays(FRAMEWORK, native) for t in specs}
 
 
 def set_weights(model: Net, weights: dict[str, np.ndarray]) -> None:
@@ -157,16 +169,23 @@ def set_weights(model: Net, weights: dict[str, np.ndarray]) -> None:
 
 def native_grads(model: Net) -> dict[str, np.ndarray]:
     """The gradients of the last backward pass in the canonical layout (through the tables),
-    for the trainable rows only: state tensors are buffers and have none."""
-    grads = _native_arrays({k: p.grad for k, p in model.named_parameters()})
+    for the trainable rows only: state tensors are buffers and have none.
+
+    A parameter without a gradient counts as zero: the frozen LSTM `bias_hh_l0` (so the
+    canonical bias's gradient, through the table's bias_ih + bias_hh, is `bias_ih_l0`'s,
+    which is exactly d loss / d bias since torch only ever uses their sum)."""
+    grads = _native_arrays({k: p.grad if p.grad is not None else torch.zeros_like(p)
+                            for k, p in model.named_parameters()})
     return _canonical(grads, tensor_specs(model.spec.resolved, trainable=True))
 
 
 def penalty(model: Net, l2: float) -> torch.Tensor | float:
-    """0.5 * l2 * sum of squared penalised tensors (Dense and Conv2D kernels, never biases nor
-    a norm layer's gamma and beta), computed on the native weights: a permutation leaves the
-    sum unchanged. Never torch's `weight_decay`, which differs from this penalty under
-    momentum and adaptive optimizers."""
+    """0.5 * l2 * sum of squared penalised tensors (Dense, Conv2D and recurrent kernels, never
+    biases, embeddings nor a norm layer's gamma and beta), computed on the native weights: a
+    permutation (transpose, gate reorder) leaves the sum unchanged. Every penalised row is one
+    torch tensor (`native_name` raises otherwise: the squares of a split bias's parts do not
+    sum to the square of the bias). Never torch's `weight_decay`, which differs from this
+    penalty under momentum and adaptive optimizers."""
     if not l2:
         return 0.0
     params = dict(model.named_parameters())

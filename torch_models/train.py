@@ -23,7 +23,11 @@ What makes it agree with Keras, TF1 and the float64 reference step by step:
 - BatchNorm: `net.train()` for the whole loop (batch statistics, moving statistics updated
   every step, `torch_models.layers`), `model.eval()` for `predict` and `evaluate` (moving
   statistics): forgetting either changes every prediction of a BatchNorm model. The weight
-  table carries the moving statistics, the optimizer only `net.parameters()`;
+  table carries the moving statistics, the optimizer only the parameters that require
+  gradients (not an LSTM's frozen `bias_hh_l0`, `torch_models.layers.LSTM`);
+- sequences (N, T, F) and token ids (N, T) go in as they are: the recurrent layers are
+  `batch_first=True`, the Embedding casts the float ids to int64, and only (H, W, C) images
+  are permuted;
 - float64: the model is `.double()` and every tensor float64; torch keeps the learning rate as a
   Python float, so no float32 lr creeps in (unlike Keras and TF1, docs/porting.md).
 """
@@ -146,7 +150,9 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
                 layer.p = 0.0  # the identity, in train mode too
     net = wrap(model) if wrap is not None else model
     loss_fn = M.make_loss(model_spec)
-    optimizer = make_optimizer(train_spec.optimizer, net.parameters())
+    # only what is trained: an LSTM's frozen bias_hh_l0 (torch_models.layers.LSTM) stays out
+    optimizer = make_optimizer(train_spec.optimizer,
+                               [p for p in net.parameters() if p.requires_grad])
     if state is not None:
         from torch_models import checkpoint
 
