@@ -6,6 +6,11 @@ names (`dense_0/kernel`, `conv2d_0/bias`, ...: the canonical ones, canonical lay
 checkpoint is readable by any TF1 code using those scopes. BatchNorm's moving statistics
 (`batch_norm_0/moving_mean`, `.../moving_variance`) are saved and loaded with the rest: the
 `Saver` writes every model variable, trainable or not, as TF1's own checkpoints did.
+Recurrent layers are saved as `lstm_0/kernel`, `lstm_0/recurrent_kernel`, `lstm_0/bias` (and
+`embedding_0/embeddings`) in the canonical layout, not as TF1's `rnn/lstm_cell/kernel`
+(features + units, 4u) with gates i, j, f, o: a TF1 script built on `LSTMCell` restores them
+only after the conversion `tf1_compat.layers` describes (blocks reordered, 1 taken off the
+forget bias).
 
 Loading uses `tf.compat.v1.train.load_checkpoint` (a checkpoint reader: tensors only, no code).
 """

@@ -10,7 +10,10 @@ each layer of `spec.resolved`, in order, inside the model's own `tf.Graph`.
 - Dropout: a keep-mask placeholder for the shared masks and `tf.compat.v1.nn.dropout` for TF's
   own (see `dropout`); both default to "off";
 - Activation: `tf.nn.relu`, `tf.sigmoid`, `tf.tanh`, `tf.identity` (linear);
-- BatchNorm and LayerNorm: `tf.nn.moments` and `tf.nn.batch_normalization` (see below).
+- BatchNorm and LayerNorm: `tf.nn.moments` and `tf.nn.batch_normalization` (see below);
+- Embedding: `tf.nn.embedding_lookup(embeddings, tf.cast(ids, tf.int32))`;
+- LSTM and GRU: the cell equations of the `zoo.layers` docstrings written out over
+  `tf.scan` along the time axis (see below).
 
 Weights are `tf.compat.v1.get_variable`s in `variable_scope(<layer name>)`, so their TF names
 are the weight table's tf1 native names (`conv2d_0/kernel`, `dense_1/bias`,
@@ -56,6 +59,43 @@ count / (count - 1), count from the dynamic shape (a run-time assertion refuses 
 
 LayerNorm (`layer_norm`): `tf.nn.moments` over the last axis of each sample (keepdims), the
 same in both modes, gamma and beta trainable.
+
+Embedding (`embedding`): the ids arrive in the float `x` placeholder (N, T) and are cast to
+int32 at the lookup. The lookup's gradient is a `tf.IndexedSlices` (the looked-up rows); the
+training loop densifies it, because TF1's sparse RMSprop and momentum kernels update only
+those rows' slots (`tf1_compat.train._dense`; measured on embedding_gru, float64, batches
+of 2 sequences, one epoch of 320: RMSprop 9.8e-2 and momentum 5.9e-3 away from the
+reference with the sparse gradient, 1e-15 with the dense one; at batch 32, where every id
+of the vocabulary of 16 occurs in every batch, both agree to 1e-15).
+
+LSTM and GRU (`lstm`, `gru`). TF1's own cells cannot be built here:
+`tf.compat.v1.nn.rnn_cell.LSTMCell(4)` raises `AttributeError: `LSTMCell` is not available
+with Keras 3.` (the same for `GRUCell` and `BasicLSTMCell`): `tf.compat.v1.nn.rnn_cell`
+forwards to Keras, and Keras 3 has no TF1 cells. So the cell is written out with
+`get_variable`s in the canonical layout (kernel (F, G*u), recurrent_kernel (u, G*u), bias;
+tf1 names = canonical names) and the recurrence runs as `tf.scan` over the time-major input
+(the `tf.compat.v1.while_loop` inside it, whose gradient `tf.compat.v1.gradients` builds
+in graph mode). x @ kernel + bias is computed for all steps in one matmul before the loop;
+each step adds h @ recurrent_kernel and applies the gates, line for line the docstring
+equations (LSTM i, f, c, o; GRU z, r, h, reset after or before the recurrent matmul).
+The last step's h is returned, or every step's, back to batch-major (N, T, u).
+
+The layout TF1 code used differs. `LSTMCell` (the class still ships inside TensorFlow,
+`tensorflow/python/keras/layers/legacy_rnn/rnn_cell_impl.py`, and builds when imported
+from there) has ONE `kernel` of (features + u, 4u) over the concatenation [x, h], a `bias`
+(4u,) initialised to zeros, gates in the order i, j, f, o (j the candidate, Keras's c), and
+adds `forget_bias=1.0` to the forget gate at run time: f = sigmoid(x Wf + h Uf + bf + 1).
+Canonical weights loaded naively (kernel stacked over recurrent_kernel, bias as it is) make
+the cell use Keras's forget block as the candidate and the candidate block as the forget
+gate, with one more added: measured on 160 digits sequences (8 steps of 8, units 16, the
+zoo's initial weights) the last h is up to 1.39 away (mean 0.40; |h| <= 0.77) and the
+dense layer's argmax agrees on 5% of the samples. Reordered to i, c, f, o the forget bias
+still counts twice (0.33 away); reordered with 1 taken off the forget bias (or built with
+`forget_bias=0.0`) the cell equals the canonical LSTM to 2.8e-16 in float64. TF1's
+`GRUCell` is the reset_after=False GRU: `gates/kernel` (features + u, 2u) with gates r, u
+(u = Keras's z) and `gates/bias` initialised to ONES, `candidate/kernel` (features + u, u)
+over [x, r * h]; with the blocks moved accordingly it equals the canonical GRU
+(reset_after=False) to 4.4e-16 (`tests/test_tf1_rnn.py` checks both cells).
 """
 
 from __future__ import annotations
@@ -99,7 +139,20 @@ class Context:
     post_dropout: list[tf.Tensor] = field(default_factory=list)
 
 
-_INITIALIZERS = {"ones": tf1.ones_initializer, "zeros": tf1.zeros_initializer}
+def _forget_ones(t: TensorSpec):
+    """Keras's LSTM bias (`unit_forget_bias=True`): zeros, ones on the forget gate's block."""
+    a = np.zeros(t.shape)
+    u = t.shape[-1] // 4
+    a[..., u:2 * u] = 1.0
+    return tf1.constant_initializer(a)
+
+
+#: the weight table's initializer names (`TensorSpec.init`) -> a TF1 initializer of the row
+_INITIALIZERS: dict[str, Callable[[TensorSpec], object]] = {
+    "ones": lambda t: tf1.ones_initializer(), "zeros": lambda t: tf1.zeros_initializer(),
+    "glorot_uniform": lambda t: tf1.glorot_uniform_initializer(),
+    "uniform": lambda t: tf1.random_uniform_initializer(-0.05, 0.05),
+    "orthogonal": lambda t: tf1.orthogonal_initializer(), "forget_ones": _forget_ones}
 
 
 def _variable(ctx: Context, r: Resolved, t: TensorSpec, *, table_init: bool = False
@@ -107,14 +160,15 @@ def _variable(ctx: Context, r: Resolved, t: TensorSpec, *, table_init: bool = Fa
     """`get_variable` for one row of the weight table, inside `variable_scope(r.name)`;
     trainable as the row says (state rows are `trainable=False`). Without initial values,
     `table_init` uses the row's own initializer (the normalisations' ones and zeros, as
-    TF1's layers do) instead of get_variable's default."""
+    TF1's layers do; the recurrent layers' orthogonal recurrent kernels and forget-gate
+    ones, the embeddings' U(-0.05, 0.05), as Keras does) instead of get_variable's default."""
     native = t.native_name("tf1")
     scope, _, short = native.rpartition("/")
     if scope != r.name:  # the table and the scope must agree on the TF name
         raise ConfigError(f"{t.name}: its tf1 name {native!r} is not in scope {r.name!r}.")
     if ctx.init is None and table_init:
         var = tf1.get_variable(short, shape=t.native_shape("tf1"), dtype=ctx.dtype,
-                               initializer=_INITIALIZERS[t.init](), trainable=t.trainable)
+                               initializer=_INITIALIZERS[t.init](t), trainable=t.trainable)
     elif ctx.init is None:  # TF1's default: glorot_uniform for EVERY variable, biases too
         var = tf1.get_variable(short, shape=t.native_shape("tf1"), dtype=ctx.dtype,
                                trainable=t.trainable)
@@ -231,11 +285,95 @@ def layer_norm(r: Resolved, h: tf.Tensor, ctx: Context) -> tf.Tensor:
     return tf.nn.batch_normalization(h, mean, var, beta, gamma, float(r.layer.epsilon))
 
 
+def embedding(r: Resolved, h: tf.Tensor, ctx: Context) -> tf.Tensor:
+    """`zoo.layers.Embedding`: (N, T) token ids, fed as whole-number floats, cast to int32
+    here, -> (N, T, dim) rows of `embeddings` (vocab, dim) by `tf.nn.embedding_lookup`. Its
+    gradient is a `tf.IndexedSlices` (the looked-up rows only); the training loop makes it
+    dense before the optimizer sees it (`tf1_compat.train`)."""
+    (embeddings,) = (_variable(ctx, r, t, table_init=True) for t in r.tensors)
+    return tf.nn.embedding_lookup(embeddings, tf.cast(h, tf.int32))
+
+
+def _time_major_inputs(h: tf.Tensor, kernel: tf.Variable, bias: tf.Tensor) -> tf.Tensor:
+    """x_t @ kernel + bias for every time step in ONE matmul: (N, T, F) -> (T, N, G*u), the
+    time axis first because `tf.scan` walks its input's first axis. Only the recurrent
+    product h @ recurrent_kernel is left for the step, where it depends on the last h."""
+    xs = tf.transpose(h, [1, 0, 2])                        # (T, N, F)
+    shape = tf.shape(xs)
+    gates = int(kernel.shape[-1])
+    flat = tf.matmul(tf.reshape(xs, [-1, int(kernel.shape[0])]), kernel) + bias
+    return tf.reshape(flat, tf.stack([shape[0], shape[1], gates]))
+
+
+def _zeros_state(h: tf.Tensor, units: int, dtype: str) -> tf.Tensor:
+    """The zero state (N, units) for a batch of any size."""
+    return tf.zeros(tf.stack([tf.shape(h)[0], units]), dtype)
+
+
+def _outputs(r: Resolved, hs: tf.Tensor) -> tf.Tensor:
+    """Every step's h (T, N, u) -> (N, T, u) with return_sequences, else the last step's."""
+    return tf.transpose(hs, [1, 0, 2]) if r.layer.return_sequences else hs[-1]
+
+
+def lstm(r: Resolved, h: tf.Tensor, ctx: Context) -> tf.Tensor:
+    """`zoo.layers.LSTM` (Keras semantics), gates i, f, c, o in the canonical layout; one
+    `tf.scan` step per time step (see the module docstring)."""
+    kernel, recurrent_kernel, bias = (_variable(ctx, r, t, table_init=True)
+                                      for t in r.tensors)
+    xw = _time_major_inputs(h, kernel, bias)              # x Wi + bi, ..., x Wo + bo
+
+    def step(carry, xw_t):
+        h_prev, c_prev = carry
+        z = xw_t + tf.matmul(h_prev, recurrent_kernel)   # + h Ui, h Uf, h Uc, h Uo
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
+        i, f, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.sigmoid(z_o)
+        c = f * c_prev + i * tf.tanh(z_c)
+        return o * tf.tanh(c), c
+
+    zero = _zeros_state(h, r.layer.units, ctx.dtype)
+    hs, _ = tf.scan(step, xw, initializer=(zero, zero), name="steps")
+    return _outputs(r, hs)
+
+
+def gru(r: Resolved, h: tf.Tensor, ctx: Context) -> tf.Tensor:
+    """`zoo.layers.GRU` (Keras semantics), gates z, r, h in the canonical layout, reset_after
+    True (bias rows: input, recurrent) or False (one bias); one `tf.scan` step per time
+    step (see the module docstring)."""
+    kernel, recurrent_kernel, bias = (_variable(ctx, r, t, table_init=True)
+                                      for t in r.tensors)
+    u = r.layer.units
+    if r.layer.reset_after:
+        xw = _time_major_inputs(h, kernel, bias[0])      # x Wz + bz, x Wr + br, x Wh + bh
+        recurrent_bias = bias[1]                          # b'z, b'r, b'h
+
+        def step(h_prev, xw_t):
+            x_z, x_r, x_h = tf.split(xw_t, 3, axis=1)
+            hu = tf.matmul(h_prev, recurrent_kernel) + recurrent_bias  # h Uz + b'z, ...
+            h_z, h_r, h_h = tf.split(hu, 3, axis=1)
+            z, reset = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
+            candidate = tf.tanh(x_h + reset * h_h)       # the reset AFTER the matmul
+            return z * h_prev + (1.0 - z) * candidate
+    else:
+        xw = _time_major_inputs(h, kernel, bias)         # x Wz + bz, x Wr + br, x Wh + bh
+        u_zr, u_h = recurrent_kernel[:, :2 * u], recurrent_kernel[:, 2 * u:]
+
+        def step(h_prev, xw_t):
+            x_z, x_r, x_h = tf.split(xw_t, 3, axis=1)
+            h_z, h_r = tf.split(tf.matmul(h_prev, u_zr), 2, axis=1)
+            z, reset = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
+            candidate = tf.tanh(x_h + tf.matmul(reset * h_prev, u_h))  # reset BEFORE it
+            return z * h_prev + (1.0 - z) * candidate
+
+    hs = tf.scan(step, xw, initializer=_zeros_state(h, u, ctx.dtype), name="steps")
+    return _outputs(r, hs)
+
+
 #: canonical layer kind -> its translation
 TRANSLATIONS: dict[str, Callable[[Resolved, tf.Tensor, Context], tf.Tensor]] = {
     "dense": dense, "conv2d": conv2d, "max_pool2d": max_pool2d, "avg_pool2d": avg_pool2d,
     "flatten": flatten, "dropout": dropout, "activation": activation,
-    "batch_norm": batch_norm, "layer_norm": layer_norm}
+    "batch_norm": batch_norm, "layer_norm": layer_norm, "embedding": embedding,
+    "lstm": lstm, "gru": gru}
 
 
 def translate(r: Resolved, h: tf.Tensor, ctx: Context) -> tf.Tensor:

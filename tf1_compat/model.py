@@ -3,7 +3,8 @@ per-kind translations of `tf1_compat.layers`: no per-model code.
 
 Idiom: each model lives in its own `tf.Graph` (`with graph.as_default():`); eager execution is
 never disabled for the process (that breaks Keras 3 in the same process). X (None, *input
-shape; images NHWC), y and the dropout controls are placeholders; weights are
+shape: flat features, NHWC images, (T, F) sequences or (T,) token ids as whole-number
+floats), y and the dropout controls are placeholders; weights are
 `tf.compat.v1.get_variable`s in `variable_scope(<layer name>)`, so their TF names and layouts
 are the weight table's tf1 native ones, which are the canonical ones. The Session opens on
 first use and runs `tf.compat.v1.global_variables_initializer()`.
@@ -215,8 +216,12 @@ def build(spec: ModelSpec, init: dict[str, np.ndarray] | None = None, dtype: str
     `get_variable(name, initializer=tf.constant(W))`. With `init=None` TF1's own default is
     used: `get_variable`'s glorot_uniform initializer, which TF1 applies to EVERY float
     variable, biases included (a bias of 64 units starts in U(+-sqrt(3/64)) = +-0.2165, not at
-    zero as in Keras). `seed` is the graph-level seed (`tf.compat.v1.set_random_seed`) that
-    seeds that default initializer and native dropout. The Session opens on first use.
+    zero as in Keras). The exceptions are the layers whose TF1 classes cannot be built
+    under Keras 3 and are written out here: the normalisations start at ones and zeros as
+    TF1's layers did, Embedding, LSTM and GRU with the weight table's (Keras's) initializers
+    (U(-0.05, 0.05) embeddings, orthogonal recurrent kernels, the LSTM forget-gate bias at
+    one). `seed` is the graph-level seed (`tf.compat.v1.set_random_seed`) that seeds the
+    random initializers and native dropout. The Session opens on first use.
     """
     dt = tf_dtype(dtype)
     native = None

@@ -3,9 +3,11 @@ model, plus `predict`, `evaluate` and `step_details`.
 
 The graphs come from `tf1_compat.model.build` (each model in its own `tf.Graph`; eager
 execution is never disabled for the process). Training builds a `tf.compat.v1.train` optimizer
-with `tf1_compat.optimizers.make_optimizer` and its `minimize`, runs
+with `tf1_compat.optimizers.make_optimizer` and its `minimize` (as `compute_gradients` and
+`apply_gradients`, an Embedding's sparse gradient made dense in between: `_dense`), runs
 `tf.compat.v1.global_variables_initializer()` in a `tf.compat.v1.Session(graph=g)`, and feeds
-one mini-batch per `session.run`.
+one mini-batch per `session.run`. Sequence models take their (N, T, F) sequences or (N, T)
+token ids in the same `x` placeholder of shape (None, *input shape).
 
 BatchNorm, the TF1 way: `minimize(var_list=...)` gets the trainable variables only, the train
 op is built under `tf.control_dependencies(tf.compat.v1.get_collection(UPDATE_OPS))` so every
@@ -91,7 +93,9 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         # the TF1 idiom: the train op depends on the UPDATE_OPS collection, or the moving
         # statistics never change (tf1_compat.layers)
         with tf.control_dependencies([keep, *tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)]):
-            train_op = optimizer.minimize(total, var_list=var_list)
+            # `minimize` split in two, to hand the optimizer dense gradients (`_dense`)
+            grads = optimizer.compute_gradients(total, var_list=var_list)
+            train_op = optimizer.apply_gradients([(_dense(g), v) for g, v in grads])
     opt_state = None
     if ckpt is not None:
         from tf1_compat.checkpoint import OptimizerState
@@ -147,9 +151,22 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                    stopped_at=stopped, weights_every=every or 1)
 
 
+def _dense(grad: tf.Tensor | tf.IndexedSlices) -> tf.Tensor:
+    """A gradient as a dense tensor. An Embedding's gradient (`tf.nn.embedding_lookup`) is a
+    `tf.IndexedSlices` of the looked-up rows; handed to the optimizer as it is, TF1's
+    `RMSPropOptimizer` and `MomentumOptimizer` apply their sparse kernels, which update
+    the slots of those rows only: a row that no id of the batch looks up keeps its mean
+    square and its velocity instead of decaying them (and, with momentum, does not move),
+    where the canonical (dense) update decays every row (`AdamOptimizer`'s sparse path
+    decays every row's moments: the same as dense to 1e-14). Converting (rows of repeated
+    ids summed) gives every optimizer the dense gradient, zeros for absent rows."""
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+
+
 def _with_l2(model: GraphModel, l2: float, dt: tf.DType) -> tf.Tensor:
     """The model's loss plus 0.5 * l2 * the sum of the squared penalised tensors of the weight
-    tables (Dense and Conv2D kernels; biases are not penalised)."""
+    tables (Dense and Conv2D kernels, the recurrent layers' kernel and recurrent_kernel;
+    biases and embeddings are not penalised)."""
     if not l2:
         return model.loss
     penalty = tf.add_n([tf.reduce_sum(tf.square(k)) for k in model.penalised()])
@@ -173,7 +190,7 @@ def step_details(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.nd
     names = list(trainable)
     with model.graph.as_default():
         total = _with_l2(model, l2, tf_dtype(dtype))
-        grad_ops = tf1.gradients(total, [trainable[n] for n in names])
+        grad_ops = [_dense(g) for g in tf1.gradients(total, [trainable[n] for n in names])]
     feed = {model.x: np.asarray(X, dtype), model.y: targets(model_spec, y, dtype),
             model.training: True}
     if masks:  # one keep-mask per Dropout layer
