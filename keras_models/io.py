@@ -5,9 +5,11 @@ Loading is safe only: `keras.models.load_model(path, safe_mode=True, compile=Fal
 lambda or other code is deserialised; the model is not compiled, so no custom loss is needed).
 Every model is the zoo's own `ZooModel` class (`keras_models.model`, registered with Keras as
 `zoo>ZooModel`), whose config is the model spec: loading rebuilds the model from the zoo's layer
-table, and a file whose model is not the one its sidecar records is refused. Every variable
-is saved, so the BatchNorm moving statistics (non-trainable variables) travel with the
-trained weights.
+table, and a file whose model is not the one its sidecar records is refused. The layers are
+Keras's own or the zoo's registered subclasses of them (`zoo>ZooBatchNormalization`,
+`zoo>ZooEmbedding`), so safe mode loads every model, the recurrent ones included (an LSTM's
+or GRU's variables live in its cell and are saved with it). Every variable is saved, so the
+BatchNorm moving statistics (non-trainable variables) travel with the trained weights.
 """
 
 from __future__ import annotations

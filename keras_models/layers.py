@@ -32,12 +32,39 @@ dtype explicitly (float32 or float64), so a model never depends on `keras.config
   `ZooBatchNormalization`, Keras's class with the unbiased update and two-pass synchronised
   moments (see there);
 - `LayerNorm(epsilon)` -> `keras.layers.LayerNormalization(axis=-1, epsilon=epsilon)`: biased
-  variance over the features of each sample, the same in training and inference.
+  variance over the features of each sample, the same in training and inference;
+- `Embedding(vocab, dim)` -> `ZooEmbedding(vocab, dim)`: Keras's `Embedding` (variable
+  `embeddings` (vocab, dim), the canonical layout) whose table gets a DENSE gradient. The
+  gradient of a lookup is a `tf.IndexedSlices` with one slice per looked-up id, and Keras 3's
+  Adam and RMSprop square it slice by slice, so a row looked up k times gets the sum of k
+  squared partial gradients as its second moment instead of the square of their sum
+  (measured on embedding_gru, one float64 epoch of token sequences: 4.7e-2 from the
+  reference with Adam, 1.4e-1 with RMSprop, 9.4e-5 with Adagrad; SGD and momentum are
+  linear and unaffected). Ids arrive as float arrays of whole numbers and are cast to int32
+  at the lookup (Keras's own `call` would cast them too);
+- `LSTM(units, return_sequences)` -> `keras.layers.LSTM(units, return_sequences=...,
+  unit_forget_bias=True, use_cudnn=False)` and `GRU(units, return_sequences, reset_after)` ->
+  `keras.layers.GRU(..., reset_after=..., use_cudnn=False)`: Keras's tanh/sigmoid cells,
+  the equations of `zoo.layers.LSTM` / `GRU`, h (and c) starting at zero, (N, T, F) in and
+  (N, units) or (N, T, units) out. Keras keeps the variables in the layer's cell (paths
+  `lstm_0/lstm_cell/kernel`), but their names are `kernel`, `recurrent_kernel` and `bias`,
+  so `<layer>/<variable>` is the weight table's `lstm_0/kernel`, ... with the canonical
+  layouts: kernel (F, G*u), recurrent kernel (u, G*u), bias (G*u,) or, for a GRU with
+  reset_after=True, (2, 3u) (input row, recurrent row). `use_cudnn="auto"` (Keras's default)
+  switches to the fused cuDNN kernel when a GPU is visible and the arguments allow it (its
+  rounding is cuDNN's, and it has no reset_after=False GRU); on a CPU it always falls back to
+  the generic kernel. False keeps that generic kernel (`keras.src.backend.tensorflow.rnn` /
+  the cell's `call`, one `tf.while_loop` step per time step) on every device, so the numbers
+  do not depend on the machine; every result of the zoo is the generic kernel's. The cells
+  compute in the layer's dtype: a float64 layer keeps its weights, states and outputs in
+  float64 (1e-14 from numpy's equations).
 
 Initialisers follow the weight table (`TensorSpec.init`): glorot-uniform kernels and zero
 biases (Keras's defaults), N(0, 1) for seed 001's network, ones for gamma and the moving
-variance, zeros for beta and the moving mean. They only matter when a model is built without
-canonical weights; the zoo's runs load `zoo.specs.init_weights`.
+variance, zeros for beta and the moving mean, U(-0.05, 0.05) for embeddings, orthogonal
+recurrent kernels, and the LSTM bias at zero with ones on the forget gate (Keras's
+`unit_forget_bias=True`), all Keras's defaults. They only matter when a model is built
+without canonical weights; the zoo's runs load `zoo.specs.init_weights`.
 """
 
 from __future__ import annotations
@@ -51,21 +78,32 @@ from keras import ops
 from zoo import layers as zl
 from zoo.errors import ConfigError
 
-__all__ = ["ZooBatchNormalization", "keras_layer", "shared_dropout"]
+__all__ = ["ZooBatchNormalization", "ZooEmbedding", "keras_layer", "shared_dropout"]
 
 
 def _initializer(name: str):
     if name == "normal":
         return keras.initializers.RandomNormal(mean=0.0, stddev=1.0)
-    if name in ("glorot_uniform", "zeros", "ones"):
+    if name == "uniform":  # Keras's Embedding default, spelled out
+        return keras.initializers.RandomUniform(minval=-0.05, maxval=0.05)
+    if name in ("glorot_uniform", "zeros", "ones", "orthogonal"):
         return name
+    if name == "forget_ones":  # the LSTM's zeros, plus `unit_forget_bias=True` (see _lstm)
+        return "zeros"
     raise ConfigError(f"no Keras initialiser for {name!r} in keras_models.layers; add one.")
 
 
 def _inits(r: zl.Resolved) -> dict:
     """`<variable>_initializer` arguments from the layer's weight table (kernel_initializer,
-    bias_initializer, gamma_initializer, moving_mean_initializer, ...): one per row."""
-    return {f"{t.name.rsplit('/', 1)[1]}_initializer": _initializer(t.init) for t in r.tensors}
+    bias_initializer, gamma_initializer, moving_mean_initializer, embeddings_initializer,
+    recurrent_initializer (from `recurrent_kernel`), ...): one per row."""
+    out = {}
+    for t in r.tensors:
+        variable = t.name.rsplit("/", 1)[1]
+        if variable == "recurrent_kernel":
+            variable = "recurrent"
+        out[f"{variable}_initializer"] = _initializer(t.init)
+    return out
 
 
 def _dense(r: zl.Resolved, dtype: str) -> keras.layers.Layer:
@@ -229,10 +267,70 @@ def _layer_norm(r: zl.Resolved, dtype: str) -> keras.layers.Layer:
                                            dtype=dtype, **_inits(r))
 
 
+def _dense_gradient(table):
+    """`table` itself, whose gradient is made dense (TensorFlow backend).
+
+    The gradient of a lookup (`ops.take` = `tf.gather`) is a `tf.IndexedSlices` holding one
+    slice per looked-up id, duplicates included, and Keras 3's optimizers take it as it is:
+    Adam's and RMSprop's `ops.square(gradient)` squares every slice and the duplicates are
+    summed afterwards, so a row looked up k times gets the sum of its k squared partial
+    gradients instead of the square of their sum (measured: an id looked up twice with
+    partial gradient [1, 2] gives Adam a second moment of 0.001 * [2, 8] instead of
+    0.001 * [4, 16]). The dense gradient, duplicates summed once
+    (`tf.convert_to_tensor`, an unsorted segment sum), is the gradient of the equations and
+    what torch, TF1 and the numpy reference train with. torch's own gradients are dense."""
+    if keras.backend.backend() != "tensorflow":
+        return table
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def identity(t):
+        return tf.identity(t), lambda dy: tf.convert_to_tensor(dy)
+
+    # The variable is read out here: `tf.custom_gradient` refuses a function that reads a
+    # variable itself unless its gradient function also returns the variables' gradients.
+    return identity(tf.convert_to_tensor(table))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ZooEmbedding(keras.layers.Embedding):
+    """`keras.layers.Embedding` with a dense gradient for its table (`_dense_gradient`: Keras
+    3's Adam and RMSprop mistreat the sparse gradient of repeated ids). The lookup itself is
+    Keras's: ids cast to int32, then `ops.take(embeddings, ids, axis=0)`; the zoo's ids are
+    float arrays of whole numbers checked to lie in [0, vocab) (`zoo.specs.check_tokens`),
+    so the cast is exact (Keras's own `call` would cast them the same way, truncating).
+    Registered as `zoo>ZooEmbedding` (Keras's config unchanged), so a `.keras` file holding
+    one loads with `safe_mode=True`."""
+
+    def call(self, inputs):
+        ids = ops.cast(inputs, "int32")
+        table = _dense_gradient(self.embeddings.value)
+        return ops.cast(ops.take(table, ids, axis=0), self.compute_dtype)
+
+
+def _embedding(r: zl.Resolved, dtype: str) -> keras.layers.Layer:
+    return ZooEmbedding(r.layer.vocab, r.layer.dim, name=r.name, dtype=dtype, **_inits(r))
+
+
+def _lstm(r: zl.Resolved, dtype: str) -> keras.layers.Layer:
+    inits = _inits(r)
+    inits["bias_initializer"] = "zeros"
+    return keras.layers.LSTM(r.layer.units, return_sequences=r.layer.return_sequences,
+                             unit_forget_bias=True, use_cudnn=False, name=r.name, dtype=dtype,
+                             **inits)
+
+
+def _gru(r: zl.Resolved, dtype: str) -> keras.layers.Layer:
+    return keras.layers.GRU(r.layer.units, return_sequences=r.layer.return_sequences,
+                            reset_after=r.layer.reset_after, use_cudnn=False, name=r.name,
+                            dtype=dtype, **_inits(r))
+
+
 _TRANSLATIONS: dict[type, Callable[[zl.Resolved, str], keras.layers.Layer]] = {
     zl.Dense: _dense, zl.Conv2D: _conv2d, zl.MaxPool2D: _max_pool2d, zl.AvgPool2D: _avg_pool2d,
     zl.Flatten: _flatten, zl.Dropout: _dropout, zl.Activation: _activation,
-    zl.BatchNorm: _batch_norm, zl.LayerNorm: _layer_norm,
+    zl.BatchNorm: _batch_norm, zl.LayerNorm: _layer_norm, zl.Embedding: _embedding,
+    zl.LSTM: _lstm, zl.GRU: _gru,
 }
 
 

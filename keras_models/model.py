@@ -30,6 +30,14 @@ with the batch's mean and biased variance and updates the moving statistics; Fal
 `model(x, training=True, dropout=False)` trains the BatchNorms with Keras's Dropout off (what
 `keras_models.train.step_details` needs when no shared masks are given).
 
+Inputs are float arrays of the spec's per-sample shape, (N, *spec.input_shape): flat
+features (N, F), NHWC images (N, H, W, C), sequences (N, T, F) for the recurrent models
+(images read row by row: digits (N, 8, 8)), or token ids (N, T) for a model that starts with
+an Embedding, whole numbers stored as floats (the layer casts them to int32; `zoo.specs.
+check_inputs` has checked they lie in [0, vocab)). Nothing here depends on which: every layer
+is built from its resolved input shape, and Keras casts the float inputs to the layers'
+dtype (exact for ids).
+
 The weight table includes the BatchNorm state (`moving_mean`, `moving_variance`: Keras's
 non-trainable variables), so `get_weights`/`set_weights`, the checkpoints and the `.keras`
 files carry it; the optimizer sees only `model.trainable_variables` (Keras's own rule), and the
@@ -76,8 +84,9 @@ def masked_dropouts(spec: ModelSpec) -> list[Resolved]:
 class ZooModel(keras.Model):
     """The model of `spec` (a `ModelSpec.to_dict()`): one Keras layer per canonical layer.
 
-    Called on `x` (N, *spec.input_shape) or on `(x, mask_0, mask_1, ...)` with the shared
-    dropout masks; returns the raw outputs (N, n_outputs)."""
+    Called on `x` (N, *spec.input_shape): features, NHWC images, (T, F) sequences or (T,)
+    float token ids per sample; or on `(x, mask_0, mask_1, ...)` with the shared dropout
+    masks; returns the raw outputs (N, n_outputs)."""
 
     def __init__(self, spec: dict, dtype: str = "float32", synchronized: bool = False,
                  **kwargs) -> None:
@@ -156,7 +165,9 @@ def build(spec: ModelSpec, init: dict[str, np.ndarray] | None = None,
 def native_variables(model: ZooModel) -> dict[str, keras.Variable]:
     """{keras native name: variable}, in model order: `<layer name>/<variable name>`, e.g.
     `conv2d_0/kernel`, as the weight tables name them (also the variable's `path`, unless the
-    model was built inside an enclosing `keras.name_scope`)."""
+    model was built inside an enclosing `keras.name_scope`). An LSTM's or GRU's variables
+    belong to its cell, whose name is in their path (`lstm_0/lstm_cell/kernel`) but not in
+    their name (`kernel`): `layer.weights` lists them, so they come out as `lstm_0/kernel`."""
     return {f"{layer.name}/{v.name}": v for layer in model.zoo_layers for v in layer.weights}
 
 
@@ -224,7 +235,7 @@ def set_weights(model: ZooModel, weights: dict[str, np.ndarray]) -> None:
 
 def penalised_variables(model: ZooModel) -> list[keras.Variable]:
     """The variables the L2 penalty covers (the table's `penalised` rows: Dense and Conv2D
-    kernels, never biases)."""
+    kernels, LSTM and GRU kernels and recurrent kernels; never biases or embeddings)."""
     found = weight_variables(model)
     return [found[t.native_name(FRAMEWORK)] for t in tensor_specs(model.model_spec.resolved)
             if t.penalised]

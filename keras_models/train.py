@@ -16,9 +16,11 @@ What makes it agree with TF1, torch and the float64 reference step by step:
   last batch is kept and its loss is the mean over its own size, as in the other frameworks.
 - losses from logits (`from_logits=True`), mean reduction, targets int labels (N,) for
   cross-entropy, hinge and the quadratic cost, float (N, 1) for binary cross-entropy and MSE;
-  inputs X of shape (N, *spec.input_shape): flat features, or NHWC images;
-- the L2 penalty 0.5 * l2 * sum(kernel**2) over the weight table's penalised tensors (Dense and
-  Conv2D kernels; never biases) is added to the compiled loss (Keras's `weight_decay` would be
+  inputs X of shape (N, *spec.input_shape): flat features, NHWC images, (N, T, F) sequences
+  (images read row by row) or (N, T) token ids stored as whole-number floats (cast to int32
+  at the Embedding); all of them travel as floats of the run's dtype;
+- the L2 penalty 0.5 * l2 * sum(kernel**2) over the weight table's penalised tensors (Dense,
+  Conv2D, LSTM and GRU kernels and recurrent kernels; never biases or embeddings) is added to the compiled loss (Keras's `weight_decay` would be
   decoupled decay, a different update under momentum);
 - per-step losses: `logs["loss"]` in Keras 3 callbacks is the running, batch-size-weighted mean
   over the epoch, not the batch loss, and recovering batch losses from it by differencing
@@ -38,7 +40,8 @@ What makes it agree with TF1, torch and the float64 reference step by step:
 - float64: Keras keeps its loss, metrics and the optimizer's learning rate in
   `keras.config.floatx()` (float32 by default, so lr 0.1 would run as 0.10000000149), so a
   float64 run sets floatx to float64 while it builds, compiles, fits, predicts and evaluates,
-  and restores it afterwards (docs/porting.md). The layers also get their dtype explicitly.
+  and restores it afterwards (docs/porting.md). The layers also get their dtype explicitly
+  (an LSTM's or GRU's cell computes its gates and states in it: float64 stays float64).
 """
 
 from __future__ import annotations
@@ -295,7 +298,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
           resume: bool = False, force: bool = False) -> History:
     """Train `model_spec` on (X, y) with `compile` + `fit` as `train_spec` says.
 
-    X (N, *model_spec.input_shape) float: (N, F) features or (N, H, W, C) images; y int64 (N,)
+    X (N, *model_spec.input_shape) float: (N, F) features, (N, H, W, C) images, (N, T, F)
+    sequences or (N, T) token ids (whole numbers in [0, vocab), checked); y int64 (N,)
     labels (classification, binary) or float (N, 1) values (regression). init: canonical
     initial weights (default: the layers' own initialisers, `keras_models.model.build`).
     `History.losses[k]` is step k's mini-batch loss before its update, l2 term included.
