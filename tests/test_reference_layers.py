@@ -3,8 +3,9 @@
 The reference is the oracle of every parity test, so it is checked against things that do not
 share its code: central finite differences of its own loss (every layer kind, every loss,
 'same' padding with an odd total, strides, overlapping pools, dropout masks, the L2 term), a
-naive loop convolution and pooling written here, closed forms (seed 001's quadratic cost), and
-the contract every framework keeps (stop at the first non-finite loss).
+naive loop convolution and pooling written here, closed forms (seed 001's quadratic cost, the
+LSTM and GRU equations of `zoo.layers` written out step by step), and the contract every
+framework keeps (stop at the first non-finite loss).
 
 Layer lists that no zoo model has are run through a probe architecture registered for the
 test only (`zoo.models.ARCHITECTURES` is the one place a model is declared).
@@ -22,12 +23,15 @@ from zoo.data import batch_order
 from zoo.data import load as load_data
 from zoo.errors import ConfigError
 from zoo.layers import (
+    GRU,
+    LSTM,
     Activation,
     AvgPool2D,
     BatchNorm,
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     LayerNorm,
     MaxPool2D,
@@ -48,16 +52,19 @@ TASK_OF = {"cross_entropy": "classification", "hinge": "classification",
 
 @pytest.fixture
 def probe(monkeypatch):
-    """probe(layers, input_shape, loss, n_outputs) -> a ModelSpec of that layer list."""
+    """probe(layers, input_shape, loss, n_outputs, vocab) -> a ModelSpec of that layer list:
+    (H, W, C) images, (T, F) sequences, or with a `vocab`, (T,) token ids."""
 
-    def make(layers, input_shape, loss="cross_entropy", n_outputs=3) -> ModelSpec:
+    def make(layers, input_shape, loss="cross_entropy", n_outputs=3, vocab=0) -> ModelSpec:
         output = {"cross_entropy": "softmax", "hinge": "softmax", "quadratic": "sigmoid",
                   "binary_cross_entropy": "sigmoid", "mse": "identity"}[loss]
+        sequence = "tokens" if vocab else "rows" if len(input_shape) == 2 else None
         arch = Architecture("probe", TASK_OF[loss], loss, output, "test layer list",
-                            lambda spec: list(layers), image=len(input_shape) == 3)
+                            lambda spec: list(layers), image=len(input_shape) == 3,
+                            sequence=sequence)
         monkeypatch.setitem(ARCHITECTURES, "probe", arch)
         return ModelSpec("probe", int(np.prod(input_shape)), n_outputs,
-                         input_shape=tuple(input_shape))
+                         input_shape=tuple(input_shape), vocab=vocab)
 
     return make
 
@@ -150,15 +157,40 @@ LAYER_CASES = {
     "dropout_on_images_and_features": (
         (6, 6, 1), [Conv2D(2, 3, padding="same"), Dropout(0.3), Activation("relu"), Flatten(),
                     Dense(5), Dropout(0.5), Activation("relu"), Dense(3)]),
+    # (T, F) sequences: backpropagation through time, 5 steps of 3 features
+    "lstm_last_output": ((5, 3), [LSTM(4), Dense(3)]),
+    "lstm_sequences_into_lstm": (      # the first LSTM's input gradient, from every step
+        (5, 3), [LSTM(4, return_sequences=True), LSTM(3), Dense(3)]),
+    "gru_reset_after_sequences_into_gru": (
+        (5, 3), [GRU(4, return_sequences=True), GRU(3), Dense(3)]),
+    "gru_reset_before_sequences_into_gru": (
+        (5, 3), [GRU(4, return_sequences=True, reset_after=False), GRU(3, reset_after=False),
+                 Dense(3)]),
+    "gru_sequences_flattened_into_dense": (   # Flatten of (T, units): T, units order
+        (5, 3), [GRU(4, return_sequences=True), Flatten(), Dense(3)]),
+    "lstm_sequences_dropout_tanh_flatten": (  # (T, units) masks and activations
+        (4, 3), [LSTM(3, return_sequences=True), Dropout(0.4), Activation("tanh"), Flatten(),
+                 Dense(3)]),
+    # token ids (T,) of a vocabulary of 7: an Embedding is a first layer
+    "embedding_gru_dense": ((6,), [Embedding(7, 3), GRU(4), Dense(3)]),
 }
+
+
+def case_inputs(layers, shape, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n samples for a layer list: token ids (whole-number floats) below an Embedding's
+    vocabulary when it starts with one, else normal values."""
+    if isinstance(layers[0], Embedding):
+        return rng.integers(0, layers[0].vocab, (n, *shape)).astype(np.float64)
+    return rng.normal(size=(n, *shape))
 
 
 @pytest.mark.parametrize("case", list(LAYER_CASES))
 def test_every_layer_gradient_matches_central_differences(probe, case):
     shape, layers = LAYER_CASES[case]
-    spec = probe(layers, shape)
+    vocab = layers[0].vocab if isinstance(layers[0], Embedding) else 0
+    spec = probe(layers, shape, vocab=vocab)
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(5, *shape))
+    X = case_inputs(layers, shape, 5, rng)
     y = targets(spec, 5, rng)
     masks = dropout_masks(spec, 5, seed=3, epoch=0, step=0, dtype="float64") or None
     errors = grad_errors(spec, random_weights(spec, 2), X, y, masks)
@@ -492,3 +524,205 @@ def test_normalisation_layers_refuse_what_they_cannot_normalise():
         resolve([LayerNorm()], (4, 4, 1))
     with pytest.raises(ConfigError, match="batch_norm_0: a BatchNorm on the flattened features"):
         resolve([Flatten(), BatchNorm(), Dense(2)], (4, 4, 1))
+
+
+# ----------------------------------------------------------------------------- sequences
+def gate_sigmoid(a):
+    """sigmoid as (1 + tanh(a / 2)) / 2: another formula than the reference's, and it never
+    overflows (in float32 either)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def docstring_lstm(x, kernel, rec, bias):
+    """`zoo.layers.LSTM`'s equations, one step at a time, one gate at a time, in x's dtype:
+    every step's h, (N, T, u)."""
+    n, steps, _ = x.shape
+    u = rec.shape[0]
+    W = {g: kernel[:, k * u:(k + 1) * u] for k, g in enumerate("ifco")}
+    U = {g: rec[:, k * u:(k + 1) * u] for k, g in enumerate("ifco")}
+    b = {g: bias[k * u:(k + 1) * u] for k, g in enumerate("ifco")}
+    h = np.zeros((n, u), x.dtype)
+    c = np.zeros((n, u), x.dtype)
+    out = []
+    for t in range(steps):
+        xt = x[:, t]
+        i = gate_sigmoid(xt @ W["i"] + h @ U["i"] + b["i"])
+        f = gate_sigmoid(xt @ W["f"] + h @ U["f"] + b["f"])
+        c = f * c + i * np.tanh(xt @ W["c"] + h @ U["c"] + b["c"])
+        o = gate_sigmoid(xt @ W["o"] + h @ U["o"] + b["o"])
+        h = o * np.tanh(c)
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def docstring_gru(x, kernel, rec, bias, reset_after):
+    """`zoo.layers.GRU`'s equations, one step at a time, one gate at a time, in x's dtype:
+    every step's h, (N, T, u). reset_after: bias rows (input b, recurrent b')."""
+    n, steps, _ = x.shape
+    u = rec.shape[0]
+    W = {g: kernel[:, k * u:(k + 1) * u] for k, g in enumerate("zrh")}
+    U = {g: rec[:, k * u:(k + 1) * u] for k, g in enumerate("zrh")}
+    rows = bias if reset_after else (bias, np.zeros_like(bias))
+    b = {g: rows[0][k * u:(k + 1) * u] for k, g in enumerate("zrh")}
+    b2 = {g: rows[1][k * u:(k + 1) * u] for k, g in enumerate("zrh")}
+    h = np.zeros((n, u), x.dtype)
+    out = []
+    for t in range(steps):
+        xt = x[:, t]
+        z = gate_sigmoid(xt @ W["z"] + b["z"] + h @ U["z"] + b2["z"])
+        r = gate_sigmoid(xt @ W["r"] + b["r"] + h @ U["r"] + b2["r"])
+        if reset_after:
+            cand = np.tanh(xt @ W["h"] + b["h"] + r * (h @ U["h"] + b2["h"]))
+        else:
+            cand = np.tanh(xt @ W["h"] + (r * h) @ U["h"] + b["h"])
+        h = z * h + (1 - z) * cand
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def docstring_forward(spec, w, X):
+    """The recurrent layer of `spec` (its first), by the docstring equations."""
+    r = spec.resolved[0]
+    k, rk, b = (w[f"{r.name}/{t}"] for t in ("kernel", "recurrent_kernel", "bias"))
+    if r.kind == "lstm":
+        return docstring_lstm(X, k, rk, b)
+    return docstring_gru(X, k, rk, b, r.layer.reset_after)
+
+
+RECURRENT = {"lstm": LSTM, "gru_reset_after": GRU,
+             "gru_reset_before": lambda u, **kw: GRU(u, reset_after=False, **kw)}
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+@pytest.mark.parametrize("kind", list(RECURRENT))
+def test_lstm_and_gru_steps_equal_the_docstring_equations(probe, kind, steps):
+    """One step (h0 = c0 = 0: the recurrent kernel unused) and four (it is used), every step's
+    output (return_sequences) and the last one's."""
+    rng = np.random.default_rng(20)
+    X = rng.normal(size=(3, steps, 2))
+    seq = probe([RECURRENT[kind](5, return_sequences=True)], (steps, 2), n_outputs=5)
+    w = random_weights(seq, 21)
+    want = docstring_forward(seq, w, X)
+    np.testing.assert_allclose(ref.forward(seq, w, X), want, rtol=1e-13, atol=1e-15)
+    last = probe([RECURRENT[kind](5)], (steps, 2), n_outputs=5)
+    np.testing.assert_allclose(ref.forward(last, w, X), want[:, -1], rtol=1e-13, atol=1e-15)
+
+
+def test_lstm_closed_form_of_one_step_of_one_unit(probe):
+    """One unit, one step, gates i = sigmoid(0) = 1/2, f unused (c0 = 0), c~ = tanh(ln 3) =
+    4/5 ((9 - 1) / (9 + 1)), o = sigmoid(ln 3) = 3/4: c = 2/5, h = 3/4 tanh(2/5)."""
+    spec = probe([LSTM(1)], (1, 1), "mse", 1)
+    ln3 = math.log(3)
+    w = {"lstm_0/kernel": np.array([[0.0, 7.0, ln3, ln3]]),
+         "lstm_0/recurrent_kernel": np.array([[5.0, 5.0, 5.0, 5.0]]),
+         "lstm_0/bias": np.zeros(4)}
+    assert ref.forward(spec, w, np.ones((1, 1, 1)))[0, 0] == pytest.approx(
+        0.75 * math.tanh(0.4), rel=1e-15)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_closed_form_of_one_step_of_one_unit(probe, reset_after):
+    """One unit, one step from h = 0: z = sigmoid(-ln 3) = 1/4, h~ = tanh(ln 3) = 4/5, so
+    h = (3/4)(4/5) = 3/5 whatever r is; the recurrent bias row (reset_after) enters h~ times r:
+    b'h = 2 ln 3 with r = sigmoid(0) = 1/2 adds ln 3, h~ = tanh(2 ln 3) = 80/82."""
+    spec = probe([GRU(1, reset_after=reset_after)], (1, 1), "mse", 1)
+    ln3 = math.log(3)
+    bias = np.zeros((2, 3) if reset_after else 3)
+    w = {"gru_0/kernel": np.array([[-ln3, 0.0, ln3]]),
+         "gru_0/recurrent_kernel": np.array([[5.0, 5.0, 5.0]]), "gru_0/bias": bias}
+    X = np.ones((1, 1, 1))
+    assert ref.forward(spec, w, X)[0, 0] == pytest.approx(0.6, rel=1e-15)
+    if reset_after:
+        w["gru_0/bias"] = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2 * ln3]])
+        assert ref.forward(spec, w, X)[0, 0] == pytest.approx(0.75 * 80 / 82, rel=1e-15)
+
+
+def test_recurrent_initialisers_are_keras_s(probe):
+    """LSTM bias zeros with ones on the forget gate (Keras's unit_forget_bias), GRU biases
+    zeros (both layouts), orthogonal recurrent kernels, glorot-uniform kernels, embeddings
+    U(-0.05, 0.05)."""
+    spec = probe([Embedding(50, 6), LSTM(5, return_sequences=True), GRU(4, return_sequences=True),
+                  GRU(3, reset_after=False), Dense(2)], (7,), n_outputs=2, vocab=50)
+    w = init_weights(spec, 0, "float64")
+    np.testing.assert_array_equal(w["lstm_0/bias"], np.repeat([0.0, 1.0, 0.0, 0.0], 5))
+    assert w["gru_0/bias"].shape == (2, 12) and not w["gru_0/bias"].any()
+    assert w["gru_1/bias"].shape == (9,) and not w["gru_1/bias"].any()
+    for name, u in (("lstm_0", 5), ("gru_0", 4), ("gru_1", 3)):
+        rk = w[f"{name}/recurrent_kernel"]      # (u, G*u): orthonormal rows
+        np.testing.assert_allclose(rk @ rk.T, np.eye(u), atol=1e-14)
+        k = w[f"{name}/kernel"]
+        assert np.abs(k).max() <= math.sqrt(6 / (k.shape[0] + k.shape[1]))
+    e = w["embedding_0/embeddings"]
+    assert e.shape == (50, 6) and np.abs(e).max() <= 0.05 and e.std() > 0.02
+
+
+def test_embedding_looks_up_rows_and_adds_up_the_gradients_of_repeated_ids(probe):
+    spec = probe([Embedding(5, 2), Flatten(), Dense(1)], (3,), "mse", 1, vocab=5)
+    rng = np.random.default_rng(22)
+    w = random_weights(spec, 23)
+    X = np.array([[1.0, 3.0, 1.0], [0.0, 1.0, 4.0]])
+    e = w["embedding_0/embeddings"]
+    h = e[X.astype(int)].reshape(2, 6)
+    np.testing.assert_array_equal(ref.forward(spec, w, X), h @ w["dense_0/kernel"]
+                                  + w["dense_0/bias"])
+    y = rng.normal(size=(2, 1))
+    _, g = ref.loss_and_grads(spec, w, X, y)
+    # d loss / d h = 2 (z - y) / n times the kernel; each id's row sums what its positions got
+    dz = 2.0 * (h @ w["dense_0/kernel"] + w["dense_0/bias"] - y) / 2
+    dh = (dz @ w["dense_0/kernel"].T).reshape(2, 3, 2)
+    want = np.zeros((5, 2))
+    for s in range(2):
+        for t in range(3):
+            want[int(X[s, t])] += dh[s, t]
+    np.testing.assert_allclose(g["embedding_0/embeddings"], want, rtol=1e-14, atol=1e-17)
+    assert not g["embedding_0/embeddings"][2].any()   # id 2 never read: no gradient
+
+
+def test_l2_penalises_recurrent_kernels_too(probe):
+    spec = probe([LSTM(3), Dense(2)], (4, 2), n_outputs=2)
+    rng = np.random.default_rng(24)
+    X, y = rng.normal(size=(3, 4, 2)), rng.integers(0, 2, 3)
+    w = random_weights(spec, 25)
+    l2 = 0.05
+    (loss0, g0), (loss, g) = ref.loss_and_grads(spec, w, X, y), ref.loss_and_grads(spec, w, X,
+                                                                                   y, l2=l2)
+    kernels = ["lstm_0/kernel", "lstm_0/recurrent_kernel", "dense_0/kernel"]
+    assert loss - loss0 == pytest.approx(
+        0.5 * l2 * sum(float(np.sum(w[k] ** 2)) for k in kernels), rel=1e-12)
+    for k in g:
+        np.testing.assert_allclose(g[k] - g0[k], l2 * w[k] if k in kernels else 0.0,
+                                   rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", list(RECURRENT))
+def test_rounding_scale_bounds_a_float32_recurrent_forward_of_a_trained_model(probe, kind):
+    """The docstring equations in float32 (their own summation order and sigmoid) stay within
+    the rounding scale of the float64 reference, for a model trained three epochs on digits
+    read row by row (gates far from 1/2, sums far above 1), and the scale stays far below the
+    outputs' size (it still tells a different computation apart). Measured: at most 0.1 of
+    the scale; with h taken as exactly within 1 (no rounding carried over the steps) the
+    distance exceeded that scale (1.06 times it for the LSTM, 1.19 for the GRU)."""
+    spec = probe([RECURRENT[kind](16), Dense(10)], (8, 8), n_outputs=10)
+    ds = load_data("digits", dtype="float64")
+    X, y = ds.X_train[:320].reshape(-1, 8, 8), ds.y_train[:320]
+    ts = TrainSpec(OptimizerSpec("adam", lr=3e-2), epochs=3, dtype="float64")
+    w = {k: v.astype(np.float32) for k, v in ref.train(spec, ts, X, y).weights.items()}
+    X = X.astype(np.float32)
+    z = docstring_forward(spec, w, X)[:, -1] @ w["dense_0/kernel"] + w["dense_0/bias"]
+    assert z.dtype == np.float32
+    exact = ref.forward(spec, w, X)
+    assert np.mean(exact.argmax(axis=1) == y) > 0.8      # trained
+    scale = ref.rounding_scale(spec, w, X)
+    assert np.all(np.abs(z - exact) <= scale), np.max(np.abs(z - exact) / scale)
+    assert 0 < np.max(np.abs(z - exact)) and np.max(scale) < 1e-4 * np.max(np.abs(exact))
+
+
+def test_recurrent_forward_in_chunks_equals_forward_in_one_piece(monkeypatch):
+    spec = model_spec_for("gru", 64, 10, input_shape=(8, 8, 1))
+    w = random_weights(spec, 28)
+    X = np.random.default_rng(29).normal(size=(37, 8, 8))
+    whole = ref.forward(spec, w, X)
+    assert ref._chunk(spec) > 37
+    monkeypatch.setattr(ref, "_PATCH_BUDGET", 8 * (9 * 64 + 8) * 5)  # 5 samples per chunk
+    assert ref._chunk(spec) == 5
+    np.testing.assert_allclose(ref.forward(spec, w, X), whole, rtol=1e-14, atol=1e-15)

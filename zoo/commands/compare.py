@@ -22,8 +22,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=f"model: {', '.join(MODELS)}")
     p.add_argument("--dataset", metavar="NAME", help="dataset name (see `zoo data --list`)")
     add_data_arguments(p)
-    p.add_argument("--optimizer", default="sgd", metavar="NAME",
-                   help=f"optimizer: {', '.join(OPTIMIZERS)} (default sgd)")
+    p.add_argument("--optimizer", default=None, metavar="NAME",
+                   help=f"optimizer: {', '.join(OPTIMIZERS)} (default sgd; "
+                        + ", ".join(f"{m} {a.default_optimizer}" for m, a in MODELS.items()
+                                    if a.default_optimizer != "sgd") + ")")
     # the defaults (zoo.models): SGD on standardised features, batch 32, large enough that 20
     # epochs of the bundled datasets reach the tests' accuracy floors, small enough not to diverge
     p.add_argument("--lr", type=float, default=None,
@@ -59,7 +61,7 @@ def build_specs(args: argparse.Namespace):
         model_spec_for(args.model, 1, 1)
     arch = MODELS[args.model]
     lr = args.lr if args.lr is not None else arch.default_lr
-    opt = OptimizerSpec(args.optimizer, lr=lr)
+    opt = OptimizerSpec(args.optimizer or arch.default_optimizer, lr=lr)
     train = TrainSpec(opt, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       dtype=args.dtype, l2=args.l2,
                       dropout_mode="native" if args.native_dropout else "shared")
