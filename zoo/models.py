@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zoo.layers import (
+    GRU,
+    LSTM,
     Activation,
     BatchNorm,
     Conv2D,
@@ -30,8 +32,6 @@ from zoo.layers import (
     Dropout,
     Embedding,
     Flatten,
-    GRU,
-    LSTM,
     Layer,
     LayerNorm,
     MaxPool2D,
