@@ -446,7 +446,8 @@ def test_cli_npz_convert_predict_and_init(tmp_path, iris, cnn):
         np.testing.assert_array_equal(end[k], want[k])
 
 
-@pytest.mark.parametrize("model", ["cnn", "lenet", "nielsen", "cnn_bn", "mlp_ln"])
+@pytest.mark.parametrize("model", ["cnn", "lenet", "nielsen", "cnn_bn", "mlp_ln", "lstm",
+                                   "gru", "embedding_gru"])
 def test_layer_models_convert_in_every_direction(tmp_path, model):
     """The layer models through all six directions between the native formats and to and
     from the canonical .npz: the weights come back bit for bit and the target framework's
@@ -454,7 +455,7 @@ def test_layer_models_convert_in_every_direction(tmp_path, model):
     cnn_bn's moving statistics decide its inference-mode predictions)."""
     from helpers import load, model_inputs, spec_for
 
-    ds = load("digits28" if model == "lenet" else "digits")
+    ds = load({"lenet": "digits28", "embedding_gru": "tokens"}.get(model, "digits"))
     spec = spec_for(model, ds)
     w = _weights(spec, seed=5)
     X = model_inputs(ds.X_test[:60], spec)
