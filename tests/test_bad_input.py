@@ -198,7 +198,8 @@ CLI: dict[str, tuple[list[str], str]] = {
                "e.g. --lr 0.01."),
     "unknown-model": (["train", "softmx", "--framework", "torch", "--dataset", "iris"],
                       "zoo train: error: unknown model 'softmx'. Did you mean 'softmax'? Known "
-                      "models: cnn, cnn_bn, lenet, linear, logistic, mlp, mlp_ln, nielsen, softmax, svm."),
+                      "models: cnn, cnn_bn, embedding_gru, gru, lenet, linear, logistic, lstm, "
+                      "mlp, mlp_ln, nielsen, softmax, svm."),
     "unknown-framework": (["train", "softmax", "--framework", "trch", "--dataset", "iris"],
                           "zoo train: error: unknown framework 'trch'. Did you mean 'torch'? "
                           "Known frameworks: keras, tf1, torch."),
@@ -213,7 +214,7 @@ CLI: dict[str, tuple[list[str], str]] = {
                           "rmsprop, sgd."),
     "unknown-dataset": ([*TRAIN, "--dataset", "irs"],
                         "zoo train: error: unknown dataset 'irs'. Did you mean 'iris'? Known "
-                        "datasets: breast_cancer, digits, icecream, iris, mnist, mnist10k."),
+                        "datasets: breast_cancer, digits, icecream, iris, mnist, mnist10k, tokens."),
     "no-fixed-split": (["data", "iris", "--split", "fixed"],
                        "zoo data: error: dataset 'iris' has no fixed split (only mnist, mnist10k "
                        "have one); use the seeded split."),

@@ -207,6 +207,17 @@ def check_batch_size(batch_size: int) -> int:
     return int(batch_size)
 
 
+def check_tokens(X: np.ndarray, vocab: int, what: str = "data") -> None:
+    """Token ids must be whole numbers in [0, vocab): the first one that is not is named."""
+    X = np.asarray(X)
+    bad = ~np.isfinite(X) | (X != np.round(X)) | (X < 0) | (X >= vocab)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ConfigError(f"{what}: token id {X[row, col]:g} at sample {row}, position {col} is "
+                          f"not in the vocabulary [0, {vocab}); token ids must be whole numbers "
+                          f"below the vocabulary size {vocab}.")
+
+
 def validate_arrays(X: np.ndarray, y: np.ndarray, task: str = "classification",
                     n_classes: int | None = None, *, what: str = "data") -> None:
     """Raise DataError for anything that would make a framework fail or silently mislead."""
@@ -717,8 +728,6 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
                 if np.asarray(X).ndim != 2:
                     raise DataError(f"{npz}: token sequences X must be (N, T) ids, got shape "
                                     f"{np.asarray(X).shape}; pad ragged sequences to one length.")
-                from zoo.specs import check_tokens
-
                 check_tokens(X, npz_vocab, what=str(npz))
             image_shape = None if "vocab" in arrays else image_shape_of(X, what=label)
             if image_shape is not None:  # kept flat, in H, W, C order (`Dataset.inputs`)

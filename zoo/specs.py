@@ -32,7 +32,6 @@ __all__ = [
     "ModelSpec",
     "TrainSpec",
     "check_canonical",
-    "check_tokens",
     "dropout_masks",
     "init_weights",
     "layer_sizes",
@@ -367,17 +366,6 @@ def check_canonical(weights: dict[str, Any], spec: ModelSpec | dict[str, tuple[i
                               f"layout, got {got}{hint}.")
 
 
-def check_tokens(X: np.ndarray, vocab: int, what: str = "data") -> None:
-    """Token ids must be whole numbers in [0, vocab): the first one that is not is named."""
-    X = np.asarray(X)
-    bad = ~np.isfinite(X) | (X != np.round(X)) | (X < 0) | (X >= vocab)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise ConfigError(f"{what}: token id {X[row, col]:g} at sample {row}, position {col} is "
-                          f"not in the vocabulary [0, {vocab}); token ids must be whole numbers "
-                          f"below the vocabulary size {vocab}.")
-
-
 def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,
                  *, what: str = "data") -> None:
     """The checks every framework runs before training or predicting: a per-sample shape that
@@ -404,6 +392,8 @@ def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = No
         raise ConfigError(f"{what}: {hint}.")
     X2 = X.reshape(len(X), -1) if X.ndim != 2 else X
     if model_spec.vocab and X2.size:
+        from zoo.data import check_tokens
+
         check_tokens(X2, model_spec.vocab, what)
     if y is not None:
         n_classes = model_spec.n_outputs if model_spec.task == "classification" else None
