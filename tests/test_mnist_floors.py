@@ -140,6 +140,7 @@ def test_recurrent_floor(fw, model, floor, mnist):
     batch 32, 10 epochs (floors 0.93 and 0.92)."""
     acc = _fit(fw, model, mnist, OptimizerSpec("adam", lr=1e-3), epochs=10)
     print(f"mnist10k {model} adam 1e-3 10 epochs {fw}: {acc:.4f}")
+    # measured: lstm keras 0.9635, tf1 0.9665, torch 0.9665; gru 0.9690 in each
     assert acc >= floor
 
 
