@@ -1643,3 +1643,33 @@ def test_gotcha_batch_first() -> None:
     assert silent.shape == keras_out.shape                    # no error, same shape
     assert measured(g, "difference", maxdiff(silent, keras_out)) > g.above
     assert measured(g, "after the fix", maxdiff(_torch_lstm(X, k, rk, b), keras_out)) < g.below
+
+
+def test_gotcha_embedding_sparse_gradients() -> None:
+    """An embedding's gradient reaches the optimizer as one slice per looked-up id; Keras 3's
+    Adam squares each slice before summing them, so a row looked up twice gets the sum of the
+    squares instead of the square of the sum in its second moment. One Adam step, id 1 twice."""
+    g = gotcha("embedding_sparse_gradients")
+    table = _seq(70, (4, 2))
+    w = _seq(71, (1, 3, 2))
+    ids = np.array([[1, 1, 2]])
+
+    def keras_step(dense: bool) -> np.ndarray:
+        emb = keras.layers.Embedding(4, 2)
+        emb.build((None, 3))
+        emb.set_weights([table])
+        opt = keras.optimizers.Adam(learning_rate=0.1)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(emb(ids) * w)
+        grad = tape.gradient(loss, emb.embeddings)
+        assert isinstance(grad, tf.IndexedSlices)
+        opt.apply_gradients([(tf.convert_to_tensor(grad) if dense else grad, emb.embeddings)])
+        return emb.embeddings.numpy()
+
+    dense_grad = np.zeros((4, 2))
+    np.add.at(dense_grad, ids[0], w[0])                 # row 1: w[0] + w[1]; row 2: w[2]
+    m, v = 0.1 * dense_grad, 0.001 * dense_grad ** 2    # Keras's Adam, first step
+    alpha = 0.1 * np.sqrt(1 - 0.999) / (1 - 0.9)
+    want = table - alpha * m / (np.sqrt(v) + 1e-7)
+    assert measured(g, "difference", maxdiff(keras_step(dense=False), want)) > g.above
+    assert measured(g, "after the fix", maxdiff(keras_step(dense=True), want)) < g.below

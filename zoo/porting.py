@@ -521,6 +521,15 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "silently, the batch read as time, with the expected output shape",
            "`nn.LSTM(..., batch_first=True)` (every recurrent translation of the zoo)",
            _P + "test_gotcha_batch_first", above=0.05, below=1e-5),
+    Gotcha("embedding_sparse_gradients", "Adam on an embedding's sparse gradient",
+           "an embedding's gradient is one slice per looked-up id; Keras 3's Adam (and "
+           "RMSprop, Adagrad) squares each slice before adding them, so a row looked up k times "
+           "gets the sum of k squares in its second moment, not the square of the sum (torch "
+           "and the dense formula). One Adam step (lr 0.1) with an id looked up twice; TF1's "
+           "sparse RMSprop and momentum instead update only the slots of the rows in the batch",
+           "hand the optimizer a dense gradient (`tf.convert_to_tensor(grad)`; the zoo's "
+           "`ZooEmbedding` and TF1 translation do)", _P + "test_gotcha_embedding_sparse_gradients",
+           above=0.01, below=5e-6),
     Gotcha("quadratic_cost_mse", "Seed 001's quadratic cost is not Keras's `mse`",
            "C = 1/(2n) sum ||y - a||^2 sums the squared error over the 10 outputs and halves "
            "it; `keras.losses.MeanSquaredError` averages over the outputs: the ratio of the "
