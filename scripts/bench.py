@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     if args.write_docs:
-        write_docs(table, "bench-layers" if only is not None else "bench")
+        marker = ("bench" if only is None else
+                  "bench-recurrent" if only <= {"lstm", "gru"} else "bench-layers")
+        write_docs(table, marker)
     return 0
 
 
