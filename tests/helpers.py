@@ -90,3 +90,78 @@ def magnitude(values) -> float:
 
 def scaled_tol(dtype: str, values) -> float:
     return TOL[dtype] * magnitude(values)
+
+
+# ----------------------------------------------------------------------------- recurrent cells
+# The equations of `zoo.layers.LSTM` and `zoo.layers.GRU` written out once in numpy, for the
+# framework test files' forward checks (the reference in zoo/reference.py is separate code).
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def np_lstm(x, kernel, rec, bias, return_sequences=False):
+    """`zoo.layers.LSTM`'s docstring: gates i, f, c, o; h and c start at zero."""
+    n, steps, _ = x.shape
+    u = rec.shape[0]
+    h, c, hs = np.zeros((n, u)), np.zeros((n, u)), []
+    for t in range(steps):
+        z = x[:, t] @ kernel + h @ rec + bias
+        i, f, g, o = (z[:, k * u:(k + 1) * u] for k in range(4))
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+        hs.append(h)
+    return np.stack(hs, 1) if return_sequences else h
+
+
+def np_gru(x, kernel, rec, bias, reset_after=True, return_sequences=False):
+    """`zoo.layers.GRU`'s docstring: gates z, r, h; reset_after=True applies r to h U_h + b'_h
+    (bias rows: input, recurrent), False to h before U_h (one bias row)."""
+    n, steps, _ = x.shape
+    u = rec.shape[0]
+    h, hs = np.zeros((n, u)), []
+    cols = [slice(k * u, (k + 1) * u) for k in range(3)]
+    for t in range(steps):
+        xt = x[:, t]
+        if reset_after:
+            a, b = xt @ kernel + bias[0], h @ rec + bias[1]
+            z = sigmoid(a[:, cols[0]] + b[:, cols[0]])
+            r = sigmoid(a[:, cols[1]] + b[:, cols[1]])
+            cand = np.tanh(a[:, cols[2]] + r * b[:, cols[2]])
+        else:
+            a = xt @ kernel + bias
+            z = sigmoid(a[:, cols[0]] + h @ rec[:, cols[0]])
+            r = sigmoid(a[:, cols[1]] + h @ rec[:, cols[1]])
+            cand = np.tanh(a[:, cols[2]] + (r * h) @ rec[:, cols[2]])
+        h = z * h + (1.0 - z) * cand
+        hs.append(h)
+    return np.stack(hs, 1) if return_sequences else h
+
+
+# ----------------------------------------------------------------------------- normalisation
+def state_names(spec) -> list[str]:
+    """The state tensors of a spec's weight tables (BatchNorm's moving statistics)."""
+    from zoo.layers import tensor_specs
+
+    return [t.name for t in tensor_specs(spec.resolved, trainable=False)]
+
+
+def trainable_names(spec) -> list[str]:
+    from zoo.layers import tensor_specs
+
+    return [t.name for t in tensor_specs(spec.resolved, trainable=True)]
+
+
+def perturbed_norm_weights(spec, dtype: str, seed: int = 5) -> dict[str, np.ndarray]:
+    """Initial weights with gamma, beta and the moving statistics away from ones and zeros,
+    so that every one of them shows in the outputs."""
+    from zoo.specs import init_weights
+
+    rng = np.random.default_rng(seed)
+    w = init_weights(spec, 0, dtype)
+    for name in w:
+        short = name.rpartition("/")[2]
+        if short in ("gamma", "moving_variance"):
+            w[name] = rng.uniform(0.5, 1.5, w[name].shape).astype(dtype)
+        elif short in ("beta", "moving_mean"):
+            w[name] = rng.normal(0.0, 0.3, w[name].shape).astype(dtype)
+    return w

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import image_shape, load, max_diff
+from helpers import image_shape, load, max_diff, np_gru, np_lstm
 from keras import ops
 
 from keras_models import io as kio
@@ -72,48 +72,6 @@ def probe(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- numpy
-def _sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
-def np_lstm(x, kernel, rec, bias, return_sequences=False):
-    """`zoo.layers.LSTM`'s docstring: gates i, f, c, o; h and c start at zero."""
-    n, steps, _ = x.shape
-    u = rec.shape[0]
-    h, c, hs = np.zeros((n, u)), np.zeros((n, u)), []
-    for t in range(steps):
-        z = x[:, t] @ kernel + h @ rec + bias
-        i, f, g, o = (z[:, k * u:(k + 1) * u] for k in range(4))
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-        hs.append(h)
-    return np.stack(hs, 1) if return_sequences else h
-
-
-def np_gru(x, kernel, rec, bias, reset_after=True, return_sequences=False):
-    """`zoo.layers.GRU`'s docstring: gates z, r, h; reset_after=True applies r to h U_h + b'_h
-    (bias rows: input, recurrent), False to h before U_h (one bias row)."""
-    n, steps, _ = x.shape
-    u = rec.shape[0]
-    h, hs = np.zeros((n, u)), []
-    cols = [slice(k * u, (k + 1) * u) for k in range(3)]
-    for t in range(steps):
-        xt = x[:, t]
-        if reset_after:
-            a, b = xt @ kernel + bias[0], h @ rec + bias[1]
-            z = _sigmoid(a[:, cols[0]] + b[:, cols[0]])
-            r = _sigmoid(a[:, cols[1]] + b[:, cols[1]])
-            cand = np.tanh(a[:, cols[2]] + r * b[:, cols[2]])
-        else:
-            a = xt @ kernel + bias
-            z = _sigmoid(a[:, cols[0]] + h @ rec[:, cols[0]])
-            r = _sigmoid(a[:, cols[1]] + h @ rec[:, cols[1]])
-            cand = np.tanh(a[:, cols[2]] + (r * h) @ rec[:, cols[2]])
-        h = z * h + (1.0 - z) * cand
-        hs.append(h)
-    return np.stack(hs, 1) if return_sequences else h
-
-
 def _layer(canonical: zl.Layer, shape: tuple[int, ...], dtype: str, seed: int = 0):
     """(built Keras layer, its canonical weights): random weights with nonzero biases, loaded
     through the layer's keras native names."""

@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TOL, load, max_diff, model_inputs, spec_for
+from helpers import (
+    TOL,
+    load,
+    max_diff,
+    model_inputs,
+    perturbed_norm_weights,
+    spec_for,
+    state_names,
+    trainable_names,
+)
 
 from tf1_compat import io as tf1_io
 from tf1_compat import model as M
@@ -18,7 +27,7 @@ from tf1_compat.layers import Context, translate
 from tf1_compat.optimizers import after_init, make_optimizer
 from zoo import reference
 from zoo.data import batch_order
-from zoo.layers import BatchNorm, LayerNorm, resolve, tensor_specs
+from zoo.layers import BatchNorm, LayerNorm, resolve
 from zoo.optimizers import OptimizerSpec
 from zoo.specs import TrainSpec, init_weights
 
@@ -32,28 +41,6 @@ def _data(model: str):
     ds = load("digits")
     spec = spec_for(model, ds)
     return spec, model_inputs(ds.X_train[:N], spec), ds.y_train[:N]
-
-
-def _state_names(spec) -> list[str]:
-    return [t.name for t in tensor_specs(spec.resolved, trainable=False)]
-
-
-def _trainable_names(spec) -> list[str]:
-    return [t.name for t in tensor_specs(spec.resolved, trainable=True)]
-
-
-def _perturbed(spec, dtype: str, seed: int = 5) -> dict[str, np.ndarray]:
-    """Initial weights with gamma, beta and the moving statistics away from ones and zeros,
-    so that every one of them shows in the outputs."""
-    rng = np.random.default_rng(seed)
-    w = init_weights(spec, 0, dtype)
-    for name in w:
-        short = name.rpartition("/")[2]
-        if short in ("gamma", "moving_variance"):
-            w[name] = rng.uniform(0.5, 1.5, w[name].shape).astype(dtype)
-        elif short in ("beta", "moving_mean"):
-            w[name] = rng.normal(0.0, 0.3, w[name].shape).astype(dtype)
-    return w
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -146,7 +133,7 @@ def test_state_is_global_but_not_trainable_and_conv_has_no_bias() -> None:
             trainable = sorted(v.name.split(":")[0] for v in tf1.trainable_variables())
             updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
         assert glob == sorted(spec.weight_shapes())
-        assert trainable == sorted(_trainable_names(spec)) == sorted(m.trainable_variables())
+        assert trainable == sorted(trainable_names(spec)) == sorted(m.trainable_variables())
         assert "conv2d_0/bias" not in glob and "conv2d_1/bias" not in glob
         assert len(updates) == 2 and m.update_ops == updates  # one per BatchNorm layer
         got = m.get_weights()
@@ -200,9 +187,9 @@ def test_moving_statistics_need_the_update_ops() -> None:
     ts = TrainSpec(OptimizerSpec("adam", lr=0.01), batch_size=32)
     stale = _epoch_without_update_ops(spec, X, y, init, ts)
     zoo = T.train(spec, ts, X, y, init).weights
-    for name in _trainable_names(spec):
+    for name in trainable_names(spec):
         assert np.array_equal(stale[name], zoo[name]), name
-    for name in _state_names(spec):
+    for name in state_names(spec):
         assert np.array_equal(stale[name], init[name]), name
         assert not np.allclose(zoo[name], init[name]), name
     assert not np.allclose(T.predict(spec, stale, X), T.predict(spec, zoo, X), atol=1e-3)
@@ -212,7 +199,7 @@ def test_update_ops_run_only_in_training_mode() -> None:
     """The zoo's train op run with `training` left False neither normalises with the batch
     nor touches the moving statistics."""
     spec, X, y = _data("cnn_bn")
-    w = _perturbed(spec, "float32")
+    w = perturbed_norm_weights(spec, "float32")
     m = M.build(spec, w)
     with m.graph.as_default():
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
@@ -224,7 +211,7 @@ def test_update_ops_run_only_in_training_mode() -> None:
         assert max_diff(m.get_weights(), w) == 0.0
         sess.run(op, {m.x: X[:32], m.y: y[:32], m.training: True})
         got = m.get_weights()
-        assert all(not np.array_equal(got[n], w[n]) for n in _state_names(spec))
+        assert all(not np.array_equal(got[n], w[n]) for n in state_names(spec))
     finally:
         m.close()
 
@@ -241,7 +228,7 @@ def test_one_epoch_matches_the_reference(model, optimizer, dtype) -> None:
                            record_weights=True)
     assert list(got.weights) == list(want.weights)  # the state included, model order
     assert max_diff(got.weights, want.weights) <= TOL[dtype]
-    for name in _state_names(spec):  # the moving statistics have moved
+    for name in state_names(spec):  # the moving statistics have moved
         assert not np.allclose(want.weights[name], init_weights(spec)[name])
     assert max(max_diff(a, b) for a, b in zip(got.step_weights, want.step_weights,
                                               strict=True)) <= TOL[dtype]
@@ -254,12 +241,12 @@ def test_one_epoch_matches_the_reference(model, optimizer, dtype) -> None:
 @pytest.mark.parametrize("model", ["cnn_bn", "mlp_ln"])
 def test_step_details_match_the_reference_without_assigning(model, dtype) -> None:
     spec, X, y = _data(model)
-    w = _perturbed(spec, dtype)
+    w = perturbed_norm_weights(spec, dtype)
     w64 = {k: v.astype(np.float64) for k, v in w.items()}
     got = T.step_details(spec, w, X[:32], y[:32], l2=0.01)
     want = reference.step_details(spec, w64, X[:32], y[:32], l2=0.01)
-    assert list(got["grads"]) == _trainable_names(spec) == list(want["grads"])
-    assert list(got["state"]) == _state_names(spec) == list(want["state"])
+    assert list(got["grads"]) == trainable_names(spec) == list(want["grads"])
+    assert list(got["state"]) == state_names(spec) == list(want["state"])
     assert max_diff(got["grads"], want["grads"]) <= TOL[dtype]
     if want["state"]:
         assert max_diff(got["state"], want["state"]) <= TOL[dtype]
@@ -300,7 +287,7 @@ def test_resumed_epoch_equals_two_epochs_bit_for_bit(tmp_path) -> None:
 
 def test_ckpt_file_round_trip_carries_the_state(tmp_path) -> None:
     spec, X, _ = _data("cnn_bn")
-    w = _perturbed(spec, "float32")
+    w = perturbed_norm_weights(spec, "float32")
     path = tf1_io.save(spec, w, tmp_path / "m.ckpt")
     reader = tf1.train.load_checkpoint(str(path))
     assert sorted(reader.get_variable_to_shape_map()) == sorted(spec.weight_shapes())

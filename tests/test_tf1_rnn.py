@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import load, max_diff, model_inputs
+from helpers import load, max_diff, model_inputs, np_gru, np_lstm
 
 from tf1_compat import io as tf1_io
 from tf1_compat import train as T
@@ -57,54 +57,6 @@ def probe(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- numpy
-def _sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
-def np_lstm(x, kernel, recurrent_kernel, bias, return_sequences=False):
-    """zoo.layers.LSTM's docstring, step by step: gates i, f, c, o."""
-    n, steps, _ = x.shape
-    u = recurrent_kernel.shape[0]
-    h, c, out = np.zeros((n, u), x.dtype), np.zeros((n, u), x.dtype), []
-    W = np.split(kernel, 4, axis=1)
-    U = np.split(recurrent_kernel, 4, axis=1)
-    b = np.split(bias, 4)
-    for t in range(steps):
-        xt = x[:, t]
-        i = _sigmoid(xt @ W[0] + h @ U[0] + b[0])
-        f = _sigmoid(xt @ W[1] + h @ U[1] + b[1])
-        c = f * c + i * np.tanh(xt @ W[2] + h @ U[2] + b[2])
-        o = _sigmoid(xt @ W[3] + h @ U[3] + b[3])
-        h = o * np.tanh(c)
-        out.append(h)
-    return np.stack(out, 1) if return_sequences else h
-
-
-def np_gru(x, kernel, recurrent_kernel, bias, reset_after=True, return_sequences=False):
-    """zoo.layers.GRU's docstring, step by step: gates z, r, h; reset after or before the
-    recurrent matmul."""
-    n, steps, _ = x.shape
-    u = recurrent_kernel.shape[0]
-    h, out = np.zeros((n, u), x.dtype), []
-    W = np.split(kernel, 3, axis=1)
-    U = np.split(recurrent_kernel, 3, axis=1)
-    b, rb = (np.split(bias[0], 3), np.split(bias[1], 3)) if reset_after else \
-        (np.split(bias, 3), None)
-    for t in range(steps):
-        xt = x[:, t]
-        if reset_after:
-            z = _sigmoid(xt @ W[0] + b[0] + h @ U[0] + rb[0])
-            r = _sigmoid(xt @ W[1] + b[1] + h @ U[1] + rb[1])
-            cand = np.tanh(xt @ W[2] + b[2] + r * (h @ U[2] + rb[2]))
-        else:
-            z = _sigmoid(xt @ W[0] + h @ U[0] + b[0])
-            r = _sigmoid(xt @ W[1] + h @ U[1] + b[1])
-            cand = np.tanh(xt @ W[2] + (r * h) @ U[2] + b[2])
-        h = z * h + (1.0 - z) * cand
-        out.append(h)
-    return np.stack(out, 1) if return_sequences else h
-
-
 def _layer_run(layer, input_shape, x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
     """One layer alone in a TF1 graph, fed x."""
     (r,) = resolve([layer], input_shape)

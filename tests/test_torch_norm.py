@@ -14,7 +14,16 @@ import datetime
 import numpy as np
 import pytest
 import torch
-from helpers import TOL, load, max_diff, model_inputs, spec_for
+from helpers import (
+    TOL,
+    load,
+    max_diff,
+    model_inputs,
+    perturbed_norm_weights,
+    spec_for,
+    state_names,
+    trainable_names,
+)
 from torch import nn
 
 from torch_models import distributed as D
@@ -64,28 +73,6 @@ def _data(model: str, dtype: str = "float32", n: int = N):
 def _test_set(spec: ModelSpec, dtype: str = "float32"):
     ds = load("digits", dtype)
     return model_inputs(ds.X_test, spec), ds.y_test
-
-
-def _state_names(spec) -> list[str]:
-    return [t.name for t in tensor_specs(spec.resolved, trainable=False)]
-
-
-def _trainable_names(spec) -> list[str]:
-    return [t.name for t in tensor_specs(spec.resolved, trainable=True)]
-
-
-def _perturbed(spec, dtype: str, seed: int = 5) -> dict[str, np.ndarray]:
-    """Initial weights with gamma, beta and the moving statistics away from ones and zeros,
-    so that every one of them shows in the outputs."""
-    rng = np.random.default_rng(seed)
-    w = init_weights(spec, 0, dtype)
-    for name in w:
-        short = name.rpartition("/")[2]
-        if short in ("gamma", "moving_variance"):
-            w[name] = rng.uniform(0.5, 1.5, w[name].shape).astype(dtype)
-        elif short in ("beta", "moving_mean"):
-            w[name] = rng.normal(0.0, 0.3, w[name].shape).astype(dtype)
-    return w
 
 
 def _probe(monkeypatch, name: str, layers, input_shape=(8, 8, 1)) -> ModelSpec:
@@ -218,16 +205,16 @@ def test_num_batches_tracked_is_in_no_table_and_never_in_the_way() -> None:
     momentum=None. get_weights skips it, set_weights leaves it, and the state_dict with it
     still loads strictly into torch's own modules."""
     spec, X, _ = _data("cnn_bn")
-    w = _perturbed(spec, "float32")
+    w = perturbed_norm_weights(spec, "float32")
     net = M.build(spec, w)
     net(torch.from_numpy(X[:32]))  # train mode: counts one batch, updates the statistics
     assert int(net.batch_norm_0.num_batches_tracked) == 1
     got = M.get_weights(net)
     assert list(got) == list(spec.weight_shapes())
-    assert max_diff({k: got[k] for k in _trainable_names(spec)},
-                    {k: w[k] for k in _trainable_names(spec)}) == 0.0
-    assert max_diff({k: got[k] for k in _state_names(spec)},
-                    {k: w[k] for k in _state_names(spec)}) > 1e-3
+    assert max_diff({k: got[k] for k in trainable_names(spec)},
+                    {k: w[k] for k in trainable_names(spec)}) == 0.0
+    assert max_diff({k: got[k] for k in state_names(spec)},
+                    {k: w[k] for k in state_names(spec)}) > 1e-3
     M.set_weights(net, w)
     assert max_diff(M.get_weights(net), w) == 0.0
     assert int(net.batch_norm_0.num_batches_tracked) == 1
@@ -360,8 +347,8 @@ def test_one_epoch_matches_the_reference(model, optimizer, dtype) -> None:
     assert np.abs(pred - reference.predict(spec, want.weights, Xt.astype(np.float64))).max() \
         <= 1e-6
     if model == "cnn_bn":  # the statistics did move, and predict uses them
-        assert max_diff({k: got.weights[k] for k in _state_names(spec)},
-                        {k: init[k] for k in _state_names(spec)}) > 1e-2
+        assert max_diff({k: got.weights[k] for k in state_names(spec)},
+                        {k: init[k] for k in state_names(spec)}) > 1e-2
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -371,14 +358,14 @@ def test_step_details_match_the_reference(model, dtype) -> None:
     gamma or beta): logits, loss, gradients of the trained tensors only and the state after
     the batch's update ({} for mlp_ln); twice in a row gives the same (no leftover state)."""
     spec, X, y = _data(model, dtype)
-    w = _perturbed(spec, dtype)
+    w = perturbed_norm_weights(spec, dtype)
     got = T.step_details(spec, w, X[:32], y[:32], l2=0.01)
     again = T.step_details(spec, w, X[:32], y[:32], l2=0.01)
     want = reference.step_details(spec, {k: v.astype(np.float64) for k, v in w.items()},
                                   X[:32].astype(np.float64), y[:32], l2=0.01)
     tol = TOL[dtype]
-    assert list(got["grads"]) == _trainable_names(spec) == list(want["grads"])
-    assert list(got["state"]) == _state_names(spec) == list(want["state"])
+    assert list(got["grads"]) == trainable_names(spec) == list(want["grads"])
+    assert list(got["state"]) == state_names(spec) == list(want["state"])
     # the logits reach ~1 after normalisation: float32 rounding alone exceeds 1e-6 there
     scale = reference.rounding_scale(spec, {k: v.astype(np.float64) for k, v in w.items()},
                                      X[:32].astype(np.float64), dtype=dtype, training=True)
@@ -419,8 +406,8 @@ def test_resumed_epoch_equals_two_epochs_bit_for_bit(tmp_path) -> None:
     for k in full.weights:
         assert np.array_equal(resumed.weights[k], full.weights[k]), k
     np.testing.assert_array_equal(resumed.losses, full.losses)
-    assert max_diff({k: full.weights[k] for k in _state_names(spec)},
-                    {k: init[k] for k in _state_names(spec)}) > 1e-2
+    assert max_diff({k: full.weights[k] for k in state_names(spec)},
+                    {k: init[k] for k in state_names(spec)}) > 1e-2
 
 
 def test_pt_file_round_trip_carries_the_state(tmp_path) -> None:
@@ -428,7 +415,7 @@ def test_pt_file_round_trip_carries_the_state(tmp_path) -> None:
     `num_batches_tracked` (so torch's own modules load it strictly); loading gives back every
     canonical tensor bit for bit, and the same predictions."""
     spec, X, _ = _data("cnn_bn")
-    w = _perturbed(spec, "float32")
+    w = perturbed_norm_weights(spec, "float32")
     path = torch_io.save(spec, w, tmp_path / "m.pt")
     state = torch.load(path, weights_only=True)
     np.testing.assert_array_equal(state["batch_norm_1.running_var"].numpy(),

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import TOL, load, max_diff, model_inputs, spec_for
+from helpers import TOL, load, max_diff, model_inputs, np_gru, np_lstm, spec_for
 from torch import nn
 
 from torch_models import io as torch_io
@@ -73,43 +73,6 @@ def _perturbed(spec: ModelSpec, dtype: str = "float64", seed: int = 1) -> dict[s
 
 
 # ------------------------------------------------------------------ numpy of the equations
-def _sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
-def _np_lstm(x, kernel, rec, bias, seq):
-    """i, f, c, o gates (Keras), h and c from zero."""
-    n, u = x.shape[0], rec.shape[0]
-    h, c, out = np.zeros((n, u)), np.zeros((n, u)), []
-    for t in range(x.shape[1]):
-        a = x[:, t] @ kernel + h @ rec + bias
-        i, f, g, o = (a[:, k * u:(k + 1) * u] for k in range(4))
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-        out.append(h)
-    return np.stack(out, 1) if seq else h
-
-
-def _np_gru(x, kernel, rec, bias, seq, reset_after):
-    """z, r, h gates (Keras), both reset placements, h from zero."""
-    n, u = x.shape[0], rec.shape[0]
-    h, out = np.zeros((n, u)), []
-    for t in range(x.shape[1]):
-        if reset_after:
-            xs, hs = x[:, t] @ kernel + bias[0], h @ rec + bias[1]
-            z = _sigmoid(xs[:, :u] + hs[:, :u])
-            r = _sigmoid(xs[:, u:2 * u] + hs[:, u:2 * u])
-            cand = np.tanh(xs[:, 2 * u:] + r * hs[:, 2 * u:])
-        else:
-            xs = x[:, t] @ kernel + bias
-            z = _sigmoid(xs[:, :u] + h @ rec[:, :u])
-            r = _sigmoid(xs[:, u:2 * u] + h @ rec[:, u:2 * u])
-            cand = np.tanh(xs[:, 2 * u:] + (r * h) @ rec[:, 2 * u:])
-        h = z * h + (1.0 - z) * cand
-        out.append(h)
-    return np.stack(out, 1) if seq else h
-
-
 def _np_forward(spec: ModelSpec, w: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     h = np.asarray(X, np.float64)
     for r in spec.resolved:
@@ -118,11 +81,12 @@ def _np_forward(spec: ModelSpec, w: dict[str, np.ndarray], X: np.ndarray) -> np.
         if r.kind == "embedding":
             h = p["embeddings"][h.astype(np.int64)]
         elif r.kind == "lstm":
-            h = _np_lstm(h, p["kernel"], p["recurrent_kernel"], p["bias"],
-                         r.layer.return_sequences)
+            h = np_lstm(h, p["kernel"], p["recurrent_kernel"], p["bias"],
+                        return_sequences=r.layer.return_sequences)
         elif r.kind == "gru":
-            h = _np_gru(h, p["kernel"], p["recurrent_kernel"], p["bias"],
-                        r.layer.return_sequences, r.layer.reset_after)
+            h = np_gru(h, p["kernel"], p["recurrent_kernel"], p["bias"],
+                       reset_after=r.layer.reset_after,
+                       return_sequences=r.layer.return_sequences)
         elif r.kind == "dense":
             h = h @ p["kernel"] + p["bias"]
         else:
