@@ -1673,3 +1673,26 @@ def test_gotcha_embedding_sparse_gradients() -> None:
     want = table - alpha * m / (np.sqrt(v) + 1e-7)
     assert measured(g, "difference", maxdiff(keras_step(dense=False), want)) > g.above
     assert measured(g, "after the fix", maxdiff(keras_step(dense=True), want)) < g.below
+
+
+def test_row_onnx_export(tmp_path: Path) -> None:
+    """The zoo's export (`zoo.onnx_io`: the torch translation, `torch.onnx.export`, opset 18)
+    run in ONNX Runtime predicts what Keras, TF1 and torch predict with the same canonical
+    weights, and its initializers are torch's state_dict, bit for bit."""
+    import onnx
+    import onnxruntime as ort
+
+    from zoo import frameworks, onnx_io
+
+    spec, init, X, _ = softmax_setup()
+    init = {**init, "dense_0/bias": np.array([0.3, -0.2, 0.1], np.float32)}
+    onnx_io.export(spec, init, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    runs = {"onnxruntime": session.run(None, {"inputs": X})[0]}
+    runs.update({fw: frameworks.get(fw).predict(spec, init, X) for fw in FW})
+    assert all_agree(runs) < 1e-6
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert model.opset_import[0].version == 18
+    tensors = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert np.array_equal(tensors["dense_0.weight"], init["dense_0/kernel"].T)
+    assert np.array_equal(tensors["dense_0.bias"], init["dense_0/bias"])

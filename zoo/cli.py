@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("zoo.commands.list", "list models by framework, optimizers and datasets"),
     "compare": ("zoo.commands.compare", "train one model in several frameworks and compare them step by step"),
     "train": ("zoo.commands.train", "train one model in one framework, print the test metric, save the weights"),
-    "convert": ("zoo.commands.convert", "convert saved weights between .keras, .pt, .ckpt (TF1) and .npz (canonical)"),
+    "convert": ("zoo.commands.convert", "convert saved weights between .keras, .pt, .ckpt (TF1), .npz (canonical) and .onnx"),
     "predict": ("zoo.commands.predict", "predict a dataset's test split with saved weights of any format"),
 }
 

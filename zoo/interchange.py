@@ -44,6 +44,8 @@ FORMATS: dict[str, str] = {**{fw.suffix: fw.weight_format for fw in FRAMEWORKS.v
 _SUFFIX = {fmt: suffix for suffix, fmt in FORMATS.items()}
 #: TF1 checkpoint files written for a prefix (Saver(write_version=V2), one shard)
 TF1_FILES = (".index", ".data-00000-of-00001")
+#: ONNX exports (`zoo.onnx_io`: `zoo convert WEIGHTS model.onnx`), not a format of this module
+ONNX_SUFFIX = ".onnx"
 
 
 def format_of(path: str | os.PathLike, to: str | None = None) -> str:
@@ -53,6 +55,8 @@ def format_of(path: str | os.PathLike, to: str | None = None) -> str:
             raise unknown_name("format", to, list(_SUFFIX))
         return to
     suffix = Path(path).suffix.lower()
+    if suffix == ONNX_SUFFIX:
+        raise _onnx_error(path)
     if suffix not in FORMATS:
         raise ConfigError(f"cannot tell the weight format of {str(path)!r} from its suffix "
                           f"{suffix or '(none)'!r}; name it {_suffix_list()}, or pass "
@@ -67,10 +71,19 @@ def _suffix_list() -> str:
     return ", ".join(items[:-1]) + " or " + items[-1]
 
 
+def _onnx_error(path: str | os.PathLike) -> ConfigError:
+    """ONNX is an export, not one of the weight formats here: `zoo.onnx_io` writes and reads
+    it (on top of this module, which never imports it)."""
+    return ConfigError(f"{str(path)!r} is an ONNX file: an export of saved weights, not a "
+                       "weights format: save the weights as *.pt, *.keras, *.ckpt or *.npz and "
+                       "export them with `zoo convert WEIGHTS model.onnx`; read an export back "
+                       "with `zoo convert model.onnx OUT` or `zoo predict model.onnx`.")
+
+
 def stored_format(path: str | os.PathLike) -> str:
     """The format of an existing file: from its suffix, else from its sidecar's "format"
     (a file written with `convert(..., to=...)` under another name)."""
-    if Path(path).suffix.lower() in FORMATS:
+    if Path(path).suffix.lower() in (*FORMATS, ONNX_SUFFIX):
         return format_of(path)
     side = sidecar_path(path)
     if side.is_file():
@@ -80,6 +93,8 @@ def stored_format(path: str | os.PathLike) -> str:
             fmt = None
         if fmt in _SUFFIX:
             return fmt
+        if fmt == "onnx":
+            raise _onnx_error(path)
     raise ConfigError(f"cannot tell the weight format of {str(path)!r}: its suffix is not "
                       f"{', '.join(FORMATS)} and it has no zoo sidecar "
                       f"{str(side)!r}; pass a file written by `zoo train --save` or "

@@ -244,6 +244,18 @@ ROWS: tuple[Row, ...] = (
         "C = 1/(2n) sum ||y - a||^2 sums over the outputs; Keras's `mse` averages over them "
         "too (gotcha below)",
         _P + "test_row_quadratic_cost"),
+    Row("ONNX export",
+        "`tf2onnx.convert.from_graph_def(graph_def, input_names=['x:0'], "
+        "output_names=['probs:0'], opset=18)` on a frozen graph (variables made constants)",
+        "`model.export('m.onnx', format='onnx', opset_version=18)` (tf2onnx on the TensorFlow "
+        "backend)",
+        "`torch.onnx.export(model.eval(), (x,), dynamo=True, opset_version=18, "
+        "optimize=False, dynamic_shapes=...)` (needs onnxscript)",
+        "the zoo exports every format from its torch translation, opset 18 (`zoo convert "
+        "WEIGHTS m.onnx`), and checks it in ONNX Runtime: predictions equal to 1e-6, weights "
+        "back from the initializers bit for bit (`optimize=True` folds BatchNorm into the "
+        "convolutions and renames tensors); export in eval mode, or dropout stays in",
+        _P + "test_row_onnx_export"),
 )
 
 GOTCHAS: tuple[Gotcha, ...] = (

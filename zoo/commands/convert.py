@@ -2,7 +2,11 @@
 state_dict) and .ckpt (TF1 Saver checkpoint prefix), and the zoo's canonical .npz (canonical
 names as keys, canonical layout: readable with numpy alone). The target format follows DST's
 suffix or --to; every file is loaded safely (no unpickling) and checked against its JSON
-sidecar, and every written file gets one."""
+sidecar, and every written file gets one.
+
+DST named *.onnx exports the model to ONNX (opset 18) from its torch translation, whatever the
+source format, checked in ONNX Runtime before it is written; an ONNX file the zoo wrote
+converts back to any of the formats above (`zoo.onnx_io`)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ import argparse
 
 from zoo.interchange import FORMATS
 
-_FORMATS = tuple(dict.fromkeys(FORMATS.values()))
+ONNX = ".onnx"  # zoo.onnx_io.SUFFIX (not imported here: the parser stays light)
+_FORMATS = (*dict.fromkeys(FORMATS.values()), "onnx")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    suffixes = ", ".join(f"*{s}" for s in FORMATS)
-    p.add_argument("src", metavar="SRC", help=f"weights to read: {suffixes}")
+    suffixes = ", ".join(f"*{s}" for s in (*FORMATS, ONNX))
+    p.add_argument("src", metavar="SRC",
+                   help=f"weights to read: {suffixes} (an ONNX file the zoo exported)")
     p.add_argument("dst", metavar="DST", help=f"weights to write: {suffixes}")
     p.add_argument("--to", choices=_FORMATS, default=None,
                    help="target format (default: from DST's suffix)")
@@ -23,9 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo import interchange
+    from zoo import onnx_io
 
-    spec, weights, fmt = interchange.convert(args.src, args.dst, to=args.to, force=args.force)
+    spec, weights, fmt = onnx_io.convert(args.src, args.dst, to=args.to, force=args.force)
     n = sum(int(v.size) for v in weights.values())
-    print(f"wrote {args.dst} ({fmt}, model {spec.name}, {n} parameters) from {args.src}")
+    extra = f", opset {onnx_io.OPSET}, checked in ONNX Runtime" if fmt == onnx_io.FORMAT else ""
+    print(f"wrote {args.dst} ({fmt}{extra}, model {spec.name}, {n} parameters) from {args.src}")
     return 0

@@ -1,7 +1,8 @@
 """Predict a dataset's test split with saved weights of any format (.keras, .pt, .ckpt, or the
 canonical .npz), computed by the framework that wrote the file (the float64 numpy reference
-for .npz): class probabilities, P(y=1) for logistic, sigmoid activations for nielsen, or values
-for regression, as JSON {"predictions": [[...], ...]}."""
+for .npz), or with an ONNX file the zoo exported (.onnx), computed by ONNX Runtime on the CPU:
+class probabilities, P(y=1) for logistic, sigmoid activations for nielsen, or values for
+regression, as JSON {"predictions": [[...], ...]}."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from zoo.errors import ConfigError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("weights", metavar="WEIGHTS",
-                   help="saved weights: *.keras, *.pt, *.ckpt or *.npz (canonical)")
+                   help="saved weights: *.keras, *.pt, *.ckpt, *.npz (canonical) or *.onnx "
+                   "(a zoo export, run in ONNX Runtime)")
     p.add_argument("--dataset", metavar="NAME", help="dataset name (see `zoo data --list`)")
     add_data_arguments(p)
     p.add_argument("--json", metavar="PATH", default=None,
@@ -42,19 +44,28 @@ def split_inputs(spec, ds, weights_path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo import frameworks, interchange
+    from zoo import frameworks, interchange, onnx_io
 
-    fmt = interchange.stored_format(args.weights)
-    interchange.check_exists(fmt, args.weights)
+    on_onnx = onnx_io.is_onnx(args.weights)
+    if on_onnx:
+        fmt = onnx_io.FORMAT
+        onnx_io.check_exists(args.weights)
+    else:
+        fmt = interchange.stored_format(args.weights)
+        interchange.check_exists(fmt, args.weights)
     if args.json and Path(args.json).exists() and not args.force:
         raise ConfigError(f"{args.json!r} already exists; pass --force to overwrite it.")
     if args.dataset is None and args.csv is None and args.npz is None:
         raise ConfigError("name a dataset with --dataset NAME, or pass --csv PATH --target "
                           "COLUMN or --npz PATH.")
     ds = load_from_args(args, args.dataset)
-    spec, weights = interchange.load(args.weights)
-    X = split_inputs(spec, ds, args.weights)
-    pred = frameworks.for_format(fmt).predict(spec, weights, X)
+    if on_onnx:
+        spec = onnx_io.read_spec(args.weights)
+        _, pred = onnx_io.predict(args.weights, split_inputs(spec, ds, args.weights))
+    else:
+        spec, weights = interchange.load(args.weights)
+        X = split_inputs(spec, ds, args.weights)
+        pred = frameworks.for_format(fmt).predict(spec, weights, X)
     doc = {"predictions": [[float(v) for v in row] for row in pred.reshape(len(pred), -1)],
            "model": spec.name, "format": fmt, "dataset": ds.name}
     text = json.dumps(doc)
