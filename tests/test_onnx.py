@@ -1,8 +1,8 @@
 """ONNX interchange (`zoo.onnx_io`): every zoo model exported from its torch translation and run
 in ONNX Runtime equals torch's `predict` within 1e-6 (float32; scaled by the predictions'
 magnitude above 1), with weights that are not the initial ones (shifted biases, gammas, betas
-and moving statistics); exports of .keras and .ckpt files equal Keras's and TF1's own
-predictions (a representative subset by default, every model with `-m slow`); the weights come
+and moving statistics); exports of .keras and .ckpt files of every model equal Keras's and
+TF1's own predictions; the weights come
 back out of an export bit for bit, and a .pt -> .onnx -> .keras -> .onnx round trip keeps the
 predictions; corrupt and foreign ONNX files are refused with one line; the CLI
 (`zoo convert ... model.onnx`, `zoo predict model.onnx`); importing the zoo imports no ONNX
@@ -37,9 +37,6 @@ DATA = {"softmax": "iris", "svm": "iris", "linear": "icecream", "logistic": "bre
         "mlp": "digits", "cnn": "digits", "cnn_bn": "digits", "mlp_ln": "digits",
         "lenet": "digits28", "nielsen": "digits", "lstm": "digits", "gru": "digits",
         "embedding_gru": "tokens"}
-#: the exports from .keras and .ckpt files checked by default (every model with -m slow):
-#: images NHWC with BatchNorm, LayerNorm, both recurrent layers
-FAST = {"keras": ("cnn_bn", "lstm"), "tf1": ("mlp_ln", "gru")}
 
 
 def _weights(spec: ModelSpec, seed: int = 1, dtype: str = "float32") -> dict[str, np.ndarray]:
@@ -110,9 +107,8 @@ def test_onnx_runtime_equals_torch(tmp_path, model):
     assert _rel_diff(one, want[:1]) <= TOL
 
 
-@pytest.mark.parametrize("fmt,model", [
-    pytest.param(fmt, model, marks=() if model in FAST[fmt] else pytest.mark.slow)
-    for fmt in ("keras", "tf1") for model in ARCHITECTURES])
+@pytest.mark.parametrize("fmt,model", [(fmt, model) for fmt in ("keras", "tf1")
+                                       for model in ARCHITECTURES])
 def test_export_of_each_framework_format_equals_its_predict(tmp_path, fmt, model):
     """.keras / .ckpt -> .onnx: ONNX Runtime equals the writing framework's own `predict` of
     the file it was exported from."""
