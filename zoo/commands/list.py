@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     for model, fws in matrix.items():
         arch = MODELS.get(model)
         desc = arch.description if arch else "minimise a*w^2 + b*w + c (seeds 000, 004)"
-        kind = ("images" if arch.image else "features") if arch else "-"
+        kind = ({"rows": "image rows", "tokens": "token ids"}.get(arch.sequence or "",
+                "images" if arch.image else "features") if arch else "-")
         t.add_row(model, *("yes" if fws[fw] else "-" for fw in FRAMEWORKS), kind, desc)
     console = Console() if Console().is_terminal else Console(width=170)
     console.print(t)
