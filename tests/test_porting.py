@@ -1696,3 +1696,31 @@ def test_row_onnx_export(tmp_path: Path) -> None:
     tensors = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     assert np.array_equal(tensors["dense_0.weight"], init["dense_0/kernel"].T)
     assert np.array_equal(tensors["dense_0.bias"], init["dense_0/bias"])
+
+
+def test_gotcha_recurrent_initialisers() -> None:
+    """torch draws every LSTM tensor from U(+-1/sqrt(u)), biases included; Keras starts the
+    forget gate's bias at one (`unit_forget_bias`), the recurrent kernel orthogonal and the
+    input kernel glorot-uniform: two fresh layers start as different LSTMs."""
+    from zoo.layers import LSTM, Dense, init_weights, resolve, to_native
+
+    g = gotcha("recurrent_initialisers")
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 16, batch_first=True)
+    keras_layer = keras.layers.LSTM(16)
+    keras_layer.build((None, 6, 5))
+    forget = slice(16, 32)
+    torch_forget = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()[forget]
+    keras_forget = keras_layer.get_weights()[2][forget]
+    assert measured(g, "difference", abs(keras_forget.mean() - torch_forget.mean())) > g.above
+    # the fix: one set of initial weights, drawn once and loaded into both
+    resolved = resolve([LSTM(16), Dense(2)], (6, 5))
+    w = init_weights(resolved, 0)
+    native = to_native(w, resolved, "torch")
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            p.copy_(torch.from_numpy(native[f"lstm_0.{name}"]))
+        X = _seq(72, (4, 6, 5))
+        torch_out = lstm(torch.from_numpy(X))[0][:, -1].numpy()
+    keras_layer.set_weights([w["lstm_0/kernel"], w["lstm_0/recurrent_kernel"], w["lstm_0/bias"]])
+    assert measured(g, "after the fix", maxdiff(np.asarray(keras_layer(X)), torch_out)) < g.below

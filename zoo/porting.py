@@ -533,6 +533,15 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "silently, the batch read as time, with the expected output shape",
            "`nn.LSTM(..., batch_first=True)` (every recurrent translation of the zoo)",
            _P + "test_gotcha_batch_first", above=0.05, below=1e-5),
+    Gotcha("recurrent_initialisers", "Recurrent default initialisers",
+           "torch draws every `nn.LSTM`/`nn.GRU` tensor, biases included, from U(+-1/sqrt(u)) "
+           "and `nn.Embedding` from N(0, 1); Keras starts the LSTM's forget-gate bias at one "
+           "(`unit_forget_bias=True`), its recurrent kernel orthogonal, its input kernel "
+           "glorot-uniform and embeddings in U(-0.05, 0.05): the forget-gate bias of two fresh "
+           "LSTM(16) layers, mean Keras vs torch",
+           "draw the initial weights once and load them into every framework "
+           "(`zoo.specs.init_weights`, Keras's initialisers); outputs then agree",
+           _P + "test_gotcha_recurrent_initialisers", above=0.5, below=1e-5),
     Gotcha("embedding_sparse_gradients", "Adam on an embedding's sparse gradient",
            "an embedding's gradient is one slice per looked-up id; Keras 3's Adam (and "
            "RMSprop, Adagrad) squares each slice before adding them, so a row looked up k times "
