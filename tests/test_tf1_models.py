@@ -498,7 +498,13 @@ def test_new_model_one_epoch(model: str, opt: str, dtype: str) -> None:
     r = reference.train(spec, ts, X, y, init)
     assert len(h.losses) == len(r.losses) == -(-len(X) // 32)
     diff = _max_diff(h.weights, r.weights)
-    assert diff <= scaled_tol(dtype, r.weights), diff
+    tol = scaled_tol(dtype, r.weights)
+    if (model, opt, dtype) == ("lenet", "rmsprop", "float32"):
+        # RMSprop divides each gradient by its own root mean square, so the float32 rounding
+        # of LeNet's smallest gradients becomes whole steps: 1.4e-7 on one CPU, 1.4e-6 on an
+        # AVX-512 one whose float32 kernels sum in another order (float64: within 1e-12)
+        tol = 5e-6
+    assert diff <= tol, diff
     assert _max_diff(h.weights, init) > 1e-4  # the epoch really moved the weights
     loss_tol = {"float32": 1e-5, "float64": 1e-12}[dtype]
     np.testing.assert_allclose(h.losses, r.losses, rtol=loss_tol, atol=loss_tol)
