@@ -73,6 +73,40 @@ def test_interrupted_mid_epoch_and_resumed_is_bitwise_equal(fw, optimizer, tmp_p
     assert _equal(again.weights, full.weights)
 
 
+@pytest.mark.parametrize("fw", ["keras", "tf1", "torch"])
+@pytest.mark.parametrize("model,data,n", [("cnn_bn", "digits", 160), ("lstm", "digits", 160),
+                                          ("embedding_gru", "tokens", 160)])
+def test_layer_models_resume_bit_for_bit(fw, model, data, n, tmp_path):
+    """BatchNorm's moving statistics (state, not trained) and the recurrent layers' tensors
+    (torch's frozen LSTM bias_hh has no optimizer state) travel in the checkpoint: a 2-epoch run
+    interrupted in its second epoch and resumed ends as the uninterrupted one, bit for bit."""
+    from helpers import model_inputs, spec_for, state_names
+
+    ds = load(data)
+    spec = spec_for(model, ds)
+    X, y = model_inputs(ds.X_train[:n], spec), ds.y_train[:n]
+    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2, batch_size=32)
+    pkg = F.get(fw).module("train")
+    full = pkg.train(spec, ts, X, y, init_weights(spec))
+
+    def stop_in_epoch_1(epoch, step, loss):
+        if (epoch, step) == (1, 2):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pkg.train(spec, ts, X, y, init_weights(spec), checkpoint_dir=tmp_path,
+                  progress=stop_in_epoch_1)
+    resumed = pkg.train(spec, ts, X, y, init_weights(spec), checkpoint_dir=tmp_path,
+                        resume=True)
+    assert list(resumed.weights) == list(full.weights)
+    assert _equal(resumed.weights, full.weights)
+    assert np.array_equal(resumed.losses, full.losses) and len(full.losses) == 10
+    if model == "cnn_bn":  # the moving statistics did move, so resuming them is tested
+        init = init_weights(spec)
+        assert max(float(np.max(np.abs(full.weights[k] - init[k])))
+                   for k in state_names(spec)) > 1e-2
+
+
 def test_checkpoint_rules(tmp_path):
     from torch_models.train import train
 

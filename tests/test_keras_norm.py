@@ -321,28 +321,6 @@ def test_divergence_returns_the_weights_and_state_the_nonfinite_step_started_fro
 
 
 # ----------------------------------------------------------------------------- files
-def test_two_epochs_equal_one_epoch_and_a_resume_bit_for_bit(tmp_path):
-    spec, X, y = _data("cnn_bn")
-    ts = _ts("adam", epochs=2)
-    init = init_weights(spec, 0)
-    full = K.train(spec, ts, X, y, init)
-
-    class Stop(Exception):
-        pass
-
-    def stop_in_epoch_1(epoch, step, loss):
-        if (epoch, step) == (1, 3):
-            raise Stop
-
-    with pytest.raises(Stop):
-        K.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, progress=stop_in_epoch_1)
-    resumed = K.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
-    assert set(resumed.weights) == set(full.weights)
-    assert all(np.array_equal(resumed.weights[k], full.weights[k]) for k in full.weights)
-    assert np.array_equal(resumed.losses, full.losses)
-    assert max_diff(_state(full.weights), _state(init)) > 1e-3
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_keras_file_round_trip_carries_the_moving_statistics(dtype, tmp_path):
     spec, X, _ = _data("cnn_bn", dtype)

@@ -250,27 +250,6 @@ def test_step_details_against_the_reference(model):
 
 
 # ----------------------------------------------------------------------------- files
-def test_two_epochs_equal_one_epoch_and_a_resume_bit_for_bit(tmp_path):
-    spec, X, y = _data("lstm")
-    ts = _ts("adam", epochs=2)
-    init = init_weights(spec, 0)
-    full = K.train(spec, ts, X, y, init)
-
-    class Stop(Exception):
-        pass
-
-    def stop_in_epoch_1(epoch, step, loss):
-        if (epoch, step) == (1, 2):
-            raise Stop
-
-    with pytest.raises(Stop):
-        K.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, progress=stop_in_epoch_1)
-    resumed = K.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
-    assert list(resumed.weights) == list(full.weights)
-    assert all(np.array_equal(resumed.weights[k], full.weights[k]) for k in full.weights)
-    assert np.array_equal(resumed.losses, full.losses) and len(full.losses) == 10
-
-
 @pytest.mark.parametrize(("model", "dtype"), [("gru", "float64"), ("embedding_gru", "float32")])
 def test_keras_file_round_trip(model, dtype, tmp_path):
     """`model.save` / `load_model(safe_mode=True)`: the registered ZooModel and ZooEmbedding

@@ -262,29 +262,6 @@ def test_step_details_match_the_reference_without_assigning(model, dtype) -> Non
 
 
 # ----------------------------------------------------------------------------- persistence
-class _Interrupt(Exception):
-    pass
-
-
-def test_resumed_epoch_equals_two_epochs_bit_for_bit(tmp_path) -> None:
-    spec, X, y = _data("cnn_bn")
-    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2, batch_size=32)
-    full = T.train(spec, ts, X, y, init_weights(spec))
-
-    def stop_at_epoch_1(epoch, step, loss):
-        if epoch == 1:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        T.train(spec, ts, X, y, init_weights(spec), checkpoint_dir=tmp_path,
-                progress=stop_at_epoch_1)
-    resumed = T.train(spec, ts, X, y, init_weights(spec), checkpoint_dir=tmp_path, resume=True)
-    assert list(resumed.weights) == list(full.weights)
-    for name in full.weights:
-        assert np.array_equal(resumed.weights[name], full.weights[name]), name
-    assert np.array_equal(resumed.losses, full.losses)
-
-
 def test_ckpt_file_round_trip_carries_the_state(tmp_path) -> None:
     spec, X, _ = _data("cnn_bn")
     w = perturbed_norm_weights(spec, "float32")

@@ -383,33 +383,6 @@ def test_step_details_match_the_reference(model, dtype) -> None:
 
 
 # ------------------------------------------------------------------ checkpoints and files
-class _Interrupt(Exception):
-    pass
-
-
-def test_resumed_epoch_equals_two_epochs_bit_for_bit(tmp_path) -> None:
-    """The moving statistics travel in the checkpoint's weights: a 2-epoch run stopped after
-    its first epoch and resumed ends as the uninterrupted run, every tensor bit for bit."""
-    spec, X, y = _data("cnn_bn")
-    init = init_weights(spec)
-    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2, batch_size=32)
-    full = T.train(spec, ts, X, y, init)
-
-    def stop_in_epoch_1(epoch, step, loss):
-        if epoch == 1:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        T.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, progress=stop_in_epoch_1)
-    resumed = T.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
-    assert list(resumed.weights) == list(full.weights)
-    for k in full.weights:
-        assert np.array_equal(resumed.weights[k], full.weights[k]), k
-    np.testing.assert_array_equal(resumed.losses, full.losses)
-    assert max_diff({k: full.weights[k] for k in state_names(spec)},
-                    {k: init[k] for k in state_names(spec)}) > 1e-2
-
-
 def test_pt_file_round_trip_carries_the_state(tmp_path) -> None:
     """The `.pt` state_dict holds running_mean / running_var (= the moving statistics) and
     `num_batches_tracked` (so torch's own modules load it strictly); loading gives back every

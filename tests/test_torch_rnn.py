@@ -329,31 +329,6 @@ def test_step_details_match_the_reference(model) -> None:
 
 
 # ------------------------------------------------------------------ checkpoints and files
-class _Interrupt(Exception):
-    pass
-
-
-def test_resumed_epoch_equals_two_epochs_bit_for_bit(tmp_path) -> None:
-    """An LSTM run (Adam: moments per trained parameter, the frozen bias_hh has none) stopped
-    in its second epoch and resumed from the checkpoint ends as the uninterrupted run."""
-    spec, X, y = _data("lstm")
-    init = init_weights(spec)
-    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2, batch_size=32)
-    full = T.train(spec, ts, X, y, init)
-
-    def stop_in_epoch_1(epoch, step, loss):
-        if epoch == 1:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        T.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, progress=stop_in_epoch_1)
-    resumed = T.train(spec, ts, X, y, init, checkpoint_dir=tmp_path, resume=True)
-    assert list(resumed.weights) == list(full.weights)
-    for k in full.weights:
-        assert np.array_equal(resumed.weights[k], full.weights[k]), k
-    np.testing.assert_array_equal(resumed.losses, full.losses)
-
-
 @pytest.mark.parametrize("model", ["lstm", "gru", "embedding_gru", "reset_before"])
 def test_pt_file_round_trip(tmp_path, probe, model) -> None:
     """Every canonical tensor back bit for bit (float64 too), the same predictions; an LSTM
