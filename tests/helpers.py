@@ -165,3 +165,21 @@ def perturbed_norm_weights(spec, dtype: str, seed: int = 5) -> dict[str, np.ndar
         elif short in ("beta", "moving_mean"):
             w[name] = rng.normal(0.0, 0.3, w[name].shape).astype(dtype)
     return w
+
+
+def shifted_weights(spec, seed: int = 1, dtype: str = "float32") -> dict[str, np.ndarray]:
+    """Canonical initial weights with non-zero biases and shifted gammas, betas and moving
+    statistics (so that a lost bias or moving statistic shows in the predictions; moving
+    variances stay positive): what the interchange tests carry across formats."""
+    from zoo.specs import init_weights
+
+    w = init_weights(spec, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 100)
+
+    def shift(k, v):
+        if k.endswith(("bias", "/beta", "/gamma", "/moving_mean")):
+            return v + rng.normal(0, 0.1, v.shape).astype(v.dtype)
+        if k.endswith("/moving_variance"):
+            return v + rng.uniform(0.0, 0.5, v.shape).astype(v.dtype)
+        return v
+    return {k: shift(k, v) for k, v in w.items()}

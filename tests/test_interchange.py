@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import shifted_weights
 
 from zoo import frameworks as F
 from zoo import interchange as ic
@@ -34,27 +35,12 @@ def iris():
     return load_dataset("iris", seed=0)
 
 
-def _weights(spec, seed=1):
-    """Canonical init weights with non-zero biases, gammas, betas and moving statistics (so a
-    lost bias or moving statistic would show; moving variances stay positive)."""
-    w = init_weights(spec, seed=seed)
-    rng = np.random.default_rng(seed + 100)
-
-    def shift(k, v):
-        if k.endswith(("bias", "/beta", "/gamma", "/moving_mean")):
-            return v + rng.normal(0, 0.1, v.shape).astype(v.dtype)
-        if k.endswith("/moving_variance"):
-            return v + rng.uniform(0.0, 0.5, v.shape).astype(v.dtype)
-        return v
-    return {k: shift(k, v) for k, v in w.items()}
-
-
 @pytest.fixture(scope="module")
 def models(iris):
     out = {}
     for name in ("softmax", "mlp"):
         spec = model_spec_for(name, iris.n_features, iris.n_outputs)
-        out[name] = (spec, _weights(spec))
+        out[name] = (spec, shifted_weights(spec))
     return out
 
 
@@ -122,7 +108,7 @@ def test_round_trip_all_formats(tmp_path, models, iris):
 
 def test_float64_kept(tmp_path, iris):
     spec = model_spec_for("softmax", 4, 3)
-    w = {k: v.astype(np.float64) for k, v in _weights(spec).items()}
+    w = {k: v.astype(np.float64) for k, v in shifted_weights(spec).items()}
     for fmt in FORMATS:
         p = tmp_path / f"d{SUFFIX[fmt]}"
         ic.save(fmt, spec, w, p)
@@ -363,7 +349,7 @@ def cnn():
     """The convnet on the digits images, with weights that are not its initial ones."""
     ds = load_dataset("digits", seed=0)
     spec = model_spec_for("cnn", ds.n_features, ds.n_outputs, input_shape=ds.image_shape)
-    return ds, spec, _weights(spec, seed=3)
+    return ds, spec, shifted_weights(spec, seed=3)
 
 
 def test_expected_shapes_come_from_the_layer_tables(cnn):
@@ -429,7 +415,7 @@ def test_cli_npz_convert_predict_and_init(tmp_path, iris, cnn):
                                atol=1e-6, rtol=0)
 
     soft = model_spec_for("softmax", iris.n_features, iris.n_outputs)
-    start = _weights(soft, seed=5)
+    start = shifted_weights(soft, seed=5)
     ic.save("keras", soft, start, tmp_path / "start.keras")
     r = _zoo("train", "softmax", "--framework", "torch", "--dataset", "iris", "--epochs", "2",
              "--init", "start.keras", "--save", "end.npz", cwd=tmp_path)
@@ -457,7 +443,7 @@ def test_layer_models_convert_in_every_direction(tmp_path, model):
 
     ds = load({"lenet": "digits28", "embedding_gru": "tokens"}.get(model, "digits"))
     spec = spec_for(model, ds)
-    w = _weights(spec, seed=5)
+    w = shifted_weights(spec, seed=5)
     X = model_inputs(ds.X_test[:60], spec)
     files = {}
     for fmt in FORMATS:

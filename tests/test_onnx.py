@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 from cli_run import one_error_line, zoo
-from helpers import load, model_inputs, spec_for
+from helpers import load, model_inputs, shifted_weights, spec_for
 from onnx import TensorProto, helper
 
 from torch_models import train as T
@@ -28,7 +28,7 @@ from zoo import onnx_io
 from zoo.errors import ConfigError, DataError, DataNotFoundError
 from zoo.layers import GRU, Dense, Dropout
 from zoo.models import ARCHITECTURES, Architecture
-from zoo.specs import ModelSpec, init_weights
+from zoo.specs import ModelSpec
 
 #: ONNX Runtime against a framework's predictions, float32 (relative above magnitude 1)
 TOL = 1e-6
@@ -39,26 +39,11 @@ DATA = {"softmax": "iris", "svm": "iris", "linear": "icecream", "logistic": "bre
         "embedding_gru": "tokens"}
 
 
-def _weights(spec: ModelSpec, seed: int = 1, dtype: str = "float32") -> dict[str, np.ndarray]:
-    """Initial weights with shifted biases, gammas, betas and moving statistics (so that a lost
-    bias or moving statistic would show; moving variances stay positive)."""
-    w = init_weights(spec, seed=seed, dtype=dtype)
-    rng = np.random.default_rng(seed + 100)
-
-    def shift(k, v):
-        if k.endswith(("bias", "/beta", "/gamma", "/moving_mean")):
-            return v + rng.normal(0, 0.1, v.shape).astype(v.dtype)
-        if k.endswith("/moving_variance"):
-            return v + rng.uniform(0.0, 0.5, v.shape).astype(v.dtype)
-        return v
-    return {k: shift(k, v) for k, v in w.items()}
-
-
 def _case(model: str):
     """(spec, weights, test inputs) of `model` on its small dataset."""
     ds = load(DATA[model])
     spec = spec_for(model, ds)
-    return spec, _weights(spec), model_inputs(ds.inputs(spec, "test"), spec)
+    return spec, shifted_weights(spec), model_inputs(ds.inputs(spec, "test"), spec)
 
 
 def _rel_diff(got: np.ndarray, want: np.ndarray) -> float:
@@ -149,7 +134,7 @@ def test_reset_before_gru_dropout_and_float64(tmp_path, monkeypatch):
     monkeypatch.setitem(ARCHITECTURES, "probe", arch)
     spec = ModelSpec("probe", 24, 3, input_shape=(6, 4))
     X = np.random.default_rng(5).standard_normal((7, 6, 4))
-    w = _weights(spec, dtype="float64")
+    w = shifted_weights(spec, dtype="float64")
     onnx_io.export(spec, w, tmp_path / "p.onnx")
     _, pred = onnx_io.predict(tmp_path / "p.onnx", X)
     assert _rel_diff(pred, T.predict(spec, w, X)) <= TOL
