@@ -33,6 +33,16 @@ __all__ = ["audit_optimizer", "describe", "freeze", "get_weights", "layer_output
            "prepare", "set_weights", "train"]
 
 FRAMEWORK = "keras"
+#: The training loop hands the optimizer an Embedding's gradient dense: Keras 3's Adam,
+#: RMSprop and Adagrad take the sparse gradient of a lookup slice by slice, so a row looked up
+#: k times gets the sum of k squares in its second moment instead of the square of the sum
+#: (docs/porting.md, "Adam on an embedding's sparse gradient"); the dense gradient is the
+#: gradient of the equations and what torch and TF1 train with. `fit` does not do this.
+DENSE_GRADIENTS = True
+#: layer kinds as Keras calls them, for the audit's messages
+CLASS_NAMES = {"dense": "Dense", "conv2d": "Conv2D", "batch_norm": "BatchNormalization",
+               "layer_norm": "LayerNormalization", "embedding": "Embedding", "lstm": "LSTM",
+               "gru": "GRU", "dropout": "Dropout"}
 
 
 @dataclass
@@ -56,6 +66,13 @@ def _leaves(layers) -> list:
         else:
             out.append(layer)
     return out
+
+
+def check_model(model: Any) -> str | None:
+    """Why `model` is not a model this adapter reads (None if it is)."""
+    if isinstance(model, keras.Model):
+        return None
+    return f"a {type(model).__name__}, not a keras.Model"
 
 
 def prepare(model: Any, X: np.ndarray, dtype: str = "float32") -> Handle:
@@ -209,7 +226,7 @@ def _run_layers(handle: Handle, x, names: list[str], training: bool) -> dict[str
     sub = keras.Model(model.inputs, [_layer(model, n).output for n in names])
     res = sub(x, training=training)
     res = res if isinstance(res, (list, tuple)) else [res]
-    return {n: np.asarray(keras.ops.convert_to_numpy(r)) for n, r in zip(names, res)}
+    return {n: np.asarray(keras.ops.convert_to_numpy(r)) for n, r in zip(names, res, strict=True)}
 
 
 def _layer(model, name):
@@ -233,7 +250,7 @@ def _is_chain(model) -> bool:
 
 
 def _chained(layers) -> bool:
-    for a, b in zip(layers, layers[1:]):
+    for a, b in zip(layers, layers[1:], strict=False):
         src = b._inbound_nodes[0].input_tensors[0]
         if getattr(src, "_keras_history", None) is None or \
                 src._keras_history.operation is not a:
@@ -300,6 +317,17 @@ def _targets(loss, y: np.ndarray, n_out: int, dtype: str) -> np.ndarray:
 
 def train(handle: Handle, plan: TrainPlan, X: np.ndarray, y: np.ndarray,
           progress=None) -> OwnHistory:
+    """See the module docstring. Keras's loss objects take `keras.config.floatx()` when they
+    are created and when they compute, so a float64 run trains under floatx float64 (else
+    the loss, and with it every gradient, would be rounded to float32)."""
+    from keras_models.train import floatx
+
+    with floatx(plan.dtype):
+        return _train(handle, plan, X, y, progress)
+
+
+def _train(handle: Handle, plan: TrainPlan, X: np.ndarray, y: np.ndarray,
+           progress=None) -> OwnHistory:
     import tensorflow as tf
 
     from keras_models.optimizers import make_optimizer
@@ -330,7 +358,10 @@ def train(handle: Handle, plan: TrainPlan, X: np.ndarray, y: np.ndarray,
             if model.losses:
                 loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in model.losses])
         grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables))
+        # an Embedding's sparse gradient, made dense (DENSE_GRADIENTS)
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                 for g in grads]
+        opt.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
     losses: list[float] = []

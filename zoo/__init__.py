@@ -9,4 +9,14 @@ package imports tensorflow, keras or torch at module level: each framework packa
 from zoo.errors import ZooError
 
 __version__ = "0.1.0"
-__all__ = ["ZooError", "__version__"]
+__all__ = ["ZooError", "__version__", "compare_models"]
+
+
+def __getattr__(name: str):
+    # `zoo.compare_models` (docs/own-models.md), imported on first use so that `import zoo`
+    # stays light
+    if name == "compare_models":
+        from zoo.own import compare_models
+
+        return compare_models
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -86,6 +86,10 @@ class Framework:
     #: the protocol lives in the one module `package` (the numpy reference), not in
     #: `<package>/<role>.py`
     single_module: bool = False
+    #: `zoo.compare_models` reads and trains users' own models of it (`<package>/own.py`)
+    own_models: bool = False
+    #: the layout its image tensors take: "nhwc" (the canonical one) or "nchw"
+    image_layout: str = "nhwc"
 
     # the protocol, imported on first use (see PROTOCOL)
     build = _Protocol()
@@ -148,15 +152,15 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in [
     Framework("keras", "keras_models", "Keras 3 on TensorFlow (a keras.Model, compile, fit)",
               ("tensorflow", "keras"), suffix=".keras", weight_file="Keras", weight_format="keras",
-              data_parallel=True, cli_train=True, compared_by_default=True),
+              data_parallel=True, cli_train=True, compared_by_default=True, own_models=True),
     Framework("tf1", "tf1_compat", "TF1-style graphs (tf.compat.v1: placeholders, "
               "get_variable, Session)", ("tensorflow",), suffix=".ckpt",
               weight_file="TF1 checkpoint prefix", weight_format="tf1",
-              cli_train=True, compared_by_default=True),
+              cli_train=True, compared_by_default=True, own_models=True),
     Framework("torch", "torch_models", "PyTorch (nn.Module, torch.optim)", ("torch",),
               suffix=".pt", weight_file="torch state_dict", weight_format="torch",
               data_parallel=True, cli_train=True,
-              compared_by_default=True),
+              compared_by_default=True, own_models=True, image_layout="nchw"),
     # the Keras package again, in a process whose KERAS_BACKEND is torch
     Framework("keras-torch", "keras_models", "Keras 3 on the torch backend (the keras "
               "package, KERAS_BACKEND=torch)", ("torch", "keras"),

@@ -197,6 +197,10 @@ class TrainPlan:
     dropout: str = "off"
     #: native tensor names never to train (`freeze`)
     frozen: tuple[str, ...] = ()
+    #: "biased": keep every BatchNorm's moving variance in Keras's convention (an adapter
+    #: with CORRECTS_MOVING_VARIANCE = True corrects its framework's unbiased update after
+    #: each training step, `zoo.layers.corrected_moving_variance`); None: as the framework does
+    moving_variance: str | None = None
 
 
 @dataclass
