@@ -791,7 +791,7 @@ def explain_mismatch(row: Row, fw: str, ref_canonical: np.ndarray,
         if same(np.ascontiguousarray(a).reshape(target)) and a.ndim >= 2:
             return (f"{names[0]} is the reference's {spec.name} reshaped to {target}, not "
                     f"{lay.what or 'permuted'}")
-        if a.ndim == 2 and lay.split is not None and same(a.T.copy()):
+        if a.ndim == 2 and getattr(lay, "split", None) is not None and same(a.T.copy()):
             h, w, c = lay.split[:3]
             return (f"{names[0]} is the reference's {spec.name} transposed but with its rows "
                     f"still in H, W, C order: the flatten permutation (H, W, C -> C, H, W of "
@@ -1068,6 +1068,8 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
     ref_native = adapter(reference).get_weights(handles[reference])
     init_canon = matched.to_canonical(reference, ref_native)
     init_problems: dict[str, list[str]] = {}
+    given = {fw: adapter(fw).get_weights(handles[fw]) for fw in order} \
+        if init == "as_given" else None
     atol, rtol = TOLERANCES[dtype]
     for fw in order[1:]:
         if init == "reference":
@@ -1139,7 +1141,7 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
                 continue
             comp.diagnoses[fw] = _diagnose(fw, reference, handles, matched, descs, views, ds,
                                            batches, results, init_canon, findings,
-                                           init_problems.get(fw, []), dtype)
+                                           init_problems.get(fw, []), dtype, given)
     comp.wall_seconds = time.perf_counter() - t_start
     return comp
 
@@ -1187,7 +1189,7 @@ def _metrics(out: np.ndarray, ds: OwnData, output: str) -> dict[str, float]:
 
 
 def _diagnose(fw, reference, handles, matched, descs, views, ds, batches, results,
-              init_canon, findings, init_problems, dtype) -> OwnDiagnosis:
+              init_canon, findings, init_problems, dtype, given=None) -> OwnDiagnosis:
     from zoo.agreement import TOLERANCES
 
     r, ref_hist = results[fw], results[reference].history
@@ -1206,8 +1208,10 @@ def _diagnose(fw, reference, handles, matched, descs, views, ds, batches, result
             weights = ref_hist.step_weights[s - 1]
         else:
             continue
+        # step 0 of models that keep their own initial weights: each from its own
         checks.append(_layer_check(fw, reference, handles, matched, descs, views, ds,
-                                   flat[s], weights, s, TOLERANCES[dtype]))
+                                   flat[s], weights, s, TOLERANCES[dtype],
+                                   given if s == 0 else None))
     at = next((c for c in reversed(checks) if c.first_layer), None)
     layer, diff = (at.first_layer, at.difference) if at else (None, 0.0)
     if init_problems:
@@ -1229,8 +1233,8 @@ def _diagnose(fw, reference, handles, matched, descs, views, ds, batches, result
                         [f.message for f in mine], checks)
 
 
-def _layer_check(fw, reference, handles, matched, descs, views, ds, idx, weights, step, tol
-                 ) -> LayerCheck:
+def _layer_check(fw, reference, handles, matched, descs, views, ds, idx, weights, step, tol,
+                 native: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> LayerCheck:
     """Both models from the same canonical weights on the same batch (training mode): the
     output of each stage (a weighted layer and what follows it up to the next), compared."""
     atol, rtol = tol
@@ -1239,12 +1243,17 @@ def _layer_check(fw, reference, handles, matched, descs, views, ds, idx, weights
     stage_end = {}
     for side in (reference, fw):
         mod = adapter(side)
-        mod.set_weights(handles[side], matched.to_native(side, weights))
+        mod.set_weights(handles[side], native[side] if native is not None
+                        else matched.to_native(side, weights))
         desc = descs[side]
         ends = {}
         for name, a, b in matched.pairs[fw if side == fw else reference]:
             f = b if side == fw else a
-            stage = _stage(desc, f)
+            # the stage's last computing layer: a trailing flatten, reshape or dropout only
+            # moves (or, switched off, keeps) values, and flattening mixes the layouts
+            stage = [g for g in _stage(desc, f)]
+            while stage and stage[-1].kind in ("flatten", "reshape", "permute", "dropout"):
+                stage.pop()
             ends[name] = (stage[-1] if stage else f)
         stage_end[side] = ends
         outs[side] = mod.layer_outputs(handles[side], _view(X, views[side]),
@@ -1257,6 +1266,12 @@ def _layer_check(fw, reference, handles, matched, descs, views, ds, idx, weights
         fa = stage_end[fw][name]
         a = np.asarray(outs[reference][ra.name], np.float64)
         b = _to_ref_layout(fw, outs[fw][fa.name], a.shape[1:])
+        # a recurrent layer's whole sequence against its last step (torch returns the
+        # sequence; `out[:, -1]` in the forward picks the step)
+        if b.ndim == a.ndim + 1 and b.shape[0] == a.shape[0] and b.shape[2:] == a.shape[1:]:
+            b = b[:, -1]
+        elif a.ndim == b.ndim + 1 and a.shape[0] == b.shape[0] and a.shape[2:] == b.shape[1:]:
+            a = a[:, -1]
         if a.shape != b.shape:
             diffs[name] = float("nan")
             continue
