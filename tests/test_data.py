@@ -345,7 +345,7 @@ def test_csv_roundtrip(tmp_path):
 
 @pytest.mark.parametrize("content,target,message", [
     ("a,b\n1,2\n", "y", r"no column named 'y'; the columns are a, b"),
-    ("a,y\n1,2\n3,x\n", "y", r"line 3, column 'y' holds 'x', which is not a number"),
+    ("a,y\n1,2\n3,x\n", "a", r"line 3, column 'y' holds 'x', which is not a number"),
     ("a,y\n1,2\n3\n", "y", r"line 3 has 1 fields but the header has 2"),
     ("a,y\n", "y", r"the dataset is empty"),
 ], ids=["missing-target", "non-numeric", "ragged", "empty"])

@@ -5,6 +5,14 @@ stratified by seed), standardisation fitted on the train split,
 `one_hot` with Keras `to_categorical` semantics, the shared batch order, IDX/NPZ/CSV readers
 with checksum verification, and the validation that turns bad input into one clear error.
 
+A user's CSV is read as users have it (`read_csv`): a header row or none (detected), fields
+separated by commas, semicolons or tabs (sniffed, one delimiter per file), and a label column
+of numbers or of strings. String labels become class ids in sorted order and the names travel
+with the `Dataset` (`label_names`) into `zoo train --save`'s sidecar and `zoo predict`'s output;
+integer labels are class ids as they are, and ids in 0..max that no sample carries are named
+(`Dataset.empty_classes`) rather than silently renumbered, so a model's outputs keep meaning
+the user's classes.
+
 Every framework package consumes the same `Dataset` and the same `batch_order(...)` index
 arrays, so every framework sees exactly the same mini-batches, the partial last batch included.
 """
@@ -14,7 +22,9 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -22,21 +32,27 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from zoo.errors import ChecksumError, ConfigError, DataError, DataNotFoundError, unknown_name
 
 __all__ = [
+    "CSV_DELIMITERS",
     "DATASETS",
     "FIXED_SPLITS",
     "SPLITS",
+    "CsvTable",
     "Dataset",
     "batch_order",
     "check_batch_size",
+    "empty_classes_message",
     "load",
     "one_hot",
+    "read_csv",
     "read_idx",
+    "sniff_delimiter",
     "sha256sum",
     "split_arrays",
     "standardize",
@@ -127,6 +143,14 @@ class Dataset:
     vocab: int | None = None
     #: how train and test were drawn (a fixed split or the seeded one), for reports
     split: str = ""
+    #: a CSV label column of strings: class id i is `label_names[i]` (the names sorted);
+    #: None when the labels were numbers (the ids are then the user's own)
+    label_names: tuple[str, ...] | None = None
+    #: the label column a CSV was read with (its header name, or "column K" without a header)
+    target_name: str = ""
+    #: what reading the file noticed that the user should hear about (e.g. a label column
+    #: mixing numbers and strings); `label_notes()` adds the mapping and empty classes
+    notes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -170,6 +194,35 @@ class Dataset:
                               "images; build the model spec from the dataset's image shape.")
         return X.reshape(len(X), *want)
 
+    def empty_classes(self) -> tuple[int, ...]:
+        """Class ids in 0..C-1 that no sample (train or test) carries: integer labels with
+        gaps such as {0, 2, 5} keep their ids (C = 6) and leave 1, 3 and 4 empty."""
+        if self.task == "regression" or not self.n_classes:
+            return ()
+        y = np.concatenate([np.ravel(self.y_train), np.ravel(self.y_test)]).astype(np.int64)
+        counts = np.bincount(y, minlength=int(self.n_classes))
+        return tuple(int(c) for c in np.flatnonzero(counts == 0))
+
+    def label_mapping(self) -> str | None:
+        """"0=setosa, 1=versicolor, 2=virginica" for string labels, else None."""
+        if not self.label_names:
+            return None
+        return ", ".join(f"{i}={name}" for i, name in enumerate(self.label_names))
+
+    def label_notes(self, mapping: bool = True) -> list[str]:
+        """What `zoo data`, `zoo train` and `zoo compare` tell the user about the labels: the
+        mapping of string labels to class ids (unless `mapping` is False), the reader's notes
+        and the empty classes."""
+        out = []
+        if self.label_names and mapping:
+            column = f" of column {self.target_name!r}" if self.target_name else ""
+            out.append(f"class ids of the labels{column} (sorted): {self.label_mapping()}")
+        out += list(self.notes)
+        empty = self.empty_classes()
+        if empty:
+            out.append(empty_classes_message(empty, int(self.n_classes or 0)))
+        return out
+
     def summary(self) -> dict:
         """A JSON-friendly summary: sizes, features, classes and counts (or target range)."""
         out: dict = {
@@ -194,7 +247,39 @@ class Dataset:
             for part, y in (("train", self.y_train), ("test", self.y_test)):
                 counts = np.bincount(y, minlength=self.n_classes or 0)
                 out[f"{part}_class_counts"] = [int(c) for c in counts]
+            if self.label_names:
+                out["label_names"] = list(self.label_names)
+            empty = self.empty_classes()
+            if empty:
+                out["empty_classes"] = list(empty)
+        if self.target_name:
+            out["target"] = self.target_name
+        notes = self.label_notes()
+        if notes:
+            out["notes"] = notes
         return out
+
+
+def _id_list(ids: Sequence[int], limit: int = 12) -> str:
+    """"1, 3, 4", or the first `limit` ids and how many there are in all."""
+    ids = [str(int(i)) for i in ids]
+    if len(ids) <= limit:
+        return ", ".join(ids)
+    return ", ".join(ids[:limit]) + f", ... ({len(ids)} in all)"
+
+
+def empty_classes_message(empty: Sequence[int], n_classes: int) -> str:
+    """The note for integer labels with gaps: which ids in 0..C-1 have no samples, that they
+    stay class ids (C outputs) and how to leave them out."""
+    empty = [int(c) for c in empty]
+    present = [c for c in range(n_classes) if c not in set(empty)]
+    one = len(empty) == 1
+    return (f"class{'' if one else 'es'} {_id_list(empty)} of 0..{n_classes - 1} "
+            f"{'has' if one else 'have'} no samples (the labels present are "
+            f"{_id_list(present)}): the labels are kept as class ids, so the model has "
+            f"{n_classes} outputs, {len(empty)} of them for {'a class' if one else 'classes'} it "
+            f"never sees; renumber the labels 0..{len(present) - 1} to leave "
+            f"{'it' if one else 'them'} out.")
 
 
 # ----------------------------------------------------------------------------- validation
@@ -529,43 +614,220 @@ def load_npz_arrays(path: str | os.PathLike, keys: Sequence[str],
                         "the file is truncated or corrupt.") from None
 
 
-def read_csv(path: str | os.PathLike, target: str | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Read a numeric CSV with a header row; `target` names the label column."""
+#: The delimiters a CSV file may separate its fields with (one of them per file).
+CSV_DELIMITERS = (",", ";", "\t")
+_DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab"}
+#: How much of a CSV file the delimiter is sniffed from, and how many rows decide the header.
+_SNIFF_CHARS = 64 * 1024
+_HEADER_ROWS = 1000
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
+_INDEX = re.compile(r"[+-]?\d+")
+
+
+class CsvTable(NamedTuple):
+    """A CSV file read by `read_csv`: features, labels and what was found out on the way."""
+
+    X: np.ndarray                          #: (N, F) float64 features
+    y: np.ndarray                          #: (N,) float64 targets, or int64 ids of string labels
+    feature_names: tuple[str, ...]
+    label_names: tuple[str, ...] | None    #: string labels: id i is label_names[i] (sorted)
+    target_name: str                       #: the label column's header name, or "column K"
+    notes: tuple[str, ...]                 #: e.g. a label column mixing numbers and strings
+    delimiter: str                         #: ",", ";" or "\t"
+    header: bool                           #: whether the first row was a header
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def sniff_delimiter(text: str, where: str = "CSV") -> str:
+    """The delimiter of a CSV text: ',', ';' or tab (`CSV_DELIMITERS`), one per file.
+
+    A file in which one line separates its fields with one of them and another line with
+    another (neither line holding the other's) mixes delimiters: a DataError naming both
+    lines. Otherwise `csv.Sniffer`, restricted to the three, decides on the first 64 KiB (a
+    ';' file may hold decimal commas, a ',' file quoted text with ';'); when it cannot, the
+    one candidate every line holds. A file with none of them has one column (',')."""
+    lines = [(i, ln) for i, ln in enumerate(re.split(r"\r\n|\r|\n", text), start=1)
+             if ln.strip()]
+    for a in CSV_DELIMITERS:
+        for b in CSV_DELIMITERS:
+            if a == b:
+                continue
+            la = next((i for i, ln in lines if a in ln and b not in ln), None)
+            lb = next((i for i, ln in lines if b in ln and a not in ln), None)
+            if la is not None and lb is not None:
+                first, second = sorted([(la, a), (lb, b)])
+                raise DataError(f"{where}: mixes delimiters: line {first[0]} separates its "
+                                f"fields with {_DELIMITER_NAMES[first[1]]} but line {second[0]} "
+                                f"with {_DELIMITER_NAMES[second[1]]}; use one delimiter "
+                                "(',', ';' or tab) throughout the file.")
+    present = [d for d in CSV_DELIMITERS if any(d in ln for _, ln in lines)]
+    if len(present) <= 1:
+        return present[0] if present else ","
+    sample = text[:_SNIFF_CHARS]
+    if len(text) > _SNIFF_CHARS and "\n" in sample:
+        sample = sample[:sample.rindex("\n") + 1]
+    try:
+        found = csv.Sniffer().sniff(sample, delimiters="".join(CSV_DELIMITERS)).delimiter
+    except csv.Error:
+        found = None
+    if found in CSV_DELIMITERS:
+        return found
+    everywhere = [d for d in present if all(d in ln for _, ln in lines)]
+    if len(everywhere) == 1:
+        return everywhere[0]
+    raise DataError(f"{where}: cannot tell whether its fields are separated by "
+                    f"{' or '.join(_DELIMITER_NAMES[d] for d in present)}; use one delimiter "
+                    "(',', ';' or tab) and quote text that contains another.")
+
+
+def _detect_header(rows: list[list[str]]) -> bool:
+    """A first row is a header when it has a non-numeric cell in a column whose other rows
+    are numeric (the first 1,000 rows decide); a file of one row is a header if any of its
+    cells is not a number. A header of numbers alone cannot be told from data."""
+    first = rows[0]
+    if len(rows) == 1:
+        return not all(_is_number(c) for c in first)
+    others = rows[1:1 + _HEADER_ROWS]
+    for j, cell in enumerate(first):
+        if _is_number(cell):
+            continue
+        column = [r[j] for r in others if j < len(r)]
+        if column and all(_is_number(c) for c in column):
+            return True
+    return False
+
+
+def _target_column(target: str | int, header: list[str] | None, n_cols: int, where: str,
+                   first: tuple[int, list[str]]) -> int:
+    """The index of the label column: a header name, or a column index (0 the first, -1 the
+    last) in a file with or without a header; a header name that looks like an index wins."""
+    text = str(target).strip()
+    if header is not None and text in header:
+        if header.count(text) > 1:
+            raise DataError(f"{where}: {header.count(text)} columns are named {text!r}; give "
+                            "the label column a name of its own, or pass its index as --target.")
+        return header.index(text)
+    if _INDEX.fullmatch(text):
+        k = int(text)
+        if not -n_cols <= k < n_cols:
+            raise DataError(f"{where}: --target {k} is not a column of this file: it has {n_cols} "
+                            f"columns (indices 0..{n_cols - 1}, or -1 for the last).")
+        return k % n_cols
+    if header is not None:
+        raise DataError(f"{where}: no column named {text!r}; the columns are {', '.join(header)}. "
+                        "Pass one of them as --target.")
+    line, row = first
+    shown = ", ".join(row[:5]) + (", ..." if len(row) > 5 else "")
+    raise DataError(f"{where}: has no header row (line {line} is data: {shown}), so --target "
+                    f"{text!r} names no column; pass the label column's index instead (0 for the "
+                    f"first, -1 for the last of its {n_cols} columns) or add a header row.")
+
+
+def read_csv(path: str | os.PathLike, target: str | int | None) -> CsvTable:
+    """Read a CSV file of numeric features and one label column named by `target`.
+
+    - Delimiter: ',', ';' or tab, sniffed (`sniff_delimiter`); a file mixing them is refused.
+    - Header: detected (`_detect_header`): the first row is a header when it holds a
+      non-numeric cell in a column that is numeric below it, or when `target` is a name among
+      its cells. Without one the columns are "column 0", "column 1", ...
+    - `target`: a header name, or a column index (0 the first, -1 the last), which is the only
+      way to name the label column of a file without a header.
+    - Labels: numbers are returned as they are (`load` tells classes from regression); a
+      column holding any cell that is not a number is a column of class names, mapped to ids
+      in sorted order (`label_names`). A column mixing numbers and strings is read as strings
+      too, with a note saying so. An empty label cell is refused.
+    - Features must be numbers: the first cell that is not (or is empty) is named.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file; pass the path of an existing CSV file.")
-    if not target:
-        raise ConfigError("a CSV needs --target COLUMN naming its label column.")
+    if target is None or str(target).strip() == "":
+        raise ConfigError("a CSV needs --target COLUMN naming its label column (a header name, "
+                          "or an index: 0 for the first column, -1 for the last).")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as a UTF-8 CSV file ({exc}).") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
+    delimiter = sniff_delimiter(text, str(path))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    numbered: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            if any(c.strip() for c in row):
+                numbered.append((reader.line_num, [c.strip() for c in row]))
+    except csv.Error as exc:
+        raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({exc}).") from None
+    if not numbered:
         raise DataError(f"{path}: the CSV file is empty; it needs a header row and data rows.")
-    header = [h.strip() for h in rows[0]]
-    if target not in header:
-        raise DataError(f"{path}: no column named {target!r}; the columns are {', '.join(header)}. "
-                        "Pass one of them as --target.")
-    body = rows[1:]
+    rows = [r for _, r in numbered]
+    name = str(target).strip()
+    # a --target NAME among the first row's cells makes it a header, whatever is below it
+    # (features that are not numbers, e.g. decimal commas, are then named cell by cell)
+    has_header = _detect_header(rows) or (not _INDEX.fullmatch(name) and name in rows[0])
+    n_cols = len(rows[0])
+    header = rows[0] if has_header else None
+    t = _target_column(target, header, n_cols, str(path), numbered[0])
+    names = header if header is not None else [f"column {j}" for j in range(n_cols)]
+    body = numbered[1:] if has_header else numbered
     if not body:
         raise DataError(f"{path}: the dataset is empty (a header but no data rows).")
-    values = np.empty((len(body), len(header)), dtype=np.float64)
-    for i, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {i} has {len(row)} fields but the header has "
-                            f"{len(header)}; every row needs one value per column.")
+    width = "the header has" if has_header else f"line {numbered[0][0]} has"
+    values = np.empty((len(body), n_cols), dtype=np.float64)
+    labels: list[str] = []
+    for k, (line, row) in enumerate(body):
+        if len(row) != n_cols:
+            raise DataError(f"{path}: line {line} has {len(row)} fields but {width} {n_cols}; "
+                            "every row needs one value per column.")
         for j, cell in enumerate(row):
+            if j == t:
+                if not cell:
+                    raise DataError(f"{path}: line {line} has no label (column {names[j]!r} is "
+                                    "empty); drop the rows without a label or fill them in.")
+                labels.append(cell)
+                continue
             try:
-                values[i - 2, j] = float(cell)
+                values[k, j] = float(cell)
             except ValueError:
-                raise DataError(f"{path}: line {i}, column {header[j]!r} holds {cell!r}, which is "
-                                "not a number; every cell must be numeric.") from None
-    t = header.index(target)
+                raise DataError(_not_a_number(path, line, names[j], cell)) from None
     X = np.delete(values, t, axis=1)
-    names = tuple(h for k, h in enumerate(header) if k != t)
-    return X, values[:, t], names
+    feats = tuple(h for j, h in enumerate(names) if j != t)
+    target_name = names[t]
+    numeric = [_is_number(c) for c in labels]
+    if all(numeric):
+        y = np.array([float(c) for c in labels], dtype=np.float64)
+        return CsvTable(X, y, feats, None, target_name, (), delimiter, has_header)
+    label_names = tuple(sorted(set(labels)))
+    ids = {name: i for i, name in enumerate(label_names)}
+    y = np.array([ids[c] for c in labels], dtype=np.int64)
+    notes: tuple[str, ...] = ()
+    n_num = sum(numeric)
+    if n_num:
+        num = next(c for c, is_num in zip(labels, numeric, strict=True) if is_num)
+        txt = next(c for c, is_num in zip(labels, numeric, strict=True) if not is_num)
+        notes = (f"the label column {target_name!r} mixes numbers and strings ({n_num} "
+                 f"numeric labels such as {num!r}, {len(labels) - n_num} strings such as "
+                 f"{txt!r}): every label was read as a string, a class name; check for typos "
+                 "and missing-value markers (such as 'NA' or '?'), which become classes too.",)
+    return CsvTable(X, y, feats, label_names, target_name, notes, delimiter, has_header)
+
+
+def _not_a_number(path: Path, line: int, column: str, cell: str) -> str:
+    """The DataError text for a feature cell that is not a number."""
+    if not cell:
+        return (f"{path}: line {line}, column {column!r} is empty; every feature cell must hold "
+                "a number: fill in or drop the rows with missing values.")
+    if _DECIMAL_COMMA.fullmatch(cell):
+        return (f"{path}: line {line}, column {column!r} holds {cell!r}, which is not a number "
+                f"(a decimal comma? write {cell.replace(',', '.')!r}); every cell must be numeric.")
+    return (f"{path}: line {line}, column {column!r} holds {cell!r}, which is not a number; "
+            "every cell must be numeric.")
 
 
 def not_labels_reason(y: np.ndarray) -> str | None:
@@ -680,12 +942,14 @@ DATASETS: dict[str, tuple] = {
 
 
 def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
-         csv: str | os.PathLike | None = None, target: str | None = None,
+         csv: str | os.PathLike | None = None, target: str | int | None = None,
          npz: str | os.PathLike | None = None, seed: int = 0, test_size: float | None = None,
          preprocess: str | None = None, dtype: str = "float32", task: str | None = None,
          download: bool = True, split: str | None = None) -> Dataset:
     """Load a dataset by name (see `DATASETS`), or the user's own CSV (`csv` + `target`) or NPZ
-    (arrays `X` and `y`), split it deterministically and preprocess it.
+    (arrays `X` and `y`), split it deterministically and preprocess it. A CSV's `target` is
+    its label column's header name or index (`read_csv`); string labels become class ids in
+    sorted order, kept in `Dataset.label_names`.
 
     `split` is "fixed" (the dataset's own split, see `FIXED_SPLITS`: the default for `mnist`
     and `mnist10k`) or "seeded" (a `test_size` share, 0.2 unless given, drawn by `seed` and
@@ -713,12 +977,22 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
     image_shape = None
     npz_vocab = 0
     feats: tuple[str, ...] = ()
+    label_names: tuple[str, ...] | None = None
+    target_name, notes = "", ()
     if csv is not None or npz is not None:
         if csv is not None and npz is not None:
             raise ConfigError("pass either a CSV file or an NPZ file, not both.")
         if csv is not None:
-            X, y, feats = read_csv(csv, target)
+            table = read_csv(csv, target)
+            X, y, feats = table.X, table.y, table.feature_names
+            label_names, target_name, notes = table.label_names, table.target_name, table.notes
             source, label = str(csv), Path(csv).stem
+            if label_names is not None:  # class names: classes, whatever their number
+                task = task or ("binary" if len(label_names) == 2 else "classification")
+                if task == "regression":
+                    raise ConfigError(f"{csv}: the column {target_name!r} holds class names "
+                                      f"such as {label_names[0]!r}, not numbers; it cannot be "
+                                      "a regression target.")
         else:
             arrays = load_npz_arrays(npz, ["X", "y"], optional=["vocab"])
             X, y = arrays["X"], arrays["y"]
@@ -777,4 +1051,6 @@ def load(name: str | None = None, *, data_dir: str | os.PathLike | None = None,
                    X_test=Xte.astype(dtype), y_test=yte.astype(ydt), task=task,
                    n_classes=n_classes, source=source, image_shape=image_shape,
                    feature_names=feats, split=how,
-                   vocab=(npz_vocab or None) if own_file else TOKEN_VOCABS.get(name))
+                   vocab=(npz_vocab or None) if own_file else TOKEN_VOCABS.get(name),
+                   label_names=label_names,
+                   target_name=target_name, notes=tuple(notes))

@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks, init=init,
                            reference=args.reference, on_event=on_event,
                            workers=args.workers, record_weights=record)
+    comp.notes.extend(ds.label_notes())  # class names -> ids, empty classes (zoo.data)
     if args.diagnose:
         cmp.diagnose_comparison(comp, ds)
     else:

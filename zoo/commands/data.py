@@ -1,5 +1,6 @@
 """Summarise a dataset: samples in train and test, features, classes and their counts (or the
-target's range), dtype and where it was loaded from."""
+target's range), dtype and where it was loaded from; for a CSV of class names, which name each
+class id stands for, and notes on the labels (classes without samples, a mixed label column)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ def add_data_arguments(p: argparse.ArgumentParser, *, name_required: bool = Fals
     """The dataset options every command shares."""
     p.add_argument("--data-dir", metavar="DIR",
                    help=f"directory with MNIST IDX .gz files or mnist.npz (or set {data.DATA_DIR_ENV})")
-    p.add_argument("--csv", metavar="PATH", help="your own CSV file with a header row")
-    p.add_argument("--target", metavar="COLUMN", help="the CSV's label column")
+    p.add_argument("--csv", metavar="PATH",
+                   help="your own CSV file: numeric features and a label column (numbers or "
+                        "class names), fields separated by ',', ';' or tab, a header row or none")
+    p.add_argument("--target", metavar="COLUMN",
+                   help="the CSV's label column: its header name, or its index (0 the first, "
+                        "-1 the last; the only way in a file without a header)")
     p.add_argument("--npz", metavar="PATH", help="your own .npz file with arrays X and y")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and batch order (default 0)")
     p.add_argument("--split", choices=data.SPLITS,
@@ -65,5 +70,19 @@ def run(args: argparse.Namespace) -> int:
         t.add_row("classes", str(s["classes"]))
         t.add_row("train counts", " ".join(map(str, s["train_class_counts"])))
         t.add_row("test counts", " ".join(map(str, s["test_class_counts"])))
-    Console().print(t)
+        if ds.label_names:
+            t.add_row("labels", f"{ds.target_name}: {ds.label_mapping()}")
+    console = Console()
+    console.print(t)
+    print_label_notes(ds, console, mapping=False)  # the table shows the mapping
     return 0
+
+
+def print_label_notes(ds: data.Dataset, console=None, *, mapping: bool = True) -> None:
+    """One "note: ..." line per thing the user should know about the labels (the mapping of
+    class names to ids, a mixed label column, classes without samples)."""
+    for note in ds.label_notes(mapping=mapping):
+        if console is None:
+            print(f"note: {note}")
+        else:
+            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)

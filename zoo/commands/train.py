@@ -1,14 +1,24 @@
 """Train one model in one framework (in this process) from the zoo's canonical initial weights
 (or --init WEIGHTS), print the final loss and the test metric, and optionally save the weights
 in the framework's native format (.keras, .pt or a TF1 .ckpt prefix) or as the canonical .npz,
-with a JSON sidecar."""
+with a JSON sidecar.
+
+Data read from a CSV of class names keeps them: `--save W` adds
+`"labels": {"names": [...], "column": "..."}` to the sidecar `W.json` the zoo writes beside
+every weights file (class id i is names[i]), so that `zoo predict W` can report names; the
+sidecar is rewritten atomically (a temporary file moved over it) and its readers ignore keys
+they do not know."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 from zoo.commands.compare import add_train_arguments, build_specs, load_init
+from zoo.commands.data import print_label_notes
 from zoo.frameworks import CANONICAL_FORMAT, FRAMEWORKS, names
 
 #: the frameworks `zoo train` runs in its own process
@@ -52,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                               "weights) and use `zoo convert` for other formats.")
         interchange.check_target(fmt, args.save, args.force)  # fail before training
     ds, model_spec, train_spec = build_specs(args)
+    print_label_notes(ds)
     if args.init:
         init = load_init(args.init, model_spec, ds.name, train_spec.dtype, alongside=(fw.name,))
     else:
@@ -81,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         interchange.save(interchange.format_of(args.save), model_spec, hist.weights, args.save,
                          force=args.force)
-        print(f"wrote {args.save} (+ {interchange.sidecar_path(args.save).name})")
+        if ds.label_names:
+            write_label_names(args.save, ds.label_names, ds.target_name)
+        print(f"wrote {args.save} (+ {interchange.sidecar_path(args.save).name}"
+              f"{', with the class names' if ds.label_names else ''})")
     if hist.stopped_at is not None:
         sys.stderr.write(divergence_message(hist.stopped_at, len(ds.X_train), train_spec) + "\n")
         return 1
@@ -96,3 +110,40 @@ def divergence_message(step: int, n_train: int, train_spec) -> str:
             f"{step // per_epoch + 1}, batch {step % per_epoch + 1}); training stopped there and "
             f"kept the last finite weights; the learning rate {lr:g} is too large, try a "
             f"smaller one, e.g. --lr {lr / 10:g}.")
+
+
+def write_label_names(weights_path: str | os.PathLike, class_names: tuple[str, ...],
+                      column: str = "") -> Path:
+    """Record the class names of saved weights in their sidecar `<weights>.json` (written by
+    `interchange.save` just before) as {"labels": {"names": [...], "column": ...}}, atomically."""
+    from zoo import interchange
+
+    side = interchange.sidecar_path(weights_path)
+    doc = json.loads(side.read_text())
+    doc["labels"] = {"names": [str(n) for n in class_names], "column": str(column)}
+    with interchange.temp_path(side) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        interchange.replace_atomically(tmp, side)
+    return side
+
+
+def read_label_names(weights_path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The class names `write_label_names` kept beside `weights_path`, or None (numeric labels,
+    weights saved before names were kept, converted files, ONNX exports)."""
+    from zoo import interchange
+    from zoo.errors import DataError
+
+    side = interchange.sidecar_path(weights_path)
+    if not side.is_file():
+        return None
+    try:
+        labels = json.loads(side.read_text()).get("labels")
+    except (ValueError, AttributeError):
+        return None  # the weights' loader names a broken sidecar
+    if labels is None:
+        return None
+    found = labels.get("names") if isinstance(labels, dict) else None
+    if not isinstance(found, list) or not found or not all(isinstance(n, str) for n in found):
+        raise DataError(f"sidecar {str(side)!r} has a \"labels\" entry without a list of class "
+                        "names; re-save the weights with `zoo train --save`.")
+    return tuple(found)
