@@ -27,7 +27,14 @@ import keras
 import numpy as np
 
 from zoo.errors import ConfigError
-from zoo.own_types import Description, Found, OptimizerSettings, OwnHistory, TrainPlan
+from zoo.own_types import (
+    Description,
+    Found,
+    OptimizerSettings,
+    OwnHistory,
+    TrainPlan,
+    UnsupportedLayer,
+)
 
 __all__ = ["audit_optimizer", "describe", "freeze", "get_weights", "layer_outputs", "predict",
            "prepare", "set_weights", "train"]
@@ -43,6 +50,10 @@ DENSE_GRADIENTS = True
 CLASS_NAMES = {"dense": "Dense", "conv2d": "Conv2D", "batch_norm": "BatchNormalization",
                "layer_norm": "LayerNormalization", "embedding": "Embedding", "lstm": "LSTM",
                "gru": "GRU", "dropout": "Dropout"}
+
+
+class OwnLayerError(UnsupportedLayer, ConfigError):
+    """A layer of the user's model that the zoo cannot compare, whatever the input."""
 
 
 @dataclass
@@ -127,7 +138,7 @@ def _found(layer, in_shape, out_shape, _strip) -> Found:
                                            "native": {"activation": _activation(cfg)}}, **common)
     if cls == "Conv2D":
         if cfg.get("data_format", "channels_last") != "channels_last":
-            raise ConfigError(f"layer {layer.name!r}: Conv2D with data_format="
+            raise OwnLayerError(f"layer {layer.name!r}: Conv2D with data_format="
                               f"{cfg['data_format']!r}; compare_models reads channels_last "
                               "(NHWC) Keras models.")
         return Found(kind="conv2d", config={
@@ -157,7 +168,7 @@ def _found(layer, in_shape, out_shape, _strip) -> Found:
         if cls == "GRU":
             c["reset_after"] = cfg["reset_after"]
         if cfg.get("go_backwards") or cfg.get("stateful"):
-            raise ConfigError(f"layer {layer.name!r}: a {cls} with go_backwards or stateful is "
+            raise OwnLayerError(f"layer {layer.name!r}: a {cls} with go_backwards or stateful is "
                               "not supported by compare_models.")
         return Found(kind=cls.lower(), config=c, **common)
     if cls in ("Dropout", "SpatialDropout2D"):
@@ -176,7 +187,7 @@ def _found(layer, in_shape, out_shape, _strip) -> Found:
     if cls in ("Reshape", "Permute"):
         return Found(kind=cls.lower(), config={"native": {}}, **common)
     if layer.weights:
-        raise ConfigError(f"layer {layer.name!r} ({cls}) has weights the zoo cannot map; "
+        raise OwnLayerError(f"layer {layer.name!r} ({cls}) has weights the zoo cannot map; "
                           "compare_models maps Dense, Conv2D, BatchNormalization, "
                           "LayerNormalization, Embedding, LSTM and GRU (pass mapping=... for "
                           "others).")

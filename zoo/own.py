@@ -52,6 +52,7 @@ from zoo.own_types import (
     OwnLoss,
     OwnOptimizer,
     TrainPlan,
+    UnsupportedLayer,
 )
 
 __all__ = ["Finding", "OwnComparison", "OwnDiagnosis", "compare_models", "match"]
@@ -1165,12 +1166,12 @@ def _prepare(fw: str, model: Any, X: np.ndarray, dtype: str, layout: str | None)
             h = mod.prepare(model, Xv, dtype)
             d = mod.describe(h, Xv)
             return h, d, view
-        except ConfigError as exc:
-            if len(candidates) == 1 or "cannot" in str(exc) and "view" not in str(exc):
+        except UnsupportedLayer:  # the model itself, whatever its input
+            raise
+        except Exception as exc:  # the user's model refused this input layout: try the next
+            if len(candidates) == 1:
                 raise
-            errors.append(f"{view}: {str(exc).splitlines()[0]}")
-        except Exception as exc:  # the user's forward refused this input layout
-            errors.append(f"{view}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            errors.append(f"{view}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}")
     raise ConfigError(f"the {fw} model runs on none of the input layouts tried for "
                       f"{tuple(X.shape[1:])} images ({'; '.join(errors)}); pass "
                       f"layouts={{'{fw}': 'nhwc'|'nchw'|'flat'|'rows'}}.")

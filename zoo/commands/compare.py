@@ -1,6 +1,12 @@
 """Train one model in several frameworks from the same data, initial weights, batch order and
 optimizer; print a table of per-framework results and differences against a reference
-framework, and write a JSON report, two plots and a Markdown summary."""
+framework, and write a JSON report, two plots and a Markdown summary.
+
+Your own models instead of the zoo's: --model FRAMEWORK=PATH.py:NAME once per framework
+(e.g. --model keras=my_models.py:build --model torch=my_models.py:Net), where NAME is a
+function or class returning the model (for tf1: the function that builds the forward graph
+from its input placeholder). The file is imported and run as your own trusted code, as
+`python PATH.py` would run it: pass only files you trust (docs/own-models.md)."""
 
 from __future__ import annotations
 
@@ -184,7 +190,18 @@ def _record_every_arg(text: str) -> bool | int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_train_arguments(p)
-    p.add_argument("--frameworks", default=",".join(DEFAULT_COMPARE),
+    for action in p._actions:  # MODEL is optional here: --model names your own instead
+        if action.dest == "model":
+            action.nargs, action.default = "?", None
+            action.help += " (or --model FRAMEWORK=PATH.py:NAME for your own)"
+    p.add_argument("--model", dest="own", action="append", default=[],
+                   metavar="FRAMEWORK=PATH.py:NAME",
+                   help="compare your own model instead of the zoo's: give one per framework "
+                        "(keras, tf1, torch); NAME is a function or class in PATH.py returning "
+                        "the model (tf1: the function building the graph from its input). "
+                        "PATH.py is imported and run as your own trusted code: pass only "
+                        "files you trust (docs/own-models.md)")
+    p.add_argument("--frameworks", default=None,
                    help="comma-separated: " + "; ".join(f"{n} ({fw.description})" for n, fw in
                                                         FRAMEWORKS.items())
                         + f". Default {','.join(DEFAULT_COMPARE)}")
@@ -213,7 +230,12 @@ def run(args: argparse.Namespace) -> int:
     from zoo import compare as cmp
     from zoo import report
 
-    frameworks = cmp.parse_frameworks(args.frameworks)
+    if args.own:
+        return run_own(args)
+    if args.model is None:
+        raise ConfigError("name a model (zoo list shows them), or your own with --model "
+                          "FRAMEWORK=PATH.py:NAME once per framework.")
+    frameworks = cmp.parse_frameworks(args.frameworks or ",".join(DEFAULT_COMPARE))
     record = _record_every_arg(args.record_every)
     ds, model_spec, train_spec = build_specs(args)
     init = None
@@ -266,6 +288,83 @@ def run(args: argparse.Namespace) -> int:
             comp.notes.append(f"{', '.join(parted)} left the reference beyond the tolerance; "
                               "--diagnose names the first quantity that differs and tells "
                               "rounding (drift, a ReLU kink) from a different computation.")
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=150)
+    report.print_table(comp, out)
+    if args.out:
+        for p in report.write_all(comp, Path(args.out), force=True):
+            print(f"wrote {p}")
+    if args.json:
+        report.write_json(comp, Path(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_own(args: argparse.Namespace) -> int:
+    """`zoo compare --model FW=PATH.py:NAME ...`: the user's own models (`zoo.own`)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from zoo import report
+    from zoo.own import compare_models, load_user_model
+
+    if args.model is not None:
+        raise ConfigError(f"give either a zoo model ({args.model!r}) or your own with --model, "
+                          "not both.")
+    refused = [(flag, v) for flag, v, default in (
+        ("--frameworks", args.frameworks, None), ("--init", args.init, None),
+        ("--workers", args.workers, 1), ("--l2", args.l2, 0.0),
+        ("--record-every", args.record_every, "auto")) if v != default]
+    if refused:
+        flag = refused[0][0]
+        why = {"--frameworks": "the frameworks are the ones named by --model",
+               "--init": "the reference model's own initial weights are copied into the others",
+               "--workers": "your own models train in one process",
+               "--l2": "put the penalty in your models (kernel_regularizer, weight_decay)",
+               "--record-every": "every step is recorded"}[flag]
+        raise ConfigError(f"{flag} does not apply to your own models: {why}.")
+    if args.dataset is None and args.csv is None and args.npz is None:
+        raise ConfigError("name a dataset with --dataset NAME, or pass --csv PATH --target "
+                          "COLUMN or --npz PATH.")
+    models: dict = {}
+    for text in args.own:
+        fw, model = load_user_model(text)
+        if fw in models:
+            raise ConfigError(f"--model names {fw} twice; give one model per framework.")
+        models[fw] = model
+    if len(models) < 2:
+        raise ConfigError("compare at least two of your models: give --model once per "
+                          "framework, e.g. --model keras=m.py:build --model torch=m.py:Net.")
+    ds = load_from_args(args, args.dataset)
+    targets: list[Path] = []
+    if args.out is None and args.json is None:
+        import time
+
+        name = args.dataset or Path(args.csv or args.npz).stem
+        args.out = str(Path("runs") / f"own-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.out:
+        targets += [Path(args.out) / f for f in report.REPORT_FILES]
+    if args.json:
+        targets.append(Path(args.json))
+    report.check_writable(targets, args.force)
+    console = Console(stderr=True)
+    steps = -(-len(ds.X_train) // args.batch_size) * args.epochs
+    with Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+                  console=console, transient=False, disable=not console.is_terminal) as prog:
+        tasks = {fw: prog.add_task(fw, total=steps, loss="-") for fw in models}
+
+        def progress(fw: str, epoch: int, step: int, loss: float) -> None:
+            prog.update(tasks[fw], advance=1, loss=f"{loss:.4f}")
+
+        comp = compare_models(models, ds, optimizer=args.optimizer or "sgd",
+                              lr=args.lr if args.lr is not None else 0.01, epochs=args.epochs,
+                              batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
+                              reference=args.reference,
+                              dropout="native" if args.native_dropout else "off",
+                              progress=progress)
+    comp.notes.extend(ds.label_notes())
     out = Console()
     if not out.is_terminal:
         out = Console(width=150)
