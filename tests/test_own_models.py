@@ -395,3 +395,91 @@ def test_the_users_models_are_not_modified():
     compare_models({"keras": km, "torch": tm}, _flat(), epochs=1, batch_size=16)
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(k0, km.weights, strict=True))
     assert all(torch.equal(t0[k], v) for k, v in tm.state_dict().items())
+
+
+# ----------------------------------------------------------------------------- TF1 graphs
+def _tf1():
+    import tensorflow as tf
+
+    return tf, tf.compat.v1
+
+
+def tf1_mlp(x):
+    tf, tf1 = _tf1()
+    w1 = tf1.get_variable("hidden/kernel", [12, 16])
+    b1 = tf1.get_variable("hidden/bias", [16], initializer=tf1.zeros_initializer())
+    w2 = tf1.get_variable("out/kernel", [16, 3])
+    b2 = tf1.get_variable("out/bias", [3], initializer=tf1.zeros_initializer())
+    return tf.matmul(tf.nn.relu(tf.matmul(x, w1) + b1), w2) + b2
+
+
+def tf1_conv_bn(x, training):
+    """Conv2D, then batch normalisation with moving statistics updated through UPDATE_OPS
+    (momentum 0.99, epsilon 1e-3, Keras's defaults), ReLU, max-pool, flatten, dense."""
+    tf, tf1 = _tf1()
+    k = tf1.get_variable("conv/kernel", [3, 3, 1, 4])
+    h = tf1.nn.conv2d(x, k, [1, 1, 1, 1], "SAME")
+    gamma = tf1.get_variable("bn/gamma", [4], initializer=tf1.ones_initializer())
+    beta = tf1.get_variable("bn/beta", [4], initializer=tf1.zeros_initializer())
+    mm = tf1.get_variable("bn/moving_mean", [4], initializer=tf1.zeros_initializer(),
+                          trainable=False)
+    mv = tf1.get_variable("bn/moving_variance", [4], initializer=tf1.ones_initializer(),
+                          trainable=False)
+    mean, var = tf.nn.moments(h, [0, 1, 2])
+    for moving, value in ((mm, mean), (mv, var)):
+        tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS,
+                              tf1.assign(moving, moving * 0.99 + value * (1 - 0.99)))
+    m, v = tf.cond(training, lambda: (mean, var), lambda: (tf.identity(mm), tf.identity(mv)))
+    h = tf.nn.relu(tf.nn.batch_normalization(h, m, v, beta, gamma, 1e-3))
+    h = tf1.nn.max_pool2d(h, 2, 2, "VALID")
+    h = tf.reshape(h, [-1, 4 * 4 * 4])
+    w = tf1.get_variable("fc/kernel", [64, 4])
+    b = tf1.get_variable("fc/bias", [4], initializer=tf1.zeros_initializer())
+    return tf.matmul(h, w) + b
+
+
+def tf1_embedding(x):
+    tf, tf1 = _tf1()
+    table = tf1.get_variable("emb/embeddings", [20, 6])
+    h = tf.reshape(tf.nn.embedding_lookup(table, x), [-1, 7 * 6])
+    w = tf1.get_variable("fc/kernel", [42, 3])
+    b = tf1.get_variable("fc/bias", [3], initializer=tf1.zeros_initializer())
+    return tf.matmul(h, w) + b
+
+
+class EmbeddingFlat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 6)
+        self.fc = nn.Linear(42, 3)
+
+    def forward(self, x):
+        return self.fc(self.emb(x).flatten(1))
+
+
+def keras_embedding_flat():
+    L = keras.layers
+    return _keras(None, L.Embedding(20, 6), L.Flatten(), L.Dense(3, activation="softmax"),
+                  input_shape=(7,))
+
+
+TF1_PAIRS = {
+    "dense": (keras_mlp, MLP, tf1_mlp, _flat),
+    "conv2d+batch_norm": (keras_conv_bn, ConvBNNet, tf1_conv_bn, _images),
+    "embedding": (keras_embedding_flat, EmbeddingFlat, tf1_embedding, _tokens),
+}
+
+
+@pytest.mark.parametrize("kind", list(TF1_PAIRS))
+@pytest.mark.parametrize("dtype,optimizer,bound", [("float32", "sgd", 1e-6),
+                                                   ("float32", "adam", 1e-6),
+                                                   ("float64", "adam", 1e-12)])
+def test_tf1_graphs_agree_with_keras_and_torch(kind, dtype, optimizer, bound):
+    make_keras, make_torch, tf1_fn, data = TF1_PAIRS[kind]
+    comp = compare_models({"keras": make_keras(), "tf1": tf1_fn, "torch": make_torch()}, data(),
+                          optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3,
+                          epochs=1, batch_size=16, dtype=dtype)
+    assert comp.differences == [], comp.message()
+    for fw in ("tf1", "torch"):
+        r = comp.results[fw]
+        assert r.max_loss_diff <= bound and r.max_weight_diff <= bound, comp.message()
