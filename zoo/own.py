@@ -857,7 +857,7 @@ class OwnDiagnosis:
                 f"{self.framework} vs {self.reference}: first divergence at step {self.step}")
         where = f"; first differing layer {self.layer} (max |diff| {self.difference:.3g})" \
             if self.layer else ""
-        return f"{head}{where}. Likely cause: {self.cause}."
+        return f"{head}{where}. Likely cause: {self.cause.rstrip('.')}."
 
     def to_json(self) -> dict[str, Any]:
         return {"framework": self.framework, "reference": self.reference, "step": self.step,
@@ -1216,11 +1216,11 @@ def _diagnose(fw, reference, handles, matched, descs, views, ds, batches, result
     at = next((c for c in reversed(checks) if c.first_layer), None)
     layer, diff = (at.first_layer, at.difference) if at else (None, 0.0)
     if init_problems:
-        cause = "the initial weights differ: " + "; ".join(init_problems)
+        cause = "the initial weights differ: " + "; ".join(t.rstrip(".") for t in init_problems)
     elif layer and any(f.layer == layer for f in mine):
-        cause = "; ".join(f.message for f in mine if f.layer == layer)
+        cause = "; ".join(f.message.rstrip(".") for f in mine if f.layer == layer)
     elif mine:
-        cause = "; ".join(f.message for f in mine)
+        cause = "; ".join(f.message.rstrip(".") for f in mine)
     elif layer:
         cause = (f"the output of {layer} differs with the same inputs and weights: a different "
                  "computation in that layer (its settings audited equal)")
