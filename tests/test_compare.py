@@ -401,3 +401,22 @@ def test_distributed_jobs_run_through_the_same_runner(monkeypatch, tmp_path):
     # and the comparison's workers: the same runner, the worker module, the worker's messages
     assert cmp.run_worker("tf1", {}, tmp_path / "w.json", timeout=9.0) == "timed out after 9 s"
     assert seen == {"framework": "tf1", "module": "zoo.worker", "timeout": 9.0}
+
+
+def test_a_class_model_on_a_two_class_dataset_has_two_outputs():
+    """softmax (C outputs) on a binary dataset: one output per class, not the binary task's
+    single output (which made every label 1 out of range)."""
+    from zoo.commands.compare import spec_for_dataset
+    from zoo.data import load
+
+    ds = load("breast_cancer")
+    assert ds.task == "binary" and ds.n_outputs == 1
+    assert spec_for_dataset("softmax", ds).n_outputs == 2
+    assert spec_for_dataset("logistic", ds).n_outputs == 1
+
+
+def test_a_worker_error_reads_as_its_message():
+    from zoo.compare import WorkerError
+
+    assert str(WorkerError("framework run failed (torch: boom).", {"torch": "boom"})) == \
+        "framework run failed (torch: boom)."

@@ -37,7 +37,10 @@ from zoo.specs import History, ModelSpec, TrainSpec, init_weights
 
 
 class WorkerError(ZooError):
-    """A framework's worker process failed."""
+    """A framework's worker process failed: args (message, {framework: error})."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass

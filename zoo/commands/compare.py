@@ -103,7 +103,8 @@ def spec_for_dataset(model: str, ds, *, dropout: float | None = None) -> ModelSp
     from zoo.specs import minimum_size, model_spec_for
 
     arch = MODELS[model]
-    n_out = 1 if arch.task in ("binary", "regression") else ds.n_outputs
+    # a C-class model on a two-class (binary) dataset still has one output per class
+    n_out = 1 if arch.task in ("binary", "regression") else int(ds.n_classes or ds.n_outputs)
     if (arch.image or arch.sequence == "rows") and ds.image_shape is None:
         raise ConfigError(flat_data_message(model, ds))
     if arch.sequence == "tokens" and not ds.vocab:
