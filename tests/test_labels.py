@@ -281,6 +281,13 @@ def test_iris_csv_train_and_predict_with_names(tmp_path):
     assert lines[0] == f"wrote {tmp_path / 'p.json'} (30 predictions, torch softmax; test " \
                        f"accuracy {doc['test_accuracy']:.4f})"
     assert re.fullmatch(r"predicted classes: setosa \d+, versicolor \d+, virginica \d+", lines[1])
+    # converted weights keep the names, and predict with them
+    r = zoo("convert", w, tmp_path / "iris.npz")
+    assert r.returncode == 0, r.stderr
+    assert read_label_names(tmp_path / "iris.npz") == ("setosa", "versicolor", "virginica")
+    r = zoo("predict", tmp_path / "iris.npz", "--csv", IRIS_CSV, "--target", "species")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["predicted_classes"] == doc["predicted_classes"]
 
 
 def test_iris_csv_compare_reports_the_mapping(tmp_path):

@@ -32,7 +32,24 @@ def run(args: argparse.Namespace) -> int:
     from zoo import onnx_io
 
     spec, weights, fmt = onnx_io.convert(args.src, args.dst, to=args.to, force=args.force)
+    keep_label_names(args.src, args.dst)
     n = sum(int(v.size) for v in weights.values())
     extra = f", opset {onnx_io.OPSET}, checked in ONNX Runtime" if fmt == onnx_io.FORMAT else ""
     print(f"wrote {args.dst} ({fmt}{extra}, model {spec.name}, {n} parameters) from {args.src}")
     return 0
+
+
+def keep_label_names(src: str, dst: str) -> None:
+    """Carry the class names of `src` (a CSV of named classes, `zoo train --save`) into the
+    sidecar of the converted `dst`, so predictions from it report them too."""
+    from pathlib import Path
+
+    from zoo import interchange
+    from zoo.commands.train import read_label_names, write_label_names
+
+    names = read_label_names(src)
+    if names and interchange.sidecar_path(dst).is_file():
+        import json
+
+        column = json.loads(interchange.sidecar_path(src).read_text())["labels"].get("column", "")
+        write_label_names(Path(dst), names, column)
