@@ -11,7 +11,9 @@ users write them, not with the zoo's builders.
 
 from __future__ import annotations
 
-import keras  # noqa: E402  (after torch: tests/conftest.py)
+import json
+
+import keras
 import numpy as np
 import pytest
 import torch
@@ -483,3 +485,132 @@ def test_tf1_graphs_agree_with_keras_and_torch(kind, dtype, optimizer, bound):
     for fw in ("tf1", "torch"):
         r = comp.results[fw]
         assert r.max_loss_diff <= bound and r.max_weight_diff <= bound, comp.message()
+
+
+# ----------------------------------------------------------------------------- the command line
+USER_FILE = '''
+import keras
+import torch
+from torch import nn
+
+
+def keras_mlp():
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(10, activation="softmax")])
+
+
+class TorchMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 16)
+        self.fc2 = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def not_a_model():
+    return 3
+'''
+
+
+@pytest.fixture
+def user_file(tmp_path):
+    path = tmp_path / "my_models.py"
+    path.write_text(USER_FILE)
+    return path
+
+
+def test_cli_compares_your_own_models(user_file, tmp_path):
+    from tests.cli_run import zoo
+
+    r = zoo("compare", "--model", f"keras={user_file}:keras_mlp", "--model",
+            f"torch={user_file}:TorchMLP", "--dataset", "digits", "--epochs", "1",
+            "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    assert "keras (ref)" in r.stdout and "torch" in r.stdout
+    doc = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert doc["frameworks"]["torch"]["first_divergent_step"] is None
+    assert doc["frameworks"]["torch"]["max_weight_diff"] <= 1e-6
+    assert [row["torch"] for row in doc["weight_table"]] == [["fc1.weight"], ["fc1.bias"],
+                                                             ["fc2.weight"], ["fc2.bias"]]
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("keras={dir}/nope.py:keras_mlp", "no such file {dir}/nope.py; pass the path of the Python "
+                                      "file that defines the model."),
+    ("keras={file}:missing", "{file} defines no 'missing'; it defines keras_mlp, TorchMLP, "
+                             "not_a_model."),
+    ("keras={file}:not_a_model", "not_a_model() returned a int, not a keras.Model."),
+    ("torch={file}:keras_mlp", "keras_mlp() returned a Sequential, not a torch.nn.Module."),
+    ("torch{file}", "--model takes FRAMEWORK=PATH.py:NAME, e.g. --model torch=my_models.py:Net."),
+])
+def test_cli_model_mistakes_are_one_line_and_exit_2(user_file, capsys, spec, expected):
+    from zoo.cli import main
+
+    spec = spec.format(file=user_file, dir=user_file.parent)
+    other = f"torch={user_file}:TorchMLP" if spec.startswith("keras") else \
+        f"keras={user_file}:keras_mlp"
+    code = main(["compare", "--model", spec, "--model", other, "--dataset", "digits",
+                 "--epochs", "1", "--json", str(user_file.parent / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == f"zoo compare: error: --model {spec!r}: " + expected.format(
+        file=user_file, dir=user_file.parent)
+
+
+# ----------------------------------------------------------------------------- the API's options
+def test_native_optimizers_are_audited_with_the_fix():
+    comp = compare_models({"keras": keras_mlp(), "torch": MLP()}, _flat(),
+                          optimizer={"keras": keras.optimizers.RMSprop(1e-3),
+                                     "torch": lambda p: torch.optim.RMSprop(p, lr=1e-3)},
+                          batch_size=16)
+    found = {f.setting: f for f in comp.differences}
+    assert set(found) == {"optimizer rho", "optimizer epsilon"}, comp.message()
+    assert found["optimizer rho"].reference_value == 0.9 and found["optimizer rho"].value == 0.99
+    assert "use 0.9" in found["optimizer rho"].message
+    assert found["optimizer epsilon"].reference_value == "1e-07 inside"
+    assert found["optimizer epsilon"].value == "1e-08 outside"
+    # and the runs part (torch's alpha 0.99 against Keras's rho 0.9)
+    assert comp.results["torch"].first_divergent_step is not None
+
+
+def test_native_optimizers_that_match_agree():
+    comp = compare_models({"keras": keras_mlp(), "torch": MLP()}, _flat(),
+                          optimizer={"keras": keras.optimizers.SGD(0.05, momentum=0.9),
+                                     "torch": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)},
+                          batch_size=16)
+    assert comp.agrees(), comp.message()
+
+
+def test_native_dropout_is_compared_by_metric():
+    L = keras.layers
+    km = _keras(None, L.Dense(16, activation="relu"), L.Dropout(0.5),
+                L.Dense(3, activation="softmax"), input_shape=(12,))
+    tm = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    comp = compare_models({"keras": km, "torch": tm}, _flat(), batch_size=16, dropout="native",
+                          diagnose=False)
+    assert any(n.startswith("native dropout: every framework draws its own masks")
+               for n in comp.notes)
+    assert comp.results["torch"].max_loss_diff > 1e-3   # different masks, as said
+    assert 0.0 <= comp.results["torch"].metrics["accuracy"] <= 1.0
+
+
+def test_an_explicit_mapping_pairs_layers_by_name():
+    class Reordered(nn.Module):   # registers its layers out of forward order
+        def __init__(self):
+            super().__init__()
+            self.out = nn.Linear(16, 3)
+            self.hidden = nn.Linear(12, 16)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.hidden(x)))
+
+    km = keras_mlp()
+    names = [layer.name for layer in km.layers]
+    comp = compare_models({"keras": km, "torch": Reordered()}, _flat(), batch_size=16,
+                          mapping={"torch": {names[0]: "hidden", names[1]: "out"}})
+    assert comp.agrees(), comp.message()
+    with pytest.raises(ConfigError, match="mapping\\['torch'\\] has no torch layer"):
+        compare_models({"keras": keras_mlp(), "torch": Reordered()}, _flat(),
+                       mapping={"torch": {"nope": "hidden"}})
