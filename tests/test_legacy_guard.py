@@ -1,0 +1,33 @@
+"""Keras 3 and Keras 2 (tf_keras, TF_USE_LEGACY_KERAS=1) never share a process: the zoo's
+Keras 3 package refuses to import where Keras 2 is switched on, with one clear message, and
+importing the zoo never switches it on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    full.update(env, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full, timeout=120)
+
+
+def test_keras3_code_refuses_a_keras2_process():
+    r = _python("import keras_models", TF_USE_LEGACY_KERAS="1")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        "zoo.errors.ConfigError: keras_models is the zoo's Keras 3 code, but this process runs "
+        "Keras 2 (tf_keras, TF_USE_LEGACY_KERAS=1): mixing both Keras versions in one process "
+        "is refused. Run them in separate processes (zoo compare does: each framework has its "
+        "own), or unset TF_USE_LEGACY_KERAS before Python starts.")
+
+
+def test_importing_the_zoo_never_switches_keras2_on():
+    r = _python("import os, zoo, zoo.own, zoo.compare, zoo.frameworks, keras_models, "
+                "tf1_compat, torch_models\nprint(os.environ.get('TF_USE_LEGACY_KERAS'))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "None"
