@@ -105,6 +105,8 @@ def _data(data: Any, seed: int) -> OwnData:
         shape = data.image_shape
 
         def view(X):
+            if getattr(data, "vocab", None):
+                return np.asarray(X).astype(np.int64)   # token ids: integers, as users feed them
             return X.reshape(len(X), *shape) if shape is not None else X
         return OwnData(data.name, view(data.X_train), data.y_train, view(data.X_test),
                        data.y_test, data.task, data.n_classes, data.split,
@@ -980,7 +982,7 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
                    reference: str | None = None, init: str = "reference",
                    mapping: Mapping[str, Mapping[str, str]] | None = None,
                    dropout: str = "off", layouts: Mapping[str, str] | None = None,
-                   record_every: int = 1, diagnose: bool = True,
+                   record_every: int | None = None, diagnose: bool = True,
                    progress: Callable[[str, int, int, float], None] | None = None,
                    ) -> OwnComparison:
     """Train the user's own models (a mapping framework -> model: "keras" a built
@@ -1002,6 +1004,9 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
     keeps each model's own and explains any that differ.
     dropout: "off" (every Dropout the identity, noted) or "native" (each framework draws its
     own masks: compare the test metrics).
+    record_every: record the weights after every k-th step; None (default) records every step
+    while all models' records fit in `zoo.compare.RECORD_BUDGET_MB`, else the smallest stride
+    that fits (noted; the layer-by-layer check at the divergent step needs every step).
     """
     from zoo.agreement import TOLERANCES
     from zoo.compare import FrameworkResult, align
@@ -1094,6 +1099,10 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
                      "losses are expected to differ; compare the test metrics.")
     # 3. train
     n = len(ds.X_train)
+    record_every, stride_note = _stride(record_every, matched, n, batch_size, epochs, dtype,
+                                        len(order))
+    if stride_note:
+        notes.append(stride_note)
     batches = [[np.asarray(b) for b in batch_order(n, batch_size, seed, e)] for e in range(epochs)]
     results: dict[str, FrameworkResult] = {}
     X_views = {fw: _view(ds.X_train, views[fw]) for fw in order}
@@ -1145,6 +1154,29 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
                                            init_problems.get(fw, []), dtype, given)
     comp.wall_seconds = time.perf_counter() - t_start
     return comp
+
+
+def _stride(record_every: int | None, matched: Matched, n: int, batch_size: int, epochs: int,
+            dtype: str, n_models: int) -> tuple[int, str | None]:
+    """The weight-recording stride: as given, or the smallest that keeps every model's
+    per-step weights within the comparison's memory budget."""
+    from zoo.compare import RECORD_BUDGET_MB
+
+    if record_every is not None:
+        if isinstance(record_every, bool) or not isinstance(record_every, int) or \
+                record_every < 0:
+            raise ConfigError(f"record_every must be an integer >= 0 (0: final weights only), "
+                              f"got {record_every!r}.")
+        return record_every, None
+    steps = -(-n // batch_size) * epochs
+    n_params = sum(int(np.prod(r.spec.shape)) for r in matched.rows)
+    mb = steps * n_params * np.dtype(dtype).itemsize * n_models / 2**20
+    every = max(1, math.ceil(mb / RECORD_BUDGET_MB))
+    if every == 1:
+        return 1, None
+    return every, (f"weights recorded every {every} steps, not after each step: all {steps:,} "
+                   f"steps would take {mb:,.0f} MB (budget {RECORD_BUDGET_MB:,.0f} MB); losses "
+                   "are compared at every step. record_every=1 records every step.")
 
 
 def _found_json(f: Found) -> dict[str, Any]:
