@@ -66,6 +66,7 @@ from zoo.specs import (
     check_inputs,
     dropout_masks,
     record_every,
+    records,
 )
 
 __all__ = ["shard_elements", "train", "train_mirrored"]
@@ -111,6 +112,24 @@ def _fault_callback(fault: dict | None):
     return Fault()
 
 
+def _every_step_tracker(recorder, get_weights, progress, steps_per_epoch: int, every: int):
+    """`keras_models.train._Progress` for one step per execution, taking each recorded step's
+    weights from the (mirrored) model after the step (the replicas' variables are the same)."""
+    from keras_models.train import _Progress
+
+    class EveryStep(_Progress):
+        def __init__(self, recorder, get_weights, progress, steps_per_epoch, every) -> None:
+            super().__init__(recorder, None, progress, steps_per_epoch)
+            self.get_weights, self.every = get_weights, every
+
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            super().on_train_batch_end(batch, logs)
+            if self.get_weights is not None and records(self.every, self.global_step - 1):
+                self.snapshots.append(self.get_weights(self.model))
+
+    return EveryStep(recorder, get_weights, progress, steps_per_epoch, every)
+
+
 def _start_weights(get_weights):
     """A callback that keeps the weights every step starts from (the last finite weights when
     the run stops at a non-finite loss)."""
@@ -147,7 +166,7 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         penalised_variables,
     )
     from keras_models.optimizers import make_optimizer
-    from keras_models.train import _Progress, _targets, dropout_plan, floatx
+    from keras_models.train import _targets, dropout_plan, floatx
 
     check_inputs(model_spec, X, y, what="keras_models")
     world = strategy.num_replicas_in_sync
@@ -200,8 +219,8 @@ def train_mirrored(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, 
         loss = ShardLoss(make_loss(model_spec), penalised_variables(model), optimizer.iterations)
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=1)
         every = record_every(record_weights)
-        tracker = _Progress(loss, get_weights if every else None, progress,
-                            per_step=True, every=every)
+        tracker = _every_step_tracker(loss, get_weights if every else None, progress,
+                                      steps_per_epoch, every)
         keeper = _start_weights(get_weights)
         callbacks = [keeper, tracker] + ([_fault_callback(fault)] if fault else [])
         # Before training, Keras's TF trainer builds the optimizer and metrics from a first

@@ -112,6 +112,15 @@ class ZooModel(keras.Model):
         return {**super().get_config(), "spec": self.model_spec.to_dict(),
                 "synchronized": self.synchronized}
 
+    def train_step(self, *args, **kwargs):
+        """Keras's own training step, then (when `keras_models.train` attached one) the
+        recorder's copy of the weights after the update, inside the same compiled step."""
+        logs = super().train_step(*args, **kwargs)
+        recorder = getattr(self, "_zoo_recorder", None)
+        if recorder is not None:
+            recorder.record()
+        return logs
+
     def build(self, input_shape=None) -> None:
         # The layers were built in __init__ (`input_shape` may be a tuple of inputs when masks
         # are fed, which says nothing the spec does not).

@@ -73,7 +73,7 @@ from keras_models.model import (
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.layers import has_state
+from zoo.layers import AS_IS, has_state, tensor_specs
 from zoo.specs import (
     History,
     ModelSpec,
@@ -81,7 +81,6 @@ from zoo.specs import (
     check_inputs,
     dropout_masks,
     record_every,
-    records,
 )
 
 __all__ = ["RecordedLoss", "ZooBatches", "dropout_plan", "evaluate", "floatx", "order_dataset",
@@ -247,22 +246,71 @@ class RecordedLoss(keras.losses.Loss):
         return loss
 
 
-class _Progress(keras.callbacks.Callback):
-    """Epoch wall times, weight snapshots, `progress(epoch, step, loss)` calls and the stop at
-    the first non-finite loss."""
+class StepRecorder:
+    """The weights after every `every`-th step, copied inside the compiled training step
+    (`ZooModel.train_step` calls `record` after Keras applied the update), so recording every
+    step costs one in-graph copy per variable instead of a round trip to numpy per step, and
+    several steps can run in one execution (`steps_per_execution`).
 
-    def __init__(self, recorder: RecordedLoss, get_weights: Callable | None,
-                 progress: Callable[[int, int, float], None] | None, per_step: bool,
-                 every: int = 1) -> None:
+    Each variable has a buffer of `slots` rows (the snapshots of at most one epoch) plus one
+    scratch row that the steps not recorded write to. `take(first, last)` reads the
+    snapshots of recorded ordinals first..last-1 (ordinal r is the weights after global step
+    (r + 1) * every - 1) as canonical dicts; call it at least once an epoch."""
+
+    def __init__(self, model, variables: dict, every: int, slots: int, step, dtype: str) -> None:
+        self.model, self.variables, self.every, self.step = model, variables, every, step
+        self.slots = max(1, int(slots))
+        self.buffers = {n: keras.Variable(np.zeros((self.slots + 1, *v.shape), dtype=v.dtype),
+                                          trainable=False, dtype=v.dtype, name="snapshots")
+                        for n, v in variables.items()}
+        rows = {t.native_name(FRAMEWORK): t for t in tensor_specs(model.model_spec.resolved)}
+        #: native -> canonical name when every row's layout is the identity
+        self._as_is = {n: rows[n].name for n in variables} \
+            if all(rows[n].layout(FRAMEWORK) == AS_IS for n in variables) else None
+
+    def record(self) -> None:
+        done = ops.cast(self.step, "int32")           # steps done, this one included
+        recorded = ops.equal(ops.mod(done, self.every), 0)
+        row = ops.where(recorded, ops.mod(done // self.every - 1, self.slots), self.slots)
+        in_place = keras.backend.backend() == "tensorflow"
+        for name, var in self.variables.items():
+            buf = self.buffers[name]
+            if in_place:   # a strided-slice assignment: writes one row, copies nothing else
+                buf.value[row].assign(ops.convert_to_tensor(var))
+            else:
+                update = ops.expand_dims(ops.convert_to_tensor(var), 0)
+                buf.assign(ops.slice_update(buf, (row,) + (0,) * len(var.shape), update))
+
+    def take(self, first: int, last: int) -> list[dict[str, np.ndarray]]:
+        if last <= first:
+            return []
+        if last - first > self.slots:
+            raise ConfigError(f"internal: {last - first} snapshots since the last read, only "
+                              f"{self.slots} slots.")
+        arrays = {n: np.asarray(ops.convert_to_numpy(b)) for n, b in self.buffers.items()}
+        rows = [r % self.slots for r in range(first, last)]
+        if self._as_is is not None:   # Keras's layout is the canonical one: rename only
+            return [{c: arrays[n][row].copy() for n, c in self._as_is.items()} for row in rows]
+        return [canonical(self.model, {n: a[row] for n, a in arrays.items()}) for row in rows]
+
+
+class _Progress(keras.callbacks.Callback):
+    """Epoch wall times, the recorder's weight snapshots, `progress(epoch, step, loss)` calls
+    and the stop at the first non-finite loss, once per execution of `steps_per_execution`
+    steps (the losses and snapshots of each of its steps are read then)."""
+
+    def __init__(self, recorder: RecordedLoss, snapshots: StepRecorder | None,
+                 progress: Callable[[int, int, float], None] | None,
+                 steps_per_epoch: int) -> None:
         super().__init__()
-        self.recorder, self.get_weights, self.progress = recorder, get_weights, progress
-        self.every = every  # snapshot stride (`zoo.specs.record_every`)
-        self.per_step = per_step
+        self.recorder, self.snapshots_of, self.progress = recorder, snapshots, progress
+        self.steps_per_epoch = steps_per_epoch
         self.epoch = 0
         self.global_step = 0
         self.epoch_seconds: list[float] = []
         self.snapshots: list[dict[str, np.ndarray]] = []
         self._start = 0.0
+        self._read = 0      # snapshot ordinals read so far
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self.epoch = epoch
@@ -270,31 +318,43 @@ class _Progress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._start)
+        self._take()
+
+    def _take(self) -> None:
+        if self.snapshots_of is not None:
+            upto = self.global_step // self.snapshots_of.every
+            self.snapshots += self.snapshots_of.take(self._read, upto)
+            self._read = upto
 
     def on_train_batch_end(self, batch, logs=None) -> None:
-        if not self.per_step:
+        done = int(ops.convert_to_numpy(self.recorder.step))
+        if done <= self.global_step:
             return
-        k = self.global_step
-        self.global_step += 1
-        # logs["loss"] is the running mean of the epoch: it turns non-finite exactly at the
-        # first non-finite batch loss, which is all it is used for here.
-        if logs is not None and "loss" in logs and not np.isfinite(float(logs["loss"])):
+        values = self.recorder.batch_losses
+        losses = np.asarray(ops.convert_to_numpy(values.value))[self.global_step:done]
+        if not np.all(np.isfinite(losses)):
             self.model.stop_training = True
-        if self.get_weights is not None and records(self.every, k):
-            self.snapshots.append(self.get_weights(self.model))
         if self.progress is not None:
-            self.progress(self.epoch, batch, float(ops.convert_to_numpy(
-                self.recorder.batch_losses[k])))
+            for k, value in zip(range(self.global_step, done), losses, strict=True):
+                self.progress(self.epoch, k % self.steps_per_epoch, float(value))
+        self.global_step = done
 
     def on_train_end(self, logs=None) -> None:
         if len(self.epoch_seconds) < self.epoch + 1 and self._start:
             self.epoch_seconds.append(time.perf_counter() - self._start)  # stopped mid-epoch
+        self._take()
+
+
+#: Steps per execution when `train` picks them (the largest divisor of the steps per epoch not
+#: above this): many steps per compiled call, while progress still arrives several times an
+#: epoch. Losses, weights and snapshots are the same for any value (tests/test_keras_models.py).
+AUTO_STEPS_PER_EXECUTION = 64
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
           init: dict[str, np.ndarray] | None = None, *, record_weights: bool | int = False,
           progress: Callable[[int, int, float], None] | None = None,
-          steps_per_execution: int = 1, checkpoint_dir: str | None = None,
+          steps_per_execution: int | None = None, checkpoint_dir: str | None = None,
           resume: bool = False, force: bool = False) -> History:
     """Train `model_spec` on (X, y) with `compile` + `fit` as `train_spec` says.
 
@@ -307,9 +367,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     steps_per_execution > 1 the run goes on to its end and the losses are cut there). Keras has already applied that step's update then, so the weights
     returned are the copy `RecordedLoss` kept of the last finite ones (as torch and TF1 return).
 
-    steps_per_execution > 1 runs up to that many steps per `tf.function` call (faster for
-    small models; the largest divisor of the steps per epoch that is not larger is used, see
-    `_divisor_at_most`); losses stay exact, but `record_weights` and `progress` need 1.
+    steps_per_execution: up to that many steps per `tf.function` call (faster for small
+    models; the largest divisor of the steps per epoch that is not larger is used, see
+    `_divisor_at_most`); None picks AUTO_STEPS_PER_EXECUTION on the TensorFlow backend (one
+    step on torch's). Losses, weights and snapshots are exact for any value: the weights are
+    recorded inside the compiled step (`StepRecorder`), and `progress` is called for every
+    step once its execution ends.
 
     checkpoint_dir: save weights, optimizer variables and the History so far there after
     every epoch (`zoo.checkpoint`, `keras_models.checkpoint`; an existing checkpoint is
@@ -323,11 +386,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     ckpt, state, init = start(checkpoint_dir, FRAMEWORK, model_spec, train_spec, X, y, init,
                               resume=resume, force=force)
     start_epoch = state.epoch if state is not None else 0
+    if steps_per_execution is None:
+        steps_per_execution = AUTO_STEPS_PER_EXECUTION \
+            if keras.backend.backend() == "tensorflow" else 1
     if steps_per_execution < 1:
         raise ConfigError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
-    if steps_per_execution > 1 and (record_weights or progress is not None):
-        raise ConfigError("record_weights and progress need one step per execution; "
-                          "pass steps_per_execution=1.")
     dtype = train_spec.dtype
     built_spec, use_masks = dropout_plan(model_spec, train_spec)
     Xd, yd = np.asarray(X, dtype=np.dtype(dtype)), _targets(model_spec, y, dtype)
@@ -346,9 +409,14 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                             n_steps, optimizer.iterations, dtype, guard=weight_variables(model),
                             state=state_variables(model))
         spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
+        recorder = None
+        if every:
+            recorder = StepRecorder(model, weight_variables(model), every,
+                                    -(-steps_per_epoch // every) + 1, optimizer.iterations,
+                                    dtype)
+            object.__setattr__(model, "_zoo_recorder", recorder)   # not a tracked weight
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
-        tracker = _Progress(loss, get_weights if every else None, progress,
-                            per_step=spe == 1, every=every)
+        tracker = _Progress(loss, recorder, progress, steps_per_epoch)
         callbacks: list[keras.callbacks.Callback] = [tracker]
         if ckpt is not None:
             from keras_models import checkpoint
@@ -357,6 +425,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 checkpoint.restore(state, model, optimizer, loss.batch_losses)
                 tracker.epoch_seconds = list(state.epoch_seconds)
                 tracker.global_step = start_epoch * steps_per_epoch
+                tracker._read = tracker.global_step // every if every else 0
             callbacks.append(checkpoint.CheckpointCallback(
                 ckpt, get_weights, loss.batch_losses, tracker.epoch_seconds))
         if n_items:

@@ -80,6 +80,8 @@ def child_train(path: str, model: str, dataset: str, batch: int, epochs: int,
     lr = 0.1 if model == "softmax" else 0.05
     ts = TrainSpec(OptimizerSpec("sgd", lr=lr), epochs=epochs, batch_size=bs, dtype=dtype)
     kw = {}
+    if path == "keras":  # one step per execution (what `fit` does by default)
+        kw["steps_per_execution"] = 1
     if path == "keras-fast":
         kw["steps_per_execution"] = -(-len(X) // bs)
     hist = mod.train(spec, ts, X, y, init_weights(spec, 0), **kw)

@@ -8,6 +8,7 @@ images (cnn)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -420,3 +421,20 @@ def test_a_worker_error_reads_as_its_message():
 
     assert str(WorkerError("framework run failed (torch: boom).", {"torch": "boom"})) == \
         "framework run failed (torch: boom)."
+
+
+def test_seconds_per_epoch_leave_the_first_epoch_out():
+    """The report's s/epoch is the median epoch after the first (which traces or compiles);
+    the first is reported on its own, and the notes say what the column measures."""
+    from zoo.compare import FrameworkResult, timing_note
+
+    def result(seconds):
+        return FrameworkResult("keras", History("keras", np.zeros(4), {}, seconds), {}, 0.0, 0.0)
+
+    r = result([5.0, 1.0, 2.0, 3.0])
+    assert r.seconds_per_epoch == 2.0 and r.first_epoch_seconds == 5.0
+    assert result([4.0]).seconds_per_epoch == 4.0
+    assert timing_note(1, 3) == ("s/epoch is the median epoch after the first (the first, "
+                                 "which also traces or compiles, is first_epoch_seconds in "
+                                 "report.json).")
+    assert "workers ran at once" in timing_note(3, 3) or (os.cpu_count() or 1) == 1

@@ -243,15 +243,30 @@ def test_steps_per_execution_gives_identical_results() -> None:
     # (8 does not: 5 per execution are used, see train._divisor_at_most)
     for batch_size in (60, 100):
         ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=3, batch_size=batch_size, seed=2)
-        one = K.train(spec, ts, ds.X_train, ds.y_train, init)
+        one = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=1)
         many = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=8)
         assert len(many.losses) == 3 * -(-len(ds.X_train) // batch_size)
         assert np.array_equal(one.losses, many.losses)
         assert max_diff(one.weights, many.weights) == 0.0
     assert K._divisor_at_most(15, 8) == 5 and K._divisor_at_most(23, 8) == 1
+    # every step's weights are recorded inside the compiled step and every step's progress
+    # is reported, whatever the steps per execution (the default picks several)
+    calls = {1: [], 5: []}
+    rec = {spe: K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=spe,
+                        record_weights=True, progress=lambda e, s, v, c=calls[spe]: c.append(
+                            (e, s, v))) for spe in (1, 5)}
+    assert calls[1] == calls[5] and len(calls[5]) == 45 and calls[5][15][:2] == (1, 0)
+    assert len(rec[5].step_weights) == 45
+    assert all(max_diff(a, b) == 0.0 for a, b in zip(rec[1].step_weights, rec[5].step_weights,
+                                                      strict=True))
+    assert max_diff(rec[5].step_weights[-1], rec[5].weights) == 0.0
+    assert np.array_equal([v for _, _, v in calls[5]], rec[5].losses)
+    strided = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=5,
+                      record_weights=4)
+    assert [max_diff(w, rec[1].step_weights[4 * j + 3]) for j, w in
+            enumerate(strided.step_weights)] == [0.0] * 11
     with pytest.raises(ConfigError, match="steps_per_execution"):
-        K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=4,
-                record_weights=True)
+        K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=0)
 
 
 def test_non_finite_loss_stops_training() -> None:

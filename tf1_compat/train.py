@@ -96,6 +96,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             # `minimize` split in two, to hand the optimizer dense gradients (`_dense`)
             grads = optimizer.compute_gradients(total, var_list=var_list)
             train_op = optimizer.apply_gradients([(_dense(g), v) for g, v in grads])
+        # the weights after the update, fetched in the step's own run when it is recorded
+        # (reads ordered after the train op, so after the update and the UPDATE_OPS)
+        with tf.control_dependencies([train_op]):
+            after = {n: tf.identity(v) for n, v in model.variables.items()}
     opt_state = None
     if ckpt is not None:
         from tf1_compat.checkpoint import OptimizerState
@@ -126,10 +130,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     feed.update(zip(model.masks, ms, strict=True))
                 elif model.masks and train_spec.dropout_mode == "native":
                     feed[model.native_dropout] = True
-                loss, _ = sess.run([total, train_op], feed_dict=feed)
+                if records(every, len(losses)):
+                    loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
+                    snaps.append(from_native(native, model_spec.resolved, "tf1"))
+                else:
+                    loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))
-                if records(every, len(losses) - 1):
-                    snaps.append(model.get_weights())
                 if progress is not None:
                     progress(epoch, step, float(loss))
                 if not np.isfinite(loss):

@@ -45,6 +45,7 @@ from torch import nn
 from torch_models import model as M
 from zoo.checkpoint import start
 from zoo.data import batch_order
+from zoo.layers import from_native
 from zoo.specs import (
     History,
     ModelSpec,
@@ -119,6 +120,37 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
 BatchLoss = Callable[..., tuple[float, Callable[[], None]]]
 
 
+class _Snapshots:
+    """The weights after recorded steps: one flat copy of every tabled tensor per step (a
+    `torch.cat` of the live parameters and buffers, no numpy round trip), turned into
+    canonical dicts through the weight table once an epoch (`flush`)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        tensors = M.tabled(model.state_dict())   # live: the optimizer updates them in place
+        self.names = list(tensors)
+        self.tensors = [t.detach() for t in tensors.values()]
+        self.shapes = [tuple(t.shape) for t in self.tensors]
+        self.offsets = np.cumsum([0] + [t.numel() for t in self.tensors])
+        self.pending: list[torch.Tensor] = []
+
+    def add(self) -> None:
+        self.pending.append(torch.cat([t.reshape(-1) for t in self.tensors]))
+
+    def flush(self) -> list[dict[str, np.ndarray]]:
+        if not self.pending:
+            return []
+        rows = torch.stack(self.pending).numpy()
+        self.pending = []
+        out = []
+        for row in rows:
+            native = {n: row[a:b].reshape(shape).copy() for n, a, b, shape in
+                      zip(self.names, self.offsets[:-1], self.offsets[1:], self.shapes,
+                          strict=True)}
+            out.append(from_native(native, self.model.spec.resolved, FRAMEWORK))
+        return out
+
+
 def _local_batch_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
     index = torch.from_numpy(idx)
     loss = loss_fn(net(Xt[index], masks=_masks(masks)), yt[index]) + M.penalty(model, l2)
@@ -162,6 +194,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
 
     losses: list[float] = []
     snapshots: list[dict[str, np.ndarray]] = []
+    recorder = _Snapshots(model) if every else None
     epoch_seconds: list[float] = []
     stopped_at: int | None = None
     if state is not None:
@@ -186,9 +219,11 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
             backward()
             optimizer.step()
             if records(every, len(losses) - 1):
-                snapshots.append(M.get_weights(model))
+                recorder.add()
             if progress is not None:
                 progress(epoch, step, value)
+        if recorder is not None:
+            snapshots += recorder.flush()
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break

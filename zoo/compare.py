@@ -60,8 +60,17 @@ class FrameworkResult:
 
     @property
     def seconds_per_epoch(self) -> float:
+        """The median epoch after the first (the first also traces or compiles: see
+        `first_epoch_seconds`); the one epoch of a one-epoch run."""
         s = self.history.epoch_seconds
-        return float(np.median(s)) if len(s) else float("nan")
+        if not len(s):
+            return float("nan")
+        return float(np.median(s[1:] if len(s) > 1 else s))
+
+    @property
+    def first_epoch_seconds(self) -> float:
+        s = self.history.epoch_seconds
+        return float(s[0]) if len(s) else float("nan")
 
     @property
     def test_metric_name(self) -> str:
@@ -98,6 +107,7 @@ class Comparison:
                 "test_metric": r.metrics.get(r.test_metric_name),
                 "test_metric_name": r.test_metric_name,
                 "seconds_per_epoch": r.seconds_per_epoch,
+                "first_epoch_seconds": r.first_epoch_seconds,
                 "import_seconds": r.import_seconds,
                 "train_seconds": r.train_seconds,
                 "max_loss_diff": r.max_loss_diff,
@@ -143,6 +153,22 @@ def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[
         r.first_divergent_step = d.first_divergent_step
 
 
+def concurrency() -> int:
+    """How many framework workers run at once: one per core, at most two."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def timing_note(n_frameworks: int, epochs: int) -> str:
+    """What the s/epoch column measures, for the report."""
+    first = ("the median epoch after the first (the first, which also traces or compiles, "
+             "is first_epoch_seconds in report.json)" if epochs > 1 else
+             "the one epoch, tracing or compilation included")
+    at_once = min(n_frameworks, concurrency())
+    shared = (f"; up to {at_once} workers ran at once on {os.cpu_count() or 1} cores, one "
+              "core each, so it is wall time under that load") if at_once > 1 else ""
+    return f"s/epoch is {first}{shared}."
+
+
 def run_worker(fw: str, job: dict, job_path: Path,
                on_event: Callable[[str, dict], None] | None = None,
                timeout: float = 3600.0) -> str | None:
@@ -166,7 +192,7 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
     their progress to `on_event(framework, event)` and collect the results."""
     results: dict[str, FrameworkResult] = {}
     errors: dict[str, str] = {}
-    sem = threading.Semaphore(max(1, min(2, os.cpu_count() or 1)))
+    sem = threading.Semaphore(concurrency())
 
     def one(fw: str) -> None:
         with sem:
@@ -314,6 +340,7 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
                       wall_seconds=time.perf_counter() - t0, init=init,
                       split=getattr(dataset, "split", ""))
+    comp.notes.append(timing_note(len(frameworks), train_spec.epochs))
     if plan.note():
         comp.notes.append(plan.note())
     if workers > 1:

@@ -1138,7 +1138,11 @@ def compare_models(models: Mapping[str, Any], data: Any, *, loss: Any = None,
     comp = OwnComparison(info, train_spec, ds.name, reference, tol, results, notes=notes,
                          init=init_canon, split=ds.split, findings=findings,
                          weight_table=matched.table(), label_names=ds.label_names)
+    from zoo.compare import timing_note
+
     comp.notes += [f"audit: {f.message}" for f in findings]
+    comp.notes.append(timing_note(1, epochs).rstrip(".") + "; the models trained one after "
+                      "another in this process.")
     for fw, r in results.items():
         if r.history.stopped_at is not None:
             comp.notes.append(f"{fw}: the loss became non-finite at step {r.history.stopped_at}; "

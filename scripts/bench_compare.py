@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""`zoo compare` at the frameworks' own speed: the ratios of docs/benchmarks.md's section
+"zoo compare against the fastest paths", measured in one run.
+
+    python3 tasks.py bench --compare [--write-docs]     (or .venv/bin/python scripts/bench_compare.py)
+
+1. Per framework (keras, tf1, torch), model (softmax, mlp) and batch (32, 256) on mnist10k
+   (digits where it is absent): `zoo compare MODEL --frameworks FW` (one framework per run, so
+   no worker shares a core with another), recording every step, 4 epochs, its report's
+   seconds per epoch (the median after the first epoch) against the framework's fastest
+   bit-identical training path, a fresh process running its `train` without recording
+   (keras with a whole epoch per execution: `scripts/bench.py`'s keras-fast), and against a
+   hand-written float32 numpy softmax epoch (batch 32) timed here.
+2. The wall time of `zoo compare softmax` (keras, tf1, torch) against the slowest framework's
+   import plus bare training.
+3. Scaling: `zoo compare` (keras, tf1, torch; one epoch) of softmax, mlp and lenet on 1k, 8k
+   and 60k samples (60k: the mnist10k training images repeated with noise; the full MNIST
+   training set needs a download): wall time and peak memory, the comparing process's own and
+   the largest worker's, against the record budget (`zoo.compare.RECORD_BUDGET_MB`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench as B  # noqa: E402  (scripts/bench.py: its child_train is the fastest path)
+
+FRAMEWORKS = ("keras", "tf1", "torch")
+FASTEST = {"keras": "keras-fast", "tf1": "tf1", "torch": "torch"}
+EPOCHS = 4
+
+
+def compare_child(model: str, npz: str, frameworks: str, batch: int, epochs: int) -> dict:
+    """One `zoo.compare.compare` in this (fresh) process: its report's figures, its wall time
+    and peak memory, the largest worker's peak."""
+    import numpy as np
+
+    from zoo import compare as cmp
+    from zoo.commands.compare import spec_for_dataset
+    from zoo.data import load
+    from zoo.optimizers import OptimizerSpec
+    from zoo.specs import TrainSpec
+
+    ds = load(npz=npz)
+    spec = spec_for_dataset(model, ds)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.1 if model == "softmax" else 0.05),
+                   epochs=epochs, batch_size=batch)
+    t = time.perf_counter()
+    comp = cmp.compare(spec, ts, ds, frameworks=frameworks.split(","))
+    wall = time.perf_counter() - t
+    return {"wall": wall, "rss_parent_mb": B._maxrss_mb(),
+            "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+            "samples": int(len(ds.X_train)),
+            "frameworks": {fw: {"seconds_per_epoch": r.seconds_per_epoch,
+                                "first_epoch_seconds": r.first_epoch_seconds,
+                                "import_seconds": r.import_seconds,
+                                "train_seconds": r.train_seconds,
+                                "max_weight_diff": r.max_weight_diff}
+                           for fw, r in comp.results.items()},
+            "n_params": int(sum(np.prod(s) for s in spec.weight_shapes().values()))}
+
+
+def run(args: list[str], timeout: float = 3600) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                       text=True, env=env, timeout=timeout, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"bench_compare: child {' '.join(args)} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def write_npz(path: Path, X, y, image_shape) -> str:
+    import numpy as np
+
+    np.savez(path, X_train=X, y_train=y, X_test=X[:500], y_test=y[:500],
+             image_shape=np.asarray(image_shape))
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", default="runs/bench-compare.json")
+    p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        model, npz, fws, batch, epochs = a.child
+        print(json.dumps(compare_child(model, npz, fws, int(batch), int(epochs))))
+        return 0
+
+    import numpy as np
+
+    from zoo import data
+    from zoo.compare import RECORD_BUDGET_MB
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from profile_compare import numpy_epoch
+
+    name = B.pick_dataset()[0]
+    name = "mnist10k" if name == "mnist" else name
+    ds = data.load(name)
+    shape = tuple(ds.image_shape)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    main_npz = write_npz(tmp / "main.npz", ds.X_train, ds.y_train, shape)
+    res: dict = {"dataset": name, "samples": int(len(ds.X_train)), "epochs": EPOCHS,
+                 "cpus": os.cpu_count(), "rows": {}, "scaling": {}}
+    res["numpy32_softmax_b32"] = numpy_epoch(ds.X_train, ds.y_train, ds.n_outputs,
+                                             np.float32, 5)
+    print(f"hand-written float32 numpy softmax epoch, batch 32: "
+          f"{res['numpy32_softmax_b32'] * 1e3:.1f} ms", flush=True)
+    for model in ("softmax", "mlp"):
+        for batch in (32, 256):
+            key = f"{model} batch {batch}"
+            res["rows"][key] = {}
+            for fw in FRAMEWORKS:
+                c = run([model, main_npz, fw, str(batch), str(EPOCHS)])["frameworks"][fw]
+                f = B.run_child(["train", FASTEST[fw], model, main_npz, str(batch),
+                                 str(EPOCHS)])
+                fast = statistics.median(f["epoch_seconds"][1:])
+                res["rows"][key][fw] = {"compare": c["seconds_per_epoch"], "fastest": fast,
+                                        "first_epoch": c["first_epoch_seconds"]}
+                print(f"{key:18s} {fw:6s} compare {c['seconds_per_epoch'] * 1e3:7.1f} ms, "
+                      f"fastest {fast * 1e3:7.1f} ms: x{c['seconds_per_epoch'] / fast:.2f}",
+                      flush=True)
+    # the whole comparison against the slowest framework's import plus bare training
+    t = time.perf_counter()
+    whole = run(["softmax", main_npz, ",".join(FRAMEWORKS), "32", str(EPOCHS)])
+    res["whole"] = {"wall": whole["wall"], "process": time.perf_counter() - t}
+    parts = {fw: B.run_child(["train", fw if fw != "keras" else "keras", "softmax", main_npz,
+                              "32", str(EPOCHS)]) for fw in FRAMEWORKS}
+    res["whole"]["slowest_part"] = max(p_["import_seconds"] + sum(p_["epoch_seconds"])
+                                       for p_ in parts.values())
+    print(f"zoo compare softmax (3 frameworks): {res['whole']['process']:.2f} s; slowest "
+          f"framework's import + training {res['whole']['slowest_part']:.2f} s", flush=True)
+    if not a.no_scaling:
+        rng = np.random.default_rng(0)
+        X, y = ds.X_train, ds.y_train
+        big = np.concatenate([X + rng.normal(0, 0.05, X.shape).astype(X.dtype) * (k > 0)
+                              for k in range(-(-60000 // len(X)))])[:60000]
+        ybig = np.concatenate([y] * -(-60000 // len(y)))[:60000]
+        for n in (1000, 8000, 60000):
+            npz = write_npz(tmp / f"n{n}.npz", big[:n], ybig[:n], shape)
+            for model in ("softmax", "mlp", "lenet"):
+                t = time.perf_counter()
+                r = run([model, npz, ",".join(FRAMEWORKS), "32", "1"])
+                r["process"] = time.perf_counter() - t
+                res["scaling"][f"{model} {n}"] = r
+                print(f"scaling {model:8s} {n:6d}: {r['process']:7.1f} s, parent peak "
+                      f"{r['rss_parent_mb']:.0f} MB, largest worker {r['rss_worker_mb']:.0f} MB",
+                      flush=True)
+    res["record_budget_mb"] = RECORD_BUDGET_MB
+    table = markdown(res)
+    print(table)
+    out = ROOT / a.json
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    if a.write_docs:
+        B.write_docs(table, "bench-compare")
+    return 0
+
+
+def markdown(res: dict) -> str:
+    np32 = res["numpy32_softmax_b32"]
+    lines = [f"`{res['dataset']}` ({res['samples']:,} training samples), SGD, {res['epochs']} "
+             f"epochs, {res['cpus']} cores; `zoo compare` one framework per run, recording every "
+             "step; its seconds per epoch (the median after the first) against the framework's "
+             "fastest bit-identical path in a fresh process (keras: a whole epoch per "
+             f"execution), and against a hand-written float32 numpy softmax epoch at batch 32 "
+             f"({np32 * 1e3:.1f} ms).", "",
+             "| model, batch | framework | compare s/epoch | fastest path | x fastest | x numpy |",
+             "|---|---|---|---|---|---|"]
+    for key, row in res["rows"].items():
+        for fw, r in row.items():
+            xnp = f"x{r['compare'] / np32:.1f}" if key == "softmax batch 32" else ""
+            lines.append(f"| {key} | {fw} | {r['compare'] * 1e3:.1f} ms | "
+                         f"{r['fastest'] * 1e3:.1f} ms | x{r['compare'] / r['fastest']:.2f} | "
+                         f"{xnp} |")
+    w = res["whole"]
+    lines += ["", f"`zoo compare softmax` (keras, tf1, torch, batch 32): {w['process']:.2f} s; the "
+              f"slowest framework's import plus bare training: {w['slowest_part']:.2f} s "
+              f"(x{w['process'] / w['slowest_part']:.2f})."]
+    if res["scaling"]:
+        lines += ["", "| model | samples | parameters | wall (3 frameworks, 1 epoch) | peak: "
+                  "comparing process | peak: largest worker |", "|---|---|---|---|---|---|"]
+        for key, r in res["scaling"].items():
+            model, n = key.split()
+            lines.append(f"| {model} | {int(n):,} | {r['n_params']:,} | {r['process']:.1f} s | "
+                         f"{r['rss_parent_mb']:.0f} MB | {r['rss_worker_mb']:.0f} MB |")
+        lines += ["", f"Record budget (all frameworks' per-step weights): "
+                  f"{res['record_budget_mb']:.0f} MB."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
