@@ -50,11 +50,17 @@ def compare_child(model: str, npz: str, frameworks: str, batch: int, epochs: int
 
     from zoo import compare as cmp
     from zoo.commands.compare import spec_for_dataset
-    from zoo.data import load
+    from zoo.data import Dataset
     from zoo.optimizers import OptimizerSpec
     from zoo.specs import TrainSpec
 
-    ds = load(npz=npz)
+    with np.load(npz) as z:   # the bench's own arrays: all of X_train trains, X_test tests
+        shape = tuple(int(d) for d in z["image_shape"])
+        flat = {k: z[k].reshape(len(z[k]), -1) if k.startswith("X") else z[k]
+                for k in ("X_train", "y_train", "X_test", "y_test")}
+    n_classes = int(flat["y_train"].max()) + 1
+    ds = Dataset("bench", flat["X_train"], flat["y_train"], flat["X_test"], flat["y_test"],
+                 "classification", n_classes, "bench arrays", image_shape=shape)
     spec = spec_for_dataset(model, ds)
     ts = TrainSpec(OptimizerSpec("sgd", lr=0.1 if model == "softmax" else 0.05),
                    epochs=epochs, batch_size=batch)
