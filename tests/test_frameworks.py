@@ -24,32 +24,36 @@ ALLOWED: set[tuple[str, str]] = set()
 
 
 def test_the_registry():
-    assert F.NAMES == ("keras", "tf1", "torch", "keras-torch", "numpy")
+    assert F.NAMES == ("keras", "tf1", "torch", "keras-torch", "keras2", "tf1-layers", "numpy")
     assert F.DEFAULT_COMPARE == ("keras", "tf1", "torch")
-    assert F.names(cli_train=True) == ("keras", "tf1", "torch")
+    assert F.names(cli_train=True) == ("keras", "tf1", "torch", "keras2")
     assert F.names(data_parallel=True) == ("keras", "torch")
     assert F.names(runs_on_torch=True) == ("torch", "keras-torch")
     assert {n: fw.package for n, fw in F.FRAMEWORKS.items()} == {
         "keras": "keras_models", "tf1": "tf1_compat", "torch": "torch_models",
-        "keras-torch": "keras_models", "numpy": "zoo.reference"}
+        "keras-torch": "keras_models", "keras2": "keras2_models", "tf1-layers": "tf1_layers",
+        "numpy": "zoo.reference"}
     assert {n: fw.suffix for n, fw in F.FRAMEWORKS.items()} == {
-        "keras": ".keras", "tf1": ".ckpt", "torch": ".pt", "keras-torch": ".keras", "numpy": None}
+        "keras": ".keras", "tf1": ".ckpt", "torch": ".pt", "keras-torch": ".keras", "keras2": ".h5",
+        "tf1-layers": None, "numpy": None}
     assert [F.get(n).module_name("train") for n in F.NAMES] == [
         "keras_models.train", "tf1_compat.train", "torch_models.train", "keras_models.train",
-        "zoo.reference"]
+        "keras2_models.train", "tf1_layers.train", "zoo.reference"]
     assert F.get("numpy").fixed_dtype == "float64"
     # the formats: each native one read by its writer, the canonical .npz by the reference
     assert [F.for_format(f).name for f in ("keras", "tf1", "torch", "npz")] == \
         ["keras", "tf1", "torch", "numpy"]
+    assert F.for_format("tf1-layers").name == "tf1-layers"  # no suffix: read by its names
     assert F.of_module("keras_models.distributed").name == "keras"
     assert F.of_module("zoo.reference").name == "numpy"
 
 
 def test_lookups_fail_with_the_fix():
     with pytest.raises(UnknownNameError, match=r"^unknown framework 'pytorch'\. Did you mean "
-                       r"'torch'\? Known frameworks: keras, keras-torch, numpy, tf1, torch\.$"):
+                       r"'torch'\? Known frameworks: keras, keras-torch, keras2, numpy, tf1, "
+                       r"tf1-layers, torch\.$"):
         F.get("pytorch")
-    with pytest.raises(UnknownNameError, match=r"Known frameworks: keras, tf1, torch\.$"):
+    with pytest.raises(UnknownNameError, match=r"Known frameworks: keras, keras2, tf1, torch\.$"):
         F.get("numpy", among=F.names(cli_train=True))
     with pytest.raises(ConfigError, match=r"^numpy \(zoo\.reference\) has no io module"):
         F.get("numpy").module_name("io")
@@ -67,7 +71,10 @@ def test_environments():
     base = {"PATH": "/bin", "KERAS_BACKEND": "jax", "PYTHONPATH": "/elsewhere"}
     for n, fw in F.FRAMEWORKS.items():
         env = fw.environ(base)
-        assert env["KERAS_BACKEND"] == ("torch" if n == "keras-torch" else "tensorflow")
+        if "TF_USE_LEGACY_KERAS" in dict(fw.env):  # Keras 2 processes: no Keras 3 to configure
+            assert env["TF_USE_LEGACY_KERAS"] == "1" and env["KERAS_BACKEND"] == "jax"
+        else:
+            assert env["KERAS_BACKEND"] == ("torch" if n == "keras-torch" else "tensorflow")
         assert env["PYTHONPATH"].split(":") == [str(ROOT), "/elsewhere"]
         assert env["PATH"] == "/bin" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert base["KERAS_BACKEND"] == "jax"  # the base is not modified
@@ -77,7 +84,7 @@ def test_interchange_formats_come_from_the_registry():
     from zoo import interchange
 
     assert interchange.FORMATS == {".keras": "keras", ".ckpt": "tf1", ".pt": "torch",
-                                   ".npz": "npz"}
+                                   ".h5": "keras2", ".npz": "npz"}
 
 
 def _framework_lists(path: Path) -> list[tuple[int, str, list[str]]]:

@@ -1724,3 +1724,287 @@ def test_gotcha_recurrent_initialisers() -> None:
         torch_out = lstm(torch.from_numpy(X))[0][:, -1].numpy()
     keras_layer.set_weights([w["lstm_0/kernel"], w["lstm_0/recurrent_kernel"], w["lstm_0/bias"]])
     assert measured(g, "after the fix", maxdiff(np.asarray(keras_layer(X)), torch_out)) < g.below
+
+
+# ================================================================ Keras 2 against Keras 3
+@pytest.fixture(scope="module")
+def keras2_probe(tmp_path_factory) -> tuple[dict, dict]:
+    """The Keras 2 side of the keras2 gotchas, measured by tests/keras2_probe.py in a process
+    of the registry's keras2 environment (TF_USE_LEGACY_KERAS=1: Keras 2 and Keras 3 cannot
+    share a process): (the inputs given to it, what it measured)."""
+    from zoo.frameworks import get
+
+    d = tmp_path_factory.mktemp("keras2_probe")
+    k, rk, b2 = _rnn_weights(61, 5, 3, 3, (2, 9))
+    inputs = {
+        "bn": np.stack(_bn_batches(41, (2, 2, 2, 3))),          # 8 values per channel
+        "bn64": np.random.default_rng(42).normal(size=(5, 4, 8, 8, 3)) * 2.0 + 1.0,
+        "quad": np.asarray(SEED_COEFFICIENTS, np.float64),
+        "emb_table": _seq(70, (4, 2)), "emb_w": _seq(71, (1, 3, 2)), "ids": np.array([[1, 1, 2]]),
+        "gru_x": _seq(60), "gru_k": k, "gru_rk": rk, "gru_b2": b2}
+    np.savez(d / "in.npz", **inputs)
+    res = subprocess.run([sys.executable, str(ROOT / "tests" / "keras2_probe.py"),
+                          str(d / "in.npz"), str(d / "out.npz")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env=get("keras2").environ())
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(d / "out.npz") as z:
+        return inputs, {k: z[k] for k in z.files}
+
+
+def test_gotcha_keras2_fused_batch_norm(keras2_probe) -> None:
+    """Keras 2 picks TF's fused kernel for 4-D float32 input; its moving variance follows the
+    unbiased batch variance (Bessel's factor 8/7 here), Keras 3's the biased one."""
+    g = gotcha("keras2_fused_batch_norm")
+    inputs, k2 = keras2_probe
+    keras3_mv = _keras_bn(list(inputs["bn"]))[2]
+    assert bool(k2["bn_fused"])
+    assert measured(g, "difference", maxdiff(k2["bn_fused_mv"], keras3_mv)) > g.above
+    assert measured(g, "after the fix", maxdiff(k2["bn_unfused_mv"], keras3_mv)) < g.below
+
+
+def test_gotcha_keras2_bn_float64_momentum(keras2_probe) -> None:
+    g = gotcha("keras2_bn_float64_momentum")
+    inputs, k2 = keras2_probe
+    layer = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, dtype="float64")
+    for xb in inputs["bn64"]:
+        layer(xb, training=True)
+    keras3 = np.r_[layer.moving_mean.numpy(), layer.moving_variance.numpy()]
+    python = np.r_[k2["bn64_python_mm"], k2["bn64_python_mv"]]
+    assert measured(g, "difference", maxdiff(python, keras3)) > g.above
+    fixed = np.r_[k2["bn64_numpy_mm"], k2["bn64_numpy_mv"]]
+    assert measured(g, "after the fix", maxdiff(fixed, keras3)) < g.below
+
+
+def test_gotcha_keras2_lr_ignored(keras2_probe) -> None:
+    """`SGD(lr=0.5)`: Keras 2.11+ trains with 0.01, Keras 2's legacy optimizer with 0.5,
+    Keras 3 refuses it. One step of gradient 1 from w = 0."""
+    g = gotcha("keras2_lr_ignored")
+    _, k2 = keras2_probe
+    assert float(k2["sgd_lr_new"][0]) == pytest.approx(-0.01)        # the default lr
+    assert measured(g, "difference", maxdiff(k2["sgd_lr_new"], k2["sgd_lr_legacy"])) > g.above
+    with pytest.raises(ValueError, match=r"Argument\(s\) not recognized: \{'lr': 0\.5\}"):
+        keras.optimizers.SGD(lr=0.5)
+    w = keras.Variable([0.0])
+    keras.optimizers.SGD(learning_rate=0.5).apply_gradients([(np.array([1.0], np.float32), w)])
+    steps = [k2["sgd_learning_rate_new"], k2["sgd_learning_rate_legacy"], w.numpy(),
+             k2["sgd_lr_legacy"]]
+    assert measured(g, "after the fix", max(maxdiff(s, -0.5) for s in steps)) < g.below
+
+
+def _keras3_quadratic(optimizer, coefficients, steps: int = 100) -> np.ndarray:
+    """w at every step of gradient descent on a*w^2 + b*w + c from w = 0 (Keras 3)."""
+    a, b, c = (float(v) for v in coefficients)
+    w = keras.Variable(0.0)
+    out = []
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = a * w * w + b * w + c
+        optimizer.apply_gradients([(tape.gradient(loss, w), w)])
+        out.append(float(w.numpy()))
+    return np.asarray(out)
+
+
+def test_gotcha_keras2_decay(keras2_probe) -> None:
+    g = gotcha("keras2_decay")
+    inputs, k2 = keras2_probe
+    assert str(k2["decay_error"]).startswith("ValueError: decay is deprecated in the new "
+                                             "TF-Keras optimizer")
+    with pytest.warns(UserWarning, match="`decay` is no longer supported and will be ignored"):
+        ignored = keras.optimizers.SGD(learning_rate=0.1, decay=0.01)
+    assert measured(g, "difference", maxdiff(_keras3_quadratic(ignored, inputs["quad"]),
+                                             k2["decay_w"])) > g.above
+    schedule = keras.optimizers.schedules.InverseTimeDecay(0.1, decay_steps=1, decay_rate=0.01)
+    scheduled = _keras3_quadratic(keras.optimizers.SGD(learning_rate=schedule), inputs["quad"])
+    assert measured(g, "after the fix", maxdiff(scheduled, k2["decay_w"])) < g.below
+
+
+def test_gotcha_keras2_embedding_dedup(keras2_probe) -> None:
+    """One Adam step on an embedding whose id 1 is looked up twice: Keras 2 (slices summed
+    per id first) against Keras 3 (each slice squared)."""
+    g = gotcha("keras2_embedding_dedup")
+    inputs, k2 = keras2_probe
+
+    def keras3_step(dense: bool) -> np.ndarray:
+        emb = keras.layers.Embedding(*inputs["emb_table"].shape)
+        emb.build((None, inputs["ids"].shape[1]))
+        emb.set_weights([inputs["emb_table"]])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(emb(inputs["ids"]) * inputs["emb_w"])
+        grad = tape.gradient(loss, emb.embeddings)
+        keras.optimizers.Adam(learning_rate=0.1).apply_gradients(
+            [(tf.convert_to_tensor(grad) if dense else grad, emb.embeddings)])
+        return emb.embeddings.numpy()
+
+    assert measured(g, "difference", maxdiff(keras3_step(dense=False), k2["emb_table"])) \
+        > g.above
+    assert measured(g, "after the fix", maxdiff(keras3_step(dense=True), k2["emb_table"])) \
+        < g.below
+
+
+def test_gotcha_keras2_gru_v1_default(keras2_probe) -> None:
+    g = gotcha("keras2_gru_v1_default")
+    inputs, k2 = keras2_probe
+    assert not bool(k2["gru_v1_reset_after"]) and bool(k2["gru_v2_reset_after"])
+    keras3 = _keras_rnn(keras.layers.GRU(3, return_sequences=True), inputs["gru_x"],
+                        [inputs["gru_k"], inputs["gru_rk"], inputs["gru_b2"]])
+    assert measured(g, "difference", maxdiff(k2["gru_v1"], keras3)) > g.above
+    assert measured(g, "after the fix", maxdiff(k2["gru_v2"], keras3)) < g.below
+
+
+# ================================================================ TF1 layer code as written
+@pytest.fixture(scope="module")
+def tf1_layers_probe(tmp_path_factory) -> tuple[dict, dict]:
+    """The TF1 side of the tf1-layers gotchas, measured by tests/tf1_layers_probe.py in a
+    process of the registry's tf1-layers environment (TF_USE_LEGACY_KERAS=1: TF1's layer
+    classes need Keras 2, which cannot share a process with Keras 3): (its inputs, what it
+    measured)."""
+    from zoo.frameworks import get
+
+    d = tmp_path_factory.mktemp("tf1_layers_probe")
+    rng = np.random.default_rng(80)
+    f, u = 5, 3
+    inputs = {
+        "dense_x": rng.normal(size=(6, 64)).astype(np.float32),
+        "dense_w": (rng.normal(size=(64, 10)) / 8).astype(np.float32),
+        "dense_b": (0.1 * rng.normal(size=10)).astype(np.float32),
+        "bn": np.stack(_bn_batches(81, (8, 4, 4, 3))),          # 128 values per channel
+        "lstm_x": _seq(82).astype(np.float64),
+        "lstm_kernel": rng.normal(size=(f + u, 4 * u)) / np.sqrt(f + u),
+        "lstm_bias": 0.1 * rng.normal(size=4 * u),
+        "gru_x": _seq(83).astype(np.float64),
+        "gru_gates_kernel": rng.normal(size=(f + u, 2 * u)) / np.sqrt(f + u),
+        "gru_gates_bias": 1.0 + 0.1 * rng.normal(size=2 * u),
+        "gru_candidate_kernel": rng.normal(size=(f + u, u)) / np.sqrt(f + u),
+        "gru_candidate_bias": 0.1 * rng.normal(size=u)}
+    np.savez(d / "in.npz", **inputs)
+    res = subprocess.run([sys.executable, str(ROOT / "tests" / "tf1_layers_probe.py"),
+                          str(d / "in.npz"), str(d / "out.npz")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env=get("tf1-layers").environ())
+    assert res.returncode == 0, res.stderr[-3000:]
+    with np.load(d / "out.npz") as z:
+        return inputs, {k: z[k] for k in z.files}
+
+
+def test_gotcha_tf1_layers_defaults(tf1_layers_probe) -> None:
+    """`tf.compat.v1.layers.dense` starts as Keras 3's Dense (glorot-uniform kernel, zero
+    bias), not as torch's `nn.Linear` (kaiming-uniform weight and a random bias), and
+    `batch_normalization` has Keras's momentum 0.99 and epsilon 1e-3, not torch's 0.1 and
+    1e-5. Fresh layers differ; the same weights loaded everywhere agree."""
+    g = gotcha("tf1_layers_defaults")
+    inputs, t1 = tf1_layers_probe
+    fan_in, fan_out = inputs["dense_w"].shape
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    assert not t1["dense_bias"].any() and 0.9 * limit < np.abs(t1["dense_kernel"]).max() <= limit
+    dense = keras.layers.Dense(fan_out)
+    dense.build((None, fan_in))
+    assert not dense.bias.numpy().any() and np.abs(dense.kernel.numpy()).max() <= limit
+    assert (float(t1["bn_momentum"]), float(t1["bn_epsilon"])) == (0.99, 1e-3)
+    bn = keras.layers.BatchNormalization()
+    assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
+    assert (nn.BatchNorm2d(3).momentum, nn.BatchNorm2d(3).eps) == (0.1, 1e-5)
+    torch.manual_seed(0)
+    linear = nn.Linear(fan_in, fan_out)
+    assert measured(g, "difference", maxdiff(linear.bias.detach().numpy(), t1["dense_bias"])) \
+        > g.above
+    dense.set_weights([inputs["dense_w"], inputs["dense_b"]])
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(inputs["dense_w"].T.copy()))
+        linear.bias.copy_(torch.from_numpy(inputs["dense_b"]))
+        torch_out = linear(torch.from_numpy(inputs["dense_x"])).numpy()
+    keras_out = np.asarray(dense(inputs["dense_x"]))
+    assert measured(g, "after the fix", max(maxdiff(t1["dense_out"], keras_out),
+                                            maxdiff(t1["dense_out"], torch_out))) < g.below
+
+
+def test_gotcha_tf1_layers_update_ops(tf1_layers_probe) -> None:
+    """`tf.compat.v1.layers.batch_normalization(training=True)` puts its moving-statistics
+    updates in UPDATE_OPS: a train op built without depending on them never moves the moving
+    mean (0) and variance (1). With the dependency (and `fused=False`: the fused default
+    updates with the unbiased variance) they equal Keras 3's."""
+    g = gotcha("tf1_layers_update_ops")
+    inputs, t1 = tf1_layers_probe
+    _, keras_mm, keras_mv, _ = _keras_bn(list(inputs["bn"]))
+    keras_stats = np.r_[keras_mm, keras_mv]
+    assert not t1["bn_no_deps_mm"].any() and (t1["bn_no_deps_mv"] == 1.0).all()
+    forgotten = np.r_[t1["bn_no_deps_mm"], t1["bn_no_deps_mv"]]
+    assert measured(g, "difference", maxdiff(forgotten, keras_stats)) > g.above
+    fused = maxdiff(t1["bn_fused_mv"], keras_mv)   # Bessel's 128/127 on the variance update
+    assert measured(g, "fused default, moving variance", fused) > 1e-4
+    fixed = np.r_[t1["bn_unfused_mm"], t1["bn_unfused_mv"]]
+    assert measured(g, "after the fix", maxdiff(fixed, keras_stats)) < g.below
+
+
+def test_gotcha_tf1_losses_float32() -> None:
+    """`tf.compat.v1.losses.*` cast logits, labels and weights to float32 inside
+    `compute_weighted_loss` and the result back: a float64 graph gets a float64 loss computed
+    in float32. `tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(...))` stays in
+    float64."""
+    g = gotcha("tf1_losses_float32")
+    rng = np.random.default_rng(84)
+    logits = rng.normal(size=(6, 4)) * 3.0
+    labels = rng.integers(0, 4, 6)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exact = float(np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(6), labels]))
+    with tf.Graph().as_default():
+        z = tf.constant(logits, tf.float64)
+        y = tf.constant(labels, tf.int64)
+        v1 = tf1.losses.sparse_softmax_cross_entropy(labels=y, logits=z)
+        nn_mean = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                                logits=z))
+        with tf1.Session() as sess:
+            got_v1, got_nn = sess.run([v1, nn_mean])
+    assert v1.dtype == tf.float64                       # the cast back hides it
+    assert measured(g, "difference", abs(float(got_v1) - exact)) > g.above
+    assert measured(g, "after the fix", abs(float(got_nn) - exact)) < g.below
+
+
+def test_gotcha_tf1_layers_lstm_checkpoint(tf1_layers_probe) -> None:
+    """A TF1 LSTMCell's checkpoint (`rnn/lstm_cell/kernel` over [x, h], gates i, j, f, o,
+    forget_bias=1.0 added at run time) read as Keras weights by splitting the kernel at the
+    input size computes another LSTM; through the weight table's tf1-layers column (what
+    `zoo convert` uses) Keras 3's LSTM equals the cell (float64)."""
+    from zoo.layers import LSTM, from_native, resolve
+
+    g = gotcha("tf1_layers_lstm_checkpoint")
+    inputs, t1 = tf1_layers_probe
+    X, kernel, bias = inputs["lstm_x"], inputs["lstm_kernel"], inputs["lstm_bias"]
+    f, u = X.shape[-1], bias.shape[0] // 4
+
+    def keras_lstm(weights) -> np.ndarray:
+        return _keras_rnn(keras.layers.LSTM(u, return_sequences=True, dtype="float64"), X,
+                          weights)
+
+    naive = keras_lstm([kernel[:f], kernel[f:], bias])
+    assert measured(g, "difference", maxdiff(naive, t1["lstm_out"])) > g.above
+    r = resolve([LSTM(u, return_sequences=True)], X.shape[1:])
+    w = from_native({"rnn/lstm_cell/kernel": kernel, "rnn/lstm_cell/bias": bias}, r,
+                    "tf1-layers")
+    fixed = keras_lstm([w["lstm_0/kernel"], w["lstm_0/recurrent_kernel"], w["lstm_0/bias"]])
+    assert measured(g, "after the fix", maxdiff(fixed, t1["lstm_out"])) < g.below
+
+
+def test_gotcha_tf1_layers_gru_cell(tf1_layers_probe) -> None:
+    """TF1's GRUCell is the reset_after=False GRU with gates r, u in `gates/kernel` (u is
+    Keras's z) and the candidate in `candidate/kernel`, its gates bias starting at ONE: its
+    variables taken as Keras 3's default GRU (reset_after=True, gates z, r, h) compute another
+    GRU; moved through the tf1-layers column into `GRU(reset_after=False)` they equal it."""
+    from zoo.layers import GRU, from_native, resolve
+
+    g = gotcha("tf1_layers_gru_cell")
+    inputs, t1 = tf1_layers_probe
+    assert (t1["gru_gates_bias_init"] == 1.0).all()
+    X = inputs["gru_x"]
+    f, u = X.shape[-1], inputs["gru_candidate_bias"].shape[0]
+    gk, ck = inputs["gru_gates_kernel"], inputs["gru_candidate_kernel"]
+    bias = np.r_[inputs["gru_gates_bias"], inputs["gru_candidate_bias"]]
+    naive = _keras_rnn(keras.layers.GRU(u, return_sequences=True, dtype="float64"), X,
+                       [np.c_[gk[:f], ck[:f]], np.c_[gk[f:], ck[f:]],
+                        np.stack([bias, np.zeros_like(bias)])])
+    assert measured(g, "difference", maxdiff(naive, t1["gru_out"])) > g.above
+    r = resolve([GRU(u, return_sequences=True, reset_after=False)], X.shape[1:])
+    w = from_native({f"rnn/gru_cell/{p}/{k}": inputs[f"gru_{p}_{k}"]
+                     for p in ("gates", "candidate") for k in ("kernel", "bias")}, r, "tf1-layers")
+    fixed = _keras_rnn(keras.layers.GRU(u, return_sequences=True, reset_after=False,
+                                        dtype="float64"), X,
+                       [w["gru_0/kernel"], w["gru_0/recurrent_kernel"], w["gru_0/bias"]])
+    assert measured(g, "after the fix", maxdiff(fixed, t1["gru_out"])) < g.below

@@ -13,7 +13,7 @@ import sys
 import threading
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
 
 #: subcommand -> (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("zoo.commands.train", "train one model in one framework, print the test metric, save the weights"),
     "convert": ("zoo.commands.convert", "convert saved weights between .keras, .pt, .ckpt (TF1), .npz (canonical) and .onnx"),
     "predict": ("zoo.commands.predict", "predict a dataset's test split with saved weights of any format"),
+    "inspect": ("zoo.commands.inspect", "list a TF1 checkpoint's variables and the zoo model they map to"),
 }
 
 
@@ -117,12 +118,50 @@ def native_log_filter():
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    try:
+        legacy = _needs_keras2(args)
+    except ZooError as exc:
+        sys.stderr.write(f"zoo {args.command}: error: {exc}\n")
+        return 2
+    if legacy and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        # Keras 2 must be chosen before TensorFlow is first imported: the command runs again
+        # in a Python process started with TF_USE_LEGACY_KERAS=1 (this one never imports it)
+        import subprocess
+
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+        return subprocess.call([sys.executable, "-m", "zoo", *argv], env=env)
     with native_log_filter():
         return _run(args)
+
+
+def _needs_keras2(args: argparse.Namespace) -> bool:
+    """Whether the command runs a Keras 2 framework in this process (`zoo train --framework
+    keras2`, a Keras 2 `.h5` file to convert or predict). Keras 2 and Keras 3 never share a
+    process, so converting between `.h5` and `.keras` goes through the canonical `.npz`."""
+    from zoo import frameworks
+
+    if args.command == "train":
+        return frameworks.get(args.framework).legacy_keras \
+            if args.framework in frameworks.NAMES else False
+    paths = {"convert": ("src", "dst"), "predict": ("weights",)}.get(args.command, ())
+    fws = [frameworks.FRAMEWORKS[fw] for fw in frameworks.NAMES
+           if frameworks.FRAMEWORKS[fw].suffix]
+    used = [fw for name in paths for fw in fws
+            if str(getattr(args, name, "")).lower().endswith(fw.suffix)]
+    if getattr(args, "to", None):
+        used += [fw for fw in fws if fw.weight_format == args.to]
+    legacy = [fw for fw in used if fw.legacy_keras]
+    if legacy and any("keras" in fw.imports for fw in used):
+        raise ConfigError(f"a {legacy[0].weight_file} file (Keras 2) and a Keras 3 file cannot "
+                          "be converted in one process (the two Keras versions never share "
+                          "one): convert through the canonical .npz, e.g. `zoo convert "
+                          "w.h5 w.npz` then `zoo convert w.npz w.keras`.")
+    return bool(legacy)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -90,6 +90,8 @@ class Framework:
     own_models: bool = False
     #: the layout its image tensors take: "nhwc" (the canonical one) or "nchw"
     image_layout: str = "nhwc"
+    #: zoo models its API cannot express (`zoo list`, refused in one line when asked for)
+    models_refused: tuple[str, ...] = ()
 
     # the protocol, imported on first use (see PROTOCOL)
     build = _Protocol()
@@ -103,6 +105,11 @@ class Framework:
     step_details = _Protocol()
     save = _Protocol()
     load = _Protocol()
+
+    @property
+    def legacy_keras(self) -> bool:
+        """Its processes run Keras 2 (TF_USE_LEGACY_KERAS=1): never beside Keras 3."""
+        return ("TF_USE_LEGACY_KERAS", "1") in self.env
 
     @property
     def runs_on_torch(self) -> bool:
@@ -166,6 +173,21 @@ FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in [
               "package, KERAS_BACKEND=torch)", ("torch", "keras"),
               env=(("KERAS_BACKEND", "torch"),), suffix=".keras", weight_file="Keras",
               weight_format="keras"),
+    # Keras 2 in a process of its own: TF_USE_LEGACY_KERAS=1 makes tf.keras tf_keras there
+    Framework("keras2", "keras2_models", "Keras 2 (tf_keras: Sequential/compile/fit, in a "
+              "process with TF_USE_LEGACY_KERAS=1)", ("tensorflow", "tf_keras"),
+              env=(("TF_USE_LEGACY_KERAS", "1"),), suffix=".h5", weight_file="Keras 2 HDF5",
+              weight_format="keras2", cli_train=True),
+    # TF1 code as it was written (tf.compat.v1.layers, rnn_cell): Keras 2 again, own process.
+    # No suffix of its own: its Saver checkpoints are .ckpt like tf1's, and zoo.interchange
+    # tells them apart by their variable names (zoo convert / inspect read them anywhere).
+    Framework("tf1-layers", "tf1_layers", "TF1 code as it was written (tf.compat.v1.layers, "
+              "rnn_cell + dynamic_rnn, tf.compat.v1.train, Session; in a process with "
+              "TF_USE_LEGACY_KERAS=1)", ("tensorflow", "tf_keras"),
+              env=(("TF_USE_LEGACY_KERAS", "1"),), weight_file="TF1 checkpoint prefix "
+              "(tf.compat.v1.layers names)", weight_format="tf1-layers",
+              # GRUCell is the reset-before GRU: the zoo's (reset_after=True) GRUs need Keras
+              models_refused=("gru", "embedding_gru")),
     Framework("numpy", "zoo.reference", "the float64 numpy reference (hand-derived gradients)",
               (), fixed_dtype="float64", single_module=True),
 ]}
@@ -175,7 +197,7 @@ NAMES: tuple[str, ...] = tuple(FRAMEWORKS)
 def names(**where: Any) -> tuple[str, ...]:
     """The names of the frameworks whose fields equal `where`, in registry order, e.g.
     `names(cli_train=True)` -> ("keras", "tf1", "torch")."""
-    known = {f.name for f in fields(Framework)} | {"runs_on_torch"}
+    known = {f.name for f in fields(Framework)} | {"runs_on_torch", "legacy_keras"}
     bad = sorted(set(where) - known)
     if bad:
         raise TypeError(f"Framework has no field {', '.join(bad)}")

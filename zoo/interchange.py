@@ -13,6 +13,13 @@ is written and read here, with no framework at all. Beside every file sits a JSO
 This module picks the format from the path's suffix (or `to=`), imports only the framework
 package that format needs (`zoo.frameworks`), lazily, and holds the checks every `io` module
 shares: the sidecar, the no-overwrite rule, atomic replacement and the shape validation.
+
+TF1 checkpoints without a zoo sidecar (what TF1 code built on `tf.compat.v1.layers` and
+`rnn_cell` saved: `dense/kernel`, `rnn/lstm_cell/kernel`, ...) are read by their variable
+names through the weight tables' tf1-layers column and matched to the zoo model their names
+and shapes fit (`map_checkpoint`; optimizer slots skipped, anything else unplaced is refused
+by name), with TensorFlow's checkpoint reader in any process: `load`, `convert` and
+`zoo predict` take them like any weights file, `zoo inspect` shows the mapping.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +38,14 @@ import numpy as np
 
 from zoo.errors import ConfigError, DataError, DataNotFoundError, unknown_name
 from zoo.frameworks import CANONICAL_FORMAT, FRAMEWORKS, for_format, import_in_order
+from zoo.layers import TF1_LAYERS
 from zoo.specs import ModelSpec
 
-__all__ = ["CANONICAL", "FORMATS", "check_target", "check_weights", "convert", "expected_shapes",
-           "format_of", "load", "read_sidecar", "replace_atomically", "save", "sidecar_path",
-           "stored_format", "temp_path", "write_sidecar"]
+__all__ = ["CANONICAL", "FORMATS", "OPTIMIZER_VARIABLES", "CheckpointMapping", "check_target",
+           "check_weights", "checkpoint_arrays", "convert", "expected_shapes", "format_of", "load",
+           "map_checkpoint", "read_sidecar", "read_tf1_checkpoint", "reads_by_names",
+           "replace_atomically", "save", "sidecar_path", "stored_format", "temp_path",
+           "unplaced_message", "write_sidecar"]
 
 #: the zoo's own format: canonical weights in an .npz, no framework involved
 CANONICAL = CANONICAL_FORMAT
@@ -146,7 +157,7 @@ def _read_npz(path: Path, spec: ModelSpec, dtype: str) -> dict[str, np.ndarray]:
 def _files(fmt: str, path: str | os.PathLike) -> list[Path]:
     """The files a saved model of format `fmt` consists of (the sidecar excluded)."""
     p = Path(path)
-    if fmt == "tf1":
+    if fmt in ("tf1", TF1_LAYERS):   # Saver checkpoints: the files of a prefix
         return [Path(f"{p}{ext}") for ext in TF1_FILES]
     return [p]
 
@@ -174,7 +185,24 @@ def load(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     check_exists(fmt, path)  # before importing any framework
     if fmt == CANONICAL:
         return load_with(CANONICAL, _read_npz, path)
+    if fmt == "tf1" and reads_by_names(path):  # TF1 layer code's checkpoint: by its names
+        return _load_by_names(path)
     return _io(fmt).load(path)
+
+
+def _load_by_names(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """(spec, canonical weights) of a TF1 checkpoint read by its variable names: the model
+    of its tf1-layers sidecar (`tf1_layers.io.save`), else the one its names and shapes fit
+    (`read_tf1_checkpoint`; no legacy Keras needed)."""
+    if sidecar_path(path).is_file():
+        spec, _, dtype = read_sidecar(TF1_LAYERS, path)
+        m = read_tf1_checkpoint(path, spec=spec)
+        weights = {k: np.asarray(v).astype(dtype) for k, v in (m.weights or {}).items()}
+        check_weights(spec, weights, str(path))
+        return spec, weights
+    m = read_tf1_checkpoint(path)
+    assert m.spec is not None and m.weights is not None
+    return m.spec, m.weights
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str | None = None,
@@ -337,3 +365,281 @@ def temp_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[P
 
 def replace_atomically(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
     os.replace(tmp, final)
+
+
+# ----------------------------------------------------------------------------- TF1 checkpoints
+# TF1 checkpoints the zoo did not write: `tf.compat.v1.train.Saver` files of TF1 code built on
+# `tf.compat.v1.layers` and `rnn_cell` (a user's, or `tf1_layers.io`'s), read by their
+# variable names through the weight tables' tf1-layers column (`zoo.layers`), with no zoo
+# sidecar needed and no legacy Keras: `tf.compat.v1.train.load_checkpoint` reads a checkpoint
+# in any process.
+
+#: variables a TF1 training script's Saver writes besides the model's: the optimizers'
+#: non-slot variables and the step counter (slots, `<variable>/Adam` and the like, are told
+#: by their prefix: another variable of the checkpoint)
+OPTIMIZER_VARIABLES = ("beta1_power", "beta2_power", "global_step")
+
+
+@dataclass
+class CheckpointMapping:
+    """How a TF1 checkpoint's variables map onto a zoo model (`map_checkpoint`).
+
+    `spec` and `weights` (canonical) when a model fits every variable; else `spec` is None
+    and `unplaced` / `missing` say what the `nearest` model could not place / would also
+    need. `rows`: (canonical name, canonical shape, native names, layout) per canonical
+    tensor of the fitting (or nearest) model."""
+
+    path: str
+    #: name -> (shape, dtype) of every variable in the checkpoint
+    variables: dict[str, tuple[tuple[int, ...], str]]
+    #: optimizer state and step counters: not converted
+    skipped: list[str] = field(default_factory=list)
+    spec: ModelSpec | None = None
+    weights: dict[str, np.ndarray] | None = None
+    rows: list[tuple[str, tuple[int, ...], tuple[str, ...], str]] = field(default_factory=list)
+    #: other models whose tensors are exactly the same (`--model NAME` picks one)
+    also: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    nearest: str | None = None
+    unplaced: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    #: a variable scope every name was under, taken off ("" if none)
+    scope: str = ""
+
+    def native_of(self) -> dict[str, list[str]]:
+        """Checkpoint variable (scope included) -> the canonical tensors it holds."""
+        out: dict[str, list[str]] = {}
+        for canonical, _, natives, _ in self.rows:
+            for n in natives:
+                out.setdefault(self.scope + n, []).append(canonical)
+        return out
+
+
+def reads_by_names(path: str | os.PathLike) -> bool:
+    """Whether `path` is a TF1 checkpoint prefix to be read by its variable names: a `.ckpt`
+    prefix without a zoo sidecar (TF1 code's own checkpoint), or with a tf1-layers one."""
+    if Path(path).suffix.lower() != _SUFFIX.get("tf1"):
+        return False
+    side = sidecar_path(path)
+    if not side.is_file():
+        return True
+    try:
+        return json.loads(side.read_text()).get("format") == TF1_LAYERS
+    except (ValueError, AttributeError):
+        return False
+
+
+def checkpoint_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every variable of the TF1 checkpoint prefix `path` ({name: array}), read with
+    `tf.compat.v1.train.load_checkpoint` (tensors only, no code: TensorFlow is imported
+    here, after torch when torch is about to be used: `import_in_order`)."""
+    check_exists("tf1", path)
+    import tensorflow as tf
+
+    try:
+        reader = tf.compat.v1.train.load_checkpoint(str(path))
+        names = sorted(reader.get_variable_to_shape_map())
+        return {n: np.asarray(reader.get_tensor(n)) for n in names}
+    except Exception as exc:  # tf.errors.DataLossError, NotFoundError, ValueError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"{str(path)!r} is not a readable TF1 checkpoint "
+                        f"({type(exc).__name__}: {first}); pass the prefix of a checkpoint "
+                        "written by `tf.compat.v1.train.Saver` (model.ckpt, not "
+                        "model.ckpt.index).") from None
+
+
+def _native_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]] | None:
+    """The tf1-layers variables of `spec` ({TF name: shape}), None if TF1's layers cannot
+    express it (a reset_after=True GRU)."""
+    from zoo.layers import tensor_specs
+
+    try:
+        return {n: s for t in tensor_specs(spec.resolved)
+                for n, s in t.native_shapes(TF1_LAYERS).items()}
+    except ConfigError:
+        return None
+
+
+def _chain(shapes: dict[str, tuple[int, ...]], base: str, suffix: str, rank: int
+           ) -> list[tuple[int, ...]]:
+    """Shapes of `<base>/<suffix>`, `<base>_1/<suffix>`, ... while they exist."""
+    from zoo.layers import tf1_layers_scope
+
+    out = []
+    while (s := shapes.get(f"{tf1_layers_scope(base, f'x_{len(out)}')}/{suffix}")) is not None \
+            and len(s) == rank:
+        out.append(s)
+    return out
+
+
+def _candidate(name: str, shapes: dict[str, tuple[int, ...]]
+               ) -> tuple[ModelSpec | None, list[str]]:
+    """The spec of model `name` whose sizes the checkpoint's shapes suggest, and notes on
+    what a checkpoint cannot tell (None: the shapes suggest none)."""
+    from zoo.data import IMAGE_SHAPES
+    from zoo.specs import MODELS
+
+    arch = MODELS[name]
+    dense = _chain(shapes, "dense", "kernel", 2)
+    if not dense:
+        return None, []
+    n_out = dense[-1][1]
+    try:
+        if arch.sequence == "rows":
+            probe = {layer.kind
+                     for layer in arch.layers(ModelSpec(name, 4, 2, input_shape=(2, 2)))}
+            cell, gates = ("lstm_cell", 4) if "lstm" in probe else ("gru_cell/gates", 2)
+            kernels = _chain(shapes, "rnn", f"{cell}/kernel", 2)
+            if not kernels:
+                return None, []
+            units = tuple(k[1] // gates for k in kernels)
+            f = kernels[0][0] - units[0]
+            return ModelSpec(name, f * f, n_out, hidden=units, input_shape=(f, f)), [
+                f"time steps: not in a checkpoint; {f} assumed (square images read row by "
+                f"row, {f} features a step)"]
+        if arch.sequence == "tokens":
+            return None, []
+        if arch.image:
+            conv = shapes.get("conv2d/kernel")
+            if conv is None or len(conv) != 4:
+                return None, []
+            c = conv[2]
+            sizes = dict.fromkeys([*(s[0] for s in IMAGE_SHAPES.values()), *range(1, 257)])
+            first = None
+            for s in sizes:
+                try:
+                    spec = ModelSpec(name, s * s * c, n_out, input_shape=(s, s, c))
+                    want = _native_shapes(spec)
+                except ConfigError:
+                    continue
+                first = first or spec
+                if want is not None and all(shapes.get(k) == v for k, v in want.items()):
+                    return spec, [f"image size: not in a checkpoint; {s}x{s}x{c} assumed (the "
+                                  "first of 8, 28, then 1, 2, ... whose shapes fit)"]
+            return first, []
+        hidden = tuple(d[1] for d in dense[:-1])
+        if bool(arch.default_hidden) != bool(hidden):
+            return None, []
+        dropout = arch.default_dropout if hidden else 0.0
+        notes = [f"dropout rate: not in a checkpoint; the zoo's {dropout} assumed"] \
+            if dropout else []
+        return ModelSpec(name, dense[0][0], n_out, hidden=hidden, dropout=dropout), notes
+    except ConfigError:
+        return None, []
+
+
+def _fit(spec: ModelSpec, shapes: dict[str, tuple[int, ...]]) -> tuple[list[str], list[str]]:
+    """(checkpoint variables `spec` cannot place, variables `spec` needs and lacks), each
+    with its shape when the names agree but the shapes do not."""
+    want = _native_shapes(spec) or {}
+    unplaced = sorted(n for n in shapes if want.get(n) != shapes[n])
+    missing = [n for n, s in want.items() if shapes.get(n) != s]
+    return unplaced, missing
+
+
+def map_checkpoint(arrays: dict[str, np.ndarray], *, model: str | None = None,
+                   spec: ModelSpec | None = None, path: str | os.PathLike = "checkpoint"
+                   ) -> CheckpointMapping:
+    """Map a TF1 checkpoint's variables ({name: array}) onto a zoo model through the
+    tf1-layers column: `spec` given (a tf1-layers sidecar), `model` given (`--model NAME`:
+    its sizes from the shapes), or the nearest model by names and shapes. Optimizer state
+    (slots `<variable>/<slot>`, `beta1_power`, `global_step`, ...) is skipped; a variable
+    scope over every name is taken off. The mapping says what fits (spec, canonical weights)
+    or, when nothing does, what the nearest model cannot place (`unplaced`)."""
+    from zoo.layers import from_native, tensor_specs
+    from zoo.specs import MODELS
+
+    variables = {n: (tuple(a.shape), str(a.dtype)) for n, a in arrays.items()}
+    skipped = sorted(n for n in arrays if n.rpartition("/")[2] in OPTIMIZER_VARIABLES
+                     or n.rpartition("/")[0] in arrays)
+    kept = {n: a for n, a in arrays.items() if n not in skipped}
+    if model is not None and model not in MODELS:
+        raise unknown_name("model", model, list(MODELS))
+    scopes = {n.partition("/")[0] for n in kept}
+    views = [""]
+    if len(scopes) == 1 and all("/" in n for n in kept):
+        views.append(f"{next(iter(scopes))}/")   # every name under one scope: try without
+    order = list(MODELS)
+    results = []   # (exact, placed, -(left over), scope, spec, notes, unplaced, missing)
+    for scope in views:
+        shapes = {n[len(scope):]: tuple(a.shape) for n, a in kept.items()}
+        if spec is not None:
+            tries = [(spec, [])]
+        else:
+            tries = [c for n in ([model] if model is not None else order)
+                     if (c := _candidate(n, shapes))[0] is not None]
+        for cand, notes in tries:
+            unplaced, missing = _fit(cand, shapes)
+            results.append((not unplaced and not missing, len(shapes) - len(unplaced),
+                            -len(unplaced) - len(missing), scope, cand, notes, unplaced,
+                            missing))
+    out = CheckpointMapping(str(path), variables, skipped)
+    if not results:
+        out.unplaced = sorted(kept)
+        return out
+    exact = [r for r in results if r[0]]
+    if exact:
+        # ties (one dense layer: softmax, svm, linear, logistic; mlp and nielsen): the
+        # zoo's order, but for one output unit the binary model, then the regression one
+        def rank(r) -> tuple[int, int]:
+            task = MODELS[r[4].name].task
+            first = {"binary": 0, "regression": 1}.get(task, 2) if r[4].n_outputs == 1 else 0
+            return first, order.index(r[4].name)
+
+        exact.sort(key=rank)
+        best = exact[0]
+        out.also = list(dict.fromkeys(r[4].name for r in exact[1:] if r[4].name != best[4].name))
+    else:
+        best = max(results, key=lambda r: r[:3])
+    *_, scope, cand, notes, unplaced, missing = best
+    out.scope, out.nearest = scope, cand.name
+    if _native_shapes(cand) is not None:
+        out.rows = [(t.name, t.shape, t.native_names(TF1_LAYERS),
+                     getattr(t.layout(TF1_LAYERS), "what", "") or "as is")
+                    for t in tensor_specs(cand.resolved)]
+    if not exact:
+        out.unplaced = [scope + n for n in unplaced]
+        out.missing = missing
+        return out
+    out.spec = cand
+    if scope:
+        out.notes.append(f"every variable is under the scope {scope!r}: read without it")
+    if out.also:
+        out.notes.append(f"the same tensors fit {', '.join(out.also)} too; pass --model NAME "
+                         "to choose another")
+    out.notes.extend(notes)
+    out.weights = from_native({n[len(scope):]: a for n, a in kept.items()}, cand.resolved,
+                              TF1_LAYERS)
+    return out
+
+
+def read_tf1_checkpoint(path: str | os.PathLike, model: str | None = None,
+                        spec: ModelSpec | None = None) -> CheckpointMapping:
+    """A TF1 checkpoint of TF1 layer code as a zoo model (`map_checkpoint`), or a DataError
+    listing the variables no model can place."""
+    m = map_checkpoint(checkpoint_arrays(path), model=model, spec=spec, path=path)
+    if m.spec is None:
+        raise DataError(unplaced_message(m, model or (spec.name if spec else None)))
+    return m
+
+
+def unplaced_message(m: CheckpointMapping, model: str | None = None) -> str:
+    """The one line refusing a checkpoint no model fits, naming what cannot be placed."""
+    def listed(names: list[str]) -> str:
+        return ", ".join(f"{n} {list(m.variables[n][0]) if n in m.variables else ''}".strip()
+                         for n in names) or "nothing"
+
+    what = f"model {model!r}" if model else "any zoo model"
+    near = ""
+    if m.nearest and m.missing:
+        near = f"; {'nearest ' + repr(m.nearest) if not model else model} would also need " \
+               f"{', '.join(m.missing)}"
+    elif m.nearest and not model:
+        near = f"; nearest {m.nearest!r}, which places the others"
+    if any("/gru_cell/" in n for n in m.unplaced):
+        near += ("; TF1's GRUCell is the reset_after=False GRU, and the zoo's GRU models use "
+                 "reset_after=True")
+    return (f"{m.path!r} does not fit {what}: it cannot place {len(m.unplaced)} of its "
+            f"variables: {listed(m.unplaced)}{near}. The zoo reads checkpoints of "
+            "tf.compat.v1.layers / rnn_cell code (dense, conv2d, batch_normalization, "
+            "rnn/lstm_cell, ...) of its models; `zoo inspect` lists what it sees.")

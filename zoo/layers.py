@@ -34,9 +34,10 @@ import numpy as np
 
 from zoo.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "GRU", "LSTM", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
-           "Dense", "Dropout", "Embedding", "Flatten", "GateLayout", "Layer", "LayerNorm", "Layout", "MaxPool2D", "Resolved", "TensorSpec",
-           "check_weights", "corrected_moving_variance", "from_native", "has_state", "resolve",
+__all__ = ["ACTIVATIONS", "COLUMN_ALIASES", "GRU", "LSTM", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
+           "Block", "CellBlocks", "Dense", "Dropout", "Embedding", "Flatten", "GateLayout", "Layer", "LayerNorm", "Layout", "MaxPool2D", "Resolved", "TensorSpec",
+           "TF1_LAYERS", "check_weights", "corrected_moving_variance", "from_native", "has_state",
+           "resolve", "tf1_layers_scope",
            "same_padding", "to_native", "weight_shapes"]
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
@@ -76,6 +77,13 @@ class Layout:
 
 
 AS_IS = Layout()
+
+#: weight-table columns that are another column under a second name (a framework whose native
+#: names and layouts are those of the other): "keras2", Keras 2 (`tf_keras`, keras2_models),
+#: names its layers as the Keras 3 column does, and its variables are then Keras 3's
+#: (`dense_0/kernel`, `lstm_0/recurrent_kernel`, `batch_norm_0/moving_variance`), in the same
+#: layouts. Resolved in one place, `TensorSpec._entry`.
+COLUMN_ALIASES: dict[str, str] = {"keras2": "keras"}
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,85 @@ class GateLayout:
 
 
 @dataclass(frozen=True)
+class Block:
+    """Rows [start, stop) of a native tensor of `rows` rows that holds several canonical
+    tensors stacked along its first axis (TF1's `rnn_cell` kernels over [x, h]: the input
+    kernel's rows, then the recurrent kernel's). `to_native` assembles the blocks of one
+    native tensor (`join`); each canonical row's layout slices its own block back out."""
+
+    value: np.ndarray
+    start: int
+    stop: int
+    rows: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the whole native tensor."""
+        return (self.rows, *np.shape(self.value)[1:])
+
+    @staticmethod
+    def join(name: str, blocks: Sequence[Block]) -> np.ndarray:
+        """The native tensor `name` from its blocks, which must tile its rows exactly."""
+        blocks = sorted(blocks, key=lambda b: b.start)
+        edges = [0, *(e for b in blocks for e in (b.start, b.stop)), blocks[-1].rows]
+        if any(edges[i] != edges[i + 1] for i in range(0, len(edges), 2)) \
+                or len({b.rows for b in blocks}) != 1:
+            raise ConfigError(f"native tensor {name}: its blocks "
+                              f"{[(b.start, b.stop) for b in blocks]} do not tile its "
+                              f"{blocks[-1].rows} rows.")
+        return np.ascontiguousarray(np.concatenate([np.asarray(b.value) for b in blocks]))
+
+
+@dataclass(frozen=True)
+class CellBlocks:
+    """How a canonical recurrent tensor becomes the variables of TF1's `rnn_cell`s
+    (`LSTMCell`, `GRUCell`): one native tensor may hold several canonical ones, and one
+    canonical tensor may go to several native ones.
+
+    The canonical tensor's gate blocks of `units` columns (LSTM i, f, c, o; GRU z, r, h) go to
+    native tensor j in the order `gates[j]` (canonical gate indices); `shift[j]` (one number
+    per gate of native tensor j) is subtracted on the way in and added back on the way out
+    (LSTMCell adds forget_bias=1.0 to its forget gate at run time, so its stored bias is the
+    canonical one minus 1). With `rows = (start, stop, total)` the result fills rows
+    [start, stop) of a native tensor of `total` rows (a `Block`): the cells' kernels act on
+    the concatenation [x, h], so the input kernel fills rows [0, F) and the recurrent kernel
+    rows [F, F + units) of the same variable."""
+
+    units: int
+    gates: tuple[tuple[int, ...], ...]
+    rows: tuple[int, int, int] | None = None
+    shift: tuple[tuple[float, ...], ...] | None = None
+    what: str = ""
+
+    def to_native(self, a: np.ndarray):
+        a = np.asarray(a)
+        lead, u = a.shape[:-1], self.units
+        blocks = a.reshape(*lead, -1, u)
+        out = []
+        for j, gs in enumerate(self.gates):
+            b = blocks[..., list(gs), :]
+            if self.shift is not None:
+                b = b - np.asarray(self.shift[j], a.dtype)[:, None]
+            b = np.ascontiguousarray(b.reshape(*lead, len(gs) * u))
+            out.append(Block(b, *self.rows) if self.rows is not None else b)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def from_native(self, a, canonical_shape: tuple[int, ...]) -> np.ndarray:
+        parts = a if isinstance(a, tuple) else (a,)
+        lead, u = tuple(canonical_shape[:-1]), self.units
+        out = np.zeros((*lead, canonical_shape[-1] // u, u), np.asarray(parts[0]).dtype)
+        for j, (gs, p) in enumerate(zip(self.gates, parts, strict=True)):
+            p = np.asarray(p)
+            if self.rows is not None:
+                p = p[self.rows[0]:self.rows[1]]
+            p = p.reshape(*lead, len(gs), u)
+            if self.shift is not None:
+                p = p + np.asarray(self.shift[j], p.dtype)[:, None]
+            out[..., list(gs), :] = p
+        return np.ascontiguousarray(out.reshape(canonical_shape))
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     """One row of a weight table."""
 
@@ -159,7 +246,8 @@ class TensorSpec:
         return self._entry(framework)[1]
 
     def native_arrays(self, framework: str, a: np.ndarray) -> dict[str, np.ndarray]:
-        """{native name: native array} of the canonical array `a`."""
+        """{native name: native array} of the canonical array `a` (a `Block` where the native
+        tensor holds other rows too: `to_native` assembles those)."""
         out = self.layout(framework).to_native(a)
         parts = out if isinstance(out, tuple) else (out,)
         return dict(zip(self.native_names(framework), parts, strict=True))
@@ -172,6 +260,7 @@ class TensorSpec:
                                                   self.shape)
 
     def native_shapes(self, framework: str) -> dict[str, tuple[int, ...]]:
+        """{native name: the whole native tensor's shape} (a `Block`'s whole tensor)."""
         return {n: tuple(a.shape) for n, a in
                 self.native_arrays(framework, np.zeros(self.shape, np.int8)).items()}
 
@@ -180,10 +269,11 @@ class TensorSpec:
         return shapes[0] if len(shapes) == 1 else tuple(shapes)  # type: ignore[return-value]
 
     def _entry(self, framework: str) -> tuple[Any, Any]:
-        if framework not in self.native:
+        column = framework if framework in self.native else COLUMN_ALIASES.get(framework)
+        if column not in self.native:
             raise ConfigError(f"{self.name}: no {framework!r} translation in its weight table "
                               f"(known: {', '.join(self.native)}).")
-        return self.native[framework]
+        return self.native[column]
 
 
 # ----------------------------------------------------------------------------- layers
@@ -646,6 +736,85 @@ class GRU(_Recurrent):
                                              layout)})]
 
 
+# ----------------------------------------------------------------------------- TF1 layers
+#: The weight-table column of TF1 code as it was written (`tf.compat.v1.layers`,
+#: `tf.compat.v1.nn.rnn_cell` + `dynamic_rnn`; the registry's "tf1-layers" weight format).
+TF1_LAYERS = "tf1-layers"
+#: `LSTMCell`'s default forget_bias, added to the forget gate at run time: the column's LSTM
+#: bias is the canonical one minus this on the forget block, so a checkpoint of an LSTMCell
+#: built with the default converts (to within the rounding of adding 1 back).
+LSTM_FORGET_BIAS = 1.0
+
+
+def tf1_layers_scope(base: str, name: str) -> str:
+    """The scope TF1 code gives the zoo layer `name` (kind_i): `base` for the first layer of
+    its kind, then `base_1`, `base_2`, ... (`tf.compat.v1.layers` numbers layers of one base
+    name per graph; `dynamic_rnn` defaults to scope "rnn", so each further recurrent layer
+    needs its own, "rnn_1", ...)."""
+    i = int(name.rpartition("_")[2])
+    return base if i == 0 else f"{base}_{i}"
+
+
+def _tf1_layers_column(layer: Layer, name: str, shape: tuple[int, ...],
+                       tensors: Sequence[TensorSpec]) -> None:
+    """Add the tf1-layers column to a layer's weight table, the one place that says how
+    TF1's layer classes name and lay out their variables:
+
+    - dense, conv2d, batch_normalization (gamma, beta, moving_mean, moving_variance): the
+      canonical layouts under TF1's layer names (`dense`, `dense_1`, ...);
+    - LayerNorm: `tf.contrib.layers.layer_norm`'s names, `LayerNorm/gamma`, `LayerNorm/beta`
+      (contrib is gone; `tf1_layers.layers.layer_norm` writes it out);
+    - Embedding: `embedding`, the `get_variable` TF1's language models used;
+    - LSTM: `LSTMCell`'s ONE kernel over [x, h], (features + units, 4 units), the input
+      kernel's rows then the recurrent kernel's, gates i, j, f, o (j the candidate: the
+      canonical c), and its bias minus the forget_bias it adds at run time (`CellBlocks`);
+    - GRU (reset_after=False): `GRUCell`'s `gates/kernel` (features + units, 2 units) with
+      gates r, u (u the canonical z) and `candidate/kernel` (features + units, units) over
+      [x, r * h], biases `gates/bias` and `candidate/bias`. A reset_after=True GRU has no
+      TF1 cell, hence no column.
+    """
+    rows = {t.name.rpartition("/")[2]: t for t in tensors}
+
+    def put(short: str, native: Any, layout: Any = AS_IS) -> None:
+        rows[short].native[TF1_LAYERS] = (native, layout)
+
+    scopes = {"dense": "dense", "conv2d": "conv2d", "batch_norm": "batch_normalization",
+              "layer_norm": "LayerNorm"}
+    if layer.kind in scopes:
+        scope = tf1_layers_scope(scopes[layer.kind], name)
+        for short in rows:
+            put(short, f"{scope}/{short}")
+    elif isinstance(layer, Embedding):
+        put("embeddings", tf1_layers_scope("embedding", name))
+    elif isinstance(layer, LSTM):
+        f, u = shape[1], layer.units
+        cell = f"{tf1_layers_scope('rnn', name)}/lstm_cell"
+        order = ((0, 2, 1, 3),)   # LSTMCell's i, j, f, o = the canonical i, c, f, o
+        put("kernel", f"{cell}/kernel", CellBlocks(
+            u, order, rows=(0, f, f + u), what="gates i, f, c, o -> i, j, f, o; rows 0..F of "
+            "the kernel over [x, h]"))
+        put("recurrent_kernel", f"{cell}/kernel", CellBlocks(
+            u, order, rows=(f, f + u, f + u), what="gates i, f, c, o -> i, j, f, o; rows "
+            "F..F+units of the kernel over [x, h]"))
+        put("bias", f"{cell}/bias", CellBlocks(
+            u, order, shift=((0.0, 0.0, LSTM_FORGET_BIAS, 0.0),),
+            what="gates i, f, c, o -> i, j, f, o; the forget block minus LSTMCell's "
+                 "forget_bias=1.0"))
+    elif isinstance(layer, GRU) and not layer.reset_after:
+        f, u = shape[1], layer.units
+        cell = f"{tf1_layers_scope('rnn', name)}/gru_cell"
+        order = ((1, 0), (2,))    # GRUCell's gates r, u (u = the canonical z); candidate h
+        kernels = (f"{cell}/gates/kernel", f"{cell}/candidate/kernel")
+        put("kernel", kernels, CellBlocks(
+            u, order, rows=(0, f, f + u), what="z, r -> gates/ r, u; h -> candidate/; rows "
+            "0..F of the kernels over [x, h]"))
+        put("recurrent_kernel", kernels, CellBlocks(
+            u, order, rows=(f, f + u, f + u), what="z, r -> gates/ r, u; h -> candidate/; "
+            "rows F..F+units of the kernels over [x, h]"))
+        put("bias", (f"{cell}/gates/bias", f"{cell}/candidate/bias"), CellBlocks(
+            u, order, what="z, r -> gates/bias r, u; h -> candidate/bias"))
+
+
 # ----------------------------------------------------------------------------- resolution
 @dataclass(frozen=True)
 class Resolved:
@@ -691,8 +860,9 @@ def resolve(layers: Sequence[Layer], input_shape: Sequence[int]) -> list[Resolve
         if any(d < 1 for d in new_shape):
             raise ConfigError(f"{name}: its output would be empty ({_fmt(new_shape)}) for its "
                               f"{_fmt(shape)} input; use larger inputs.")
-        out.append(Resolved(name, layer, shape, tuple(new_shape),
-                            tuple(layer.tensors(name, shape, after)), after))
+        tensors = tuple(layer.tensors(name, shape, after))
+        _tf1_layers_column(layer, name, shape, tensors)
+        out.append(Resolved(name, layer, shape, tuple(new_shape), tensors, after))
         if isinstance(layer, Flatten):
             flattened = shape
         elif not isinstance(layer, (Dropout, Activation, BatchNorm, LayerNorm)):
@@ -750,10 +920,14 @@ def to_native(weights: dict[str, np.ndarray], resolved: Sequence[Resolved], fram
               ) -> dict[str, np.ndarray]:
     """Canonical weights -> {native name: native array} of `framework`."""
     check_weights(weights, resolved)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {}
     for t in tensor_specs(resolved):
-        out.update(t.native_arrays(framework, weights[t.name]))
-    return out
+        for n, a in t.native_arrays(framework, weights[t.name]).items():
+            if isinstance(a, Block):  # one of several canonical tensors in one native one
+                out.setdefault(n, []).append(a)
+            else:
+                out[n] = a
+    return {n: Block.join(n, a) if isinstance(a, list) else a for n, a in out.items()}
 
 
 def from_native(native: dict[str, np.ndarray], resolved: Sequence[Resolved], framework: str

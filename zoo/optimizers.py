@@ -84,7 +84,8 @@ class OptimizerSpec:
 # Translations: (class name, kwargs) per framework. Pure data; no framework is imported here.
 # ---------------------------------------------------------------------------------------------
 
-#: (optimizer, framework) -> the compensation applied and why. Frameworks: keras, tf1, torch.
+#: (optimizer, framework) -> the compensation applied and why. Frameworks: keras, tf1, torch,
+#: keras2 (Keras 2, tf_keras: translated as keras, `KERAS_ARGUMENTS`).
 _NOTES: tuple[tuple[str, str, str], ...] = (
     ("all", "all",
      "lr is always passed explicitly: the default lr differs (SGD: Keras 0.01, torch 1e-3, "
@@ -131,6 +132,16 @@ _NOTES: tuple[tuple[str, str, str], ...] = (
     ("adagrad", "tf1",
      "TF1's Adagrad has no epsilon at all (its accumulator starts at 0.1 > 0, so it never "
      "divides by zero) and requires initial_accumulator > 0."),
+    ("all", "keras2",
+     "Keras 2 (tf_keras, v2.11+ optimizers) takes Keras 3's arguments and defaults: the keras "
+     "translation (keras_kwargs) applies as it is. Its optimizers accept `lr=` and IGNORE it "
+     "(a logged warning; the default lr trains): the lr goes in as `learning_rate`."),
+    ("all", "keras2", "float64 only: as Keras 3, tf_keras casts a Python-float momentum, rho "
+     "or beta (its legacy optimizers: the lr too) through float32 (tf.cast), so "
+     "keras2_models.optimizers passes np.float64 values and builds the optimizer under floatx "
+     "float64 (its lr variable takes floatx)."),
+    ("adagrad", "keras2", "tf.keras.optimizers.legacy.Adagrad (Keras 2 before 2.11) adds "
+     "epsilon OUTSIDE the square root, the v2.11+ class inside: harmless at 1e-20."),
 )
 
 
@@ -142,6 +153,12 @@ def translation_notes(optimizer: str | None = None) -> list[dict[str, str]]:
         raise unknown_name("optimizer", optimizer, list(OPTIMIZERS))
     return [{"optimizer": o, "framework": f, "note": n} for o, f, n in _NOTES
             if optimizer is None or o in ("all", optimizer)]
+
+
+#: Frameworks whose optimizers take Keras 3's arguments and have Keras 3's defaults, so that
+#: `keras_kwargs` translates for them too and their native defaults are Keras 3's: Keras 2
+#: (tf_keras's v2.11+ optimizers, `keras2_models.optimizers`; measured in tests/test_keras2.py).
+KERAS_ARGUMENTS: tuple[str, ...] = ("keras2",)
 
 
 def keras_kwargs(spec: OptimizerSpec) -> tuple[str, dict[str, Any]]:
@@ -287,6 +304,7 @@ def native_defaults_kwargs(name: str, lr: float, framework: str) -> tuple[str, d
             "adagrad": ("Adagrad", {"lr": lr}),
         },
     }
+    table.update({fw: table["keras"] for fw in KERAS_ARGUMENTS})
     if framework not in table:
         raise unknown_name("framework", framework, list(table))
     return table[framework][name]

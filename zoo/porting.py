@@ -256,6 +256,18 @@ ROWS: tuple[Row, ...] = (
         "back from the initializers bit for bit (`optimize=True` folds BatchNorm into the "
         "convolutions and renames tensors); export in eval mode, or dropout stays in",
         _P + "test_row_onnx_export"),
+    Row("TF1 layer code and its checkpoints",
+        "`tf.compat.v1.layers.dense` / `conv2d` / `batch_normalization`, "
+        "`rnn_cell.LSTMCell` + `dynamic_rnn`: they run with TF_USE_LEGACY_KERAS=1 set before "
+        "TensorFlow is imported (Keras 2); `Saver` checkpoints name `dense/kernel`, "
+        "`batch_normalization/moving_mean`, `rnn/lstm_cell/kernel`",
+        "`keras.layers.Dense`, `Conv2D`, `BatchNormalization`, `LSTM`; "
+        "`zoo convert OLD.ckpt NEW.keras` reads a TF1 layer checkpoint by its names",
+        "`nn.Linear`, `nn.Conv2d`, `nn.BatchNorm2d`, `nn.LSTM`; `zoo convert OLD.ckpt NEW.pt`",
+        "one process cannot hold Keras 2 and Keras 3 (the zoo's tf1-layers framework runs in "
+        "its own); the LSTM kernel is one tensor over [x, h], gates i, j, f, o, forget_bias "
+        "added at run time (gotchas below); `zoo inspect OLD.ckpt` shows the mapping",
+        "tests/test_tf1_layers.py::test_tf1_layer_checkpoints_convert_to_keras_and_torch"),
 )
 
 GOTCHAS: tuple[Gotcha, ...] = (
@@ -559,6 +571,110 @@ GOTCHAS: tuple[Gotcha, ...] = (
            "write the cost as it is: `0.5 * sum over outputs, mean over samples` (the zoo's "
            "\"quadratic\" loss in every framework)", _P + "test_gotcha_quadratic_cost_mse",
            above=4.0, below=1e-6),
+    # Keras 2 (tf_keras, TF_USE_LEGACY_KERAS=1) against Keras 3: measured in a Keras 2
+    # process (tests/keras2_probe.py), Keras 3 in the test's own
+    Gotcha("keras2_fused_batch_norm", "Keras 2's BatchNormalization: the fused kernel's "
+           "moving variance",
+           "on 4-D float32 input Keras 2's `BatchNormalization()` picks TF's fused kernel "
+           "(`fused=None` -> True), whose moving variance follows the UNBIASED batch variance; "
+           "Keras 3's follows the biased one (both normalise with the biased one). 5 batches "
+           "of 2x2x2x3 images (8 values per channel), momentum 0.99: moving variance, Keras 2 "
+           "vs Keras 3",
+           "Keras 2 `BatchNormalization(fused=False)` (`tf.nn.moments`, biased; the zoo's "
+           "keras2_models); or keep the fused kernel and correct its update with "
+           "`zoo.layers.corrected_moving_variance`", _P + "test_gotcha_keras2_fused_batch_norm",
+           above=0.01, below=1e-6),
+    Gotcha("keras2_bn_float64_momentum", "Keras 2's BatchNormalization rounds its decay to "
+           "float32",
+           "Keras 2 turns 1 - momentum into a tensor with `tf.convert_to_tensor`, float32 for a "
+           "Python float (0.01 -> 0.0099999998), before casting it to a float64 layer's dtype; "
+           "Keras 3 multiplies by the Python float. A float64 layer, 5 batches of 4x8x8x3, "
+           "momentum 0.99: moving statistics, Keras 2 vs Keras 3",
+           "float64 models get `momentum=np.float64(0.99)` (keras2_models.layers)",
+           _P + "test_gotcha_keras2_bn_float64_momentum", above=1e-10, below=1e-14),
+    Gotcha("keras2_lr_ignored", "Keras 2's optimizers ignore `lr=`",
+           "since Keras 2.11 `tf.keras.optimizers.SGD(lr=0.5)` logs a warning and trains with "
+           "the DEFAULT learning rate (0.01); the legacy optimizers (`tf.keras.optimizers."
+           "legacy`, what Keras 2 code before 2.11 ran) honour `lr`, and Keras 3 raises "
+           "(\"Argument(s) not recognized\"). One step of gradient 1: `SGD(lr=0.5)` vs "
+           "`legacy.SGD(lr=0.5)`",
+           "`learning_rate=` always (`zoo.optimizers.keras_kwargs`): Keras 2, its legacy "
+           "optimizers and Keras 3 then take the same step", _P + "test_gotcha_keras2_lr_ignored",
+           above=0.1, below=1e-7),
+    Gotcha("keras2_decay", "Keras 2's time-based `decay=`",
+           "Keras 2's legacy optimizers divide the lr by 1 + decay * iterations; Keras 2.11's "
+           "new ones raise for `decay=`, and Keras 3's accept it, warn and IGNORE it. Seed "
+           "quadratic, 100 steps: Keras 2 `legacy.SGD(0.1, decay=0.01)` vs Keras 3 "
+           "`SGD(0.1, decay=0.01)`",
+           "a schedule: `learning_rate=keras.optimizers.schedules.InverseTimeDecay(lr, "
+           "decay_steps=1, decay_rate=decay)` (in Keras 2's new optimizers too)",
+           _P + "test_gotcha_keras2_decay", above=0.01, below=1e-6),
+    Gotcha("keras2_embedding_dedup", "Keras 2 sums an embedding's repeated ids, Keras 3 "
+           "does not",
+           "Keras 2's optimizers deduplicate a sparse gradient before the update (one slice "
+           "per id, repeats summed), so Adam's second moment gets the square of the sum, as "
+           "the dense formula; Keras 3's square each slice (gotcha above): a Keras 2 model "
+           "with an Embedding trains otherwise in Keras 3. One Adam step (lr 0.1), id 1 "
+           "looked up twice, Keras 3 vs Keras 2",
+           "hand Keras 3's optimizer the dense gradient (`tf.convert_to_tensor(grad)`, the "
+           "zoo's `ZooEmbedding`): it then equals Keras 2's step",
+           _P + "test_gotcha_keras2_embedding_dedup", above=0.01, below=1e-6),
+    Gotcha("keras2_gru_v1_default", "Keras 2's two GRU classes: reset_after False and True",
+           "`tf.compat.v1.keras.layers.GRU` (Keras 2 code written for TF 1.x) defaults to "
+           "reset_after=False, `tf.keras.layers.GRU` (TF 2.x and Keras 3) to True, with one "
+           "bias row against two: Keras 3's weights (bias rows summed) in the v1 class give "
+           "other outputs, Keras 2 vs Keras 3",
+           "pass `reset_after=` explicitly on both sides (the zoo's translations do), or use "
+           "the v2 class", _P + "test_gotcha_keras2_gru_v1_default", above=0.05, below=1e-5),
+    # TF1 layer code as it was written (tf.compat.v1.layers, rnn_cell; TF_USE_LEGACY_KERAS=1):
+    # measured in a process of its own (tests/tf1_layers_probe.py), Keras 3 and torch in the
+    # test's own
+    Gotcha("tf1_layers_defaults", "`tf.compat.v1.layers` defaults: Keras's, not torch's",
+           "with TF_USE_LEGACY_KERAS=1 `tf.compat.v1.layers.dense` starts as Keras 3's Dense "
+           "(glorot-uniform kernel, zero bias; unlike `get_variable`'s default, glorot for the "
+           "bias too) and `batch_normalization` has Keras's momentum 0.99 and epsilon 1e-3; "
+           "torch's `nn.Linear` draws a random bias (U(+-1/sqrt(in))) and `nn.BatchNorm2d` "
+           "has momentum 0.1 (the other convention) and eps 1e-5. Fresh Dense(64 -> 10) "
+           "biases, torch vs TF1",
+           "load the same initial weights everywhere (`zoo.specs.init_weights`, assigned after "
+           "the initializer in tf1_layers/model.py); outputs then agree",
+           _P + "test_gotcha_tf1_layers_defaults", above=0.05, below=1e-5),
+    Gotcha("tf1_layers_update_ops", "`tf.compat.v1.layers.batch_normalization` and "
+           "UPDATE_OPS",
+           "the layer's moving-statistics updates are ops in `tf.GraphKeys.UPDATE_OPS`: a "
+           "train op that does not depend on them never moves the moving mean (0) and "
+           "variance (1). And its default `fused=None` takes the fused kernel on 4-D float32 "
+           "input, which updates with the unbiased variance. 5 batches of 8 4x4x3 images: "
+           "moving statistics, no dependency vs Keras 3",
+           "`with tf.control_dependencies(tf.compat.v1.get_collection(UPDATE_OPS)): train = "
+           "opt.minimize(loss)` and `fused=False` (tf1_layers/train.py, tf1_layers/layers.py)",
+           _P + "test_gotcha_tf1_layers_update_ops", above=0.1, below=1e-6),
+    Gotcha("tf1_losses_float32", "`tf.compat.v1.losses` compute in float32",
+           "`tf.compat.v1.losses.sparse_softmax_cross_entropy` (and every `tf.compat.v1.losses` "
+           "function) casts logits, labels and weights to float32 and the loss back to the "
+           "input's dtype: a float64 graph trains on a float32 loss (one training epoch of "
+           "cnn_bn on digits in float64: losses 2.3e-7 from the float64 reference). Mean "
+           "cross-entropy of 6 float64 logit rows vs the exact value",
+           "`tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, "
+           "logits=z))` (tf1_layers/model.py)", _P + "test_gotcha_tf1_losses_float32",
+           above=1e-9, below=1e-15),
+    Gotcha("tf1_layers_lstm_checkpoint", "Reading a TF1 `LSTMCell` checkpoint",
+           "`rnn/lstm_cell/kernel` is ONE (features + units, 4 units) kernel over [x, h] with "
+           "gates i, j, f, o, and the cell adds forget_bias=1.0 to f at run time: split at the "
+           "input size and loaded into Keras's LSTM as it is, it computes another LSTM "
+           "(float64, outputs vs the TF1 cell's)",
+           "reorder i, j, f, o -> i, f, c, o and add 1 to the forget block of the bias (the "
+           "weight table's tf1-layers column: `zoo convert OLD.ckpt NEW.keras` does it)",
+           _P + "test_gotcha_tf1_layers_lstm_checkpoint", above=0.05, below=1e-12),
+    Gotcha("tf1_layers_gru_cell", "TF1's `GRUCell` is Keras 2's reset_after=False GRU",
+           "`rnn_cell.GRUCell` applies the reset gate before the recurrent matmul, keeps gates "
+           "r, u (u = Keras's z) in `gates/kernel` and the candidate in `candidate/kernel`, both "
+           "over [x, h], and starts its gates bias at ONE; taken as Keras 3's default GRU "
+           "(reset_after=True, gates z, r, h) its variables compute another GRU (float64, "
+           "outputs vs the TF1 cell's)",
+           "`GRU(reset_after=False)` with the r and u blocks swapped (the tf1-layers column); "
+           "the zoo's gru models (reset_after=True) have no TF1 cell and are refused",
+           _P + "test_gotcha_tf1_layers_gru_cell", above=1e-3, below=1e-12),
 )
 
 _BY_KEY = {g.key: g for g in GOTCHAS}
