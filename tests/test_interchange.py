@@ -197,11 +197,12 @@ def test_missing_file_sidecar_and_suffix(tmp_path, models):
     with pytest.raises(DataError, match="no sidecar"):
         ic.load(p)
     with pytest.raises(ConfigError, match="suffix"):
-        ic.load(tmp_path / "w.h5")
+        ic.load(tmp_path / "w.bin")
     with pytest.raises(ZooError, match="Did you mean 'torch'"):
         ic.format_of("x.bin", to="troch")
     assert ic.format_of("x.bin", to="tf1") == "tf1"
-    assert {ic.format_of(f"a{s}") for s in ic.FORMATS} == {"keras", "torch", "tf1", "npz"}
+    assert {ic.format_of(f"a{s}") for s in ic.FORMATS} == {"keras", "torch", "tf1", "keras2",
+                                                            "npz"}
 
 
 def test_no_overwrite_without_force(tmp_path, models):

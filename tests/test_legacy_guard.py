@@ -31,3 +31,24 @@ def test_importing_the_zoo_never_switches_keras2_on():
                 "tf1_compat, torch_models\nprint(os.environ.get('TF_USE_LEGACY_KERAS'))")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "None"
+
+
+def test_the_cli_runs_keras2_in_a_process_of_its_own(tmp_path):
+    """`zoo train --framework keras2` from a normal shell: the CLI starts itself again with
+    TF_USE_LEGACY_KERAS=1 (this process never imports TensorFlow first); a Keras 2 .h5 and a
+    Keras 3 .keras never meet in one process: convert through the canonical .npz."""
+    from tests.cli_run import one_error_line, zoo
+
+    w = tmp_path / "w.h5"
+    r = zoo("train", "softmax", "--framework", "keras2", "--dataset", "iris", "--epochs", "2",
+            "--save", w)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("keras2 softmax on iris: 8 steps")
+    line = one_error_line(zoo("convert", w, tmp_path / "w.keras"))
+    assert line == ("zoo convert: error: a Keras 2 HDF5 file (Keras 2) and a Keras 3 file "
+                    "cannot be converted in one process (the two Keras versions never share "
+                    "one): convert through the canonical .npz, e.g. `zoo convert w.h5 w.npz` "
+                    "then `zoo convert w.npz w.keras`.")
+    assert zoo("convert", w, tmp_path / "w.npz").returncode == 0
+    r = zoo("convert", tmp_path / "w.npz", tmp_path / "w.keras")
+    assert r.returncode == 0, r.stderr

@@ -63,7 +63,7 @@ __all__ = [
 FRAMEWORKS: dict[str, str] = {
     fw.name: fw.module_name("quadratic")
     for fw in sorted({fw.package: fw for fw in reversed(REGISTRY.values())
-                      if not fw.single_module}.values(),
+                      if not fw.single_module and not fw.legacy_keras}.values(),
                      key=lambda fw: ("torch" not in fw.imports, list(REGISTRY).index(fw.name)))}
 DTYPES = ("float32", "float64")
 #: seeds 000 and 004: J(w) = w**2 - 10w + 25, w0 = 0, GradientDescentOptimizer(0.01), 1000 steps

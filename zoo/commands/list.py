@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
 
 from zoo.data import DATASETS, IMAGE_SHAPES
 from zoo.frameworks import FRAMEWORKS
@@ -16,10 +17,19 @@ QUADRATIC = "quadratic"
 
 
 def _exists(module: str) -> bool:
+    """Whether `module` exists, without importing it or its package (a Keras 2 package
+    refuses to import in this process)."""
+    top, _, rest = module.partition(".")
     try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing
+        spec = importlib.util.find_spec(top)
+    except ModuleNotFoundError:
         return False
+    if spec is None or not rest:
+        return spec is not None
+    if not spec.submodule_search_locations:
+        return False
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
 def available() -> dict[str, dict[str, bool]]:
@@ -29,7 +39,8 @@ def available() -> dict[str, dict[str, bool]]:
     from zoo.quadratic import FRAMEWORKS as QUADRATIC_FRAMEWORKS
 
     runs = {n: _exists(fw.module_name("model")) for n, fw in FRAMEWORKS.items()}
-    out = {model: dict(runs) for model in MODELS}
+    out = {model: {n: ok and model not in FRAMEWORKS[n].models_refused
+                   for n, ok in runs.items()} for model in MODELS}
     out[QUADRATIC] = {n: n in QUADRATIC_FRAMEWORKS and _exists(QUADRATIC_FRAMEWORKS[n])
                       for n in FRAMEWORKS}
     return out
