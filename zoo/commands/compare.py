@@ -289,17 +289,7 @@ def run(args: argparse.Namespace) -> int:
             comp.notes.append(f"{', '.join(parted)} left the reference beyond the tolerance; "
                               "--diagnose names the first quantity that differs and tells "
                               "rounding (drift, a ReLU kink) from a different computation.")
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=150)
-    report.print_table(comp, out)
-    if args.out:
-        for p in report.write_all(comp, Path(args.out), force=True):
-            print(f"wrote {p}")
-    if args.json:
-        report.write_json(comp, Path(args.json))
-        print(f"wrote {args.json}")
-    return 0
+    return _show_and_write(comp, args)
 
 
 def run_own(args: argparse.Namespace) -> int:
@@ -366,6 +356,16 @@ def run_own(args: argparse.Namespace) -> int:
                               dropout="native" if args.native_dropout else "off",
                               progress=progress)
     comp.notes.extend(ds.label_notes())
+    return _show_and_write(comp, args)
+
+
+def _show_and_write(comp, args: argparse.Namespace) -> int:
+    """Print the table (150 columns when stdout is not a terminal) and write the report files
+    that --out / --json name (checked writable before training)."""
+    from rich.console import Console
+
+    from zoo import report
+
     out = Console()
     if not out.is_terminal:
         out = Console(width=150)
