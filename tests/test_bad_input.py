@@ -202,11 +202,11 @@ CLI: dict[str, tuple[list[str], str]] = {
                       "mlp, mlp_ln, nielsen, softmax, svm."),
     "unknown-framework": (["train", "softmax", "--framework", "trch", "--dataset", "iris"],
                           "zoo train: error: unknown framework 'trch'. Did you mean 'torch'? "
-                          "Known frameworks: keras, keras2, tf1, torch."),
+                          "Known frameworks: keras, keras2, tf1, tf1-layers, torch."),
     "framework-not-in-process": (["train", "softmax", "--framework", "keras-torch", "--dataset",
                                   "iris"],
-                                 "zoo train: error: zoo train runs keras, tf1, torch and keras2 in its "
-                                 "own process, not keras-torch; train keras-torch with `zoo compare "
+                                 "zoo train: error: zoo train runs keras, tf1, torch, keras2 and "
+                                 "tf1-layers in its own process, not keras-torch; train keras-torch with `zoo compare "
                                  "MODEL --frameworks keras-torch,...`."),
     "unknown-optimizer": ([*TRAIN, "--dataset", "iris", "--optimizer", "adm"],
                           "zoo train: error: unknown optimizer 'adm'. Did you mean 'adam'? Known "

@@ -26,7 +26,7 @@ ALLOWED: set[tuple[str, str]] = set()
 def test_the_registry():
     assert F.NAMES == ("keras", "tf1", "torch", "keras-torch", "keras2", "tf1-layers", "numpy")
     assert F.DEFAULT_COMPARE == ("keras", "tf1", "torch")
-    assert F.names(cli_train=True) == ("keras", "tf1", "torch", "keras2")
+    assert F.names(cli_train=True) == ("keras", "tf1", "torch", "keras2", "tf1-layers")
     assert F.names(data_parallel=True) == ("keras", "torch")
     assert F.names(runs_on_torch=True) == ("torch", "keras-torch")
     assert {n: fw.package for n, fw in F.FRAMEWORKS.items()} == {

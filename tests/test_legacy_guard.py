@@ -52,3 +52,20 @@ def test_the_cli_runs_keras2_in_a_process_of_its_own(tmp_path):
     assert zoo("convert", w, tmp_path / "w.npz").returncode == 0
     r = zoo("convert", tmp_path / "w.npz", tmp_path / "w.keras")
     assert r.returncode == 0, r.stderr
+
+
+def test_zoo_train_runs_tf1_layers_and_saves_canonical_weights(tmp_path):
+    """tf1-layers has no file format of its own (its Saver checkpoints would be tf1's .ckpt):
+    `zoo train` saves its weights as the canonical .npz, and refuses a model TF1 layers
+    cannot express in one line."""
+    from tests.cli_run import one_error_line, zoo
+
+    r = zoo("train", "mlp", "--framework", "tf1-layers", "--dataset", "digits", "--epochs", "1",
+            "--save", tmp_path / "w.npz")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("tf1-layers mlp on digits: 45 steps")
+    assert (tmp_path / "w.npz").is_file()
+    line = one_error_line(zoo("train", "gru", "--framework", "tf1-layers", "--dataset", "digits",
+                              "--epochs", "1"))
+    assert line.startswith("zoo train: error: gru_0: TF1's rnn_cell.GRUCell is the "
+                           "reset_after=False GRU")

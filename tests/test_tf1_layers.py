@@ -145,7 +145,7 @@ def test_every_model_but_the_reset_after_grus_has_the_column():
 def test_the_registry_entry():
     fw = F.get(FW)
     assert (fw.package, fw.weight_format, fw.suffix, fw.cli_train, fw.compared_by_default) == \
-        ("tf1_layers", "tf1-layers", None, False, False)
+        ("tf1_layers", "tf1-layers", None, True, False)
     assert dict(fw.env)["TF_USE_LEGACY_KERAS"] == "1"
     assert FW not in ic.FORMATS.values()           # .ckpt stays tf1's suffix
     assert F.for_format("tf1-layers") is fw

@@ -185,7 +185,7 @@ FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in [
               "rnn_cell + dynamic_rnn, tf.compat.v1.train, Session; in a process with "
               "TF_USE_LEGACY_KERAS=1)", ("tensorflow", "tf_keras"),
               env=(("TF_USE_LEGACY_KERAS", "1"),), weight_file="TF1 checkpoint prefix "
-              "(tf.compat.v1.layers names)", weight_format="tf1-layers",
+              "(tf.compat.v1.layers names)", weight_format="tf1-layers", cli_train=True,
               # GRUCell is the reset-before GRU: the zoo's (reset_after=True) GRUs need Keras
               models_refused=("gru", "embedding_gru")),
     Framework("numpy", "zoo.reference", "the float64 numpy reference (hand-derived gradients)",

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"{', '.join(TRAINABLE)} (default {TRAINABLE[0]})")
     p.add_argument("--save", metavar="PATH", default=None,
                    help="save the trained weights here: the framework's native format ("
-                        + ", ".join(f"*{FRAMEWORKS[n].suffix} {n}" for n in TRAINABLE)
+                        + ", ".join(f"*{FRAMEWORKS[n].suffix} {n}" for n in TRAINABLE
+                                    if FRAMEWORKS[n].suffix)
                         + ") or *.npz (canonical weights)")
     p.add_argument("--checkpoint-dir", metavar="DIR", default=None,
                    help="save a checkpoint (weights, optimizer state, epoch) to DIR/<framework>"
@@ -57,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         fmt = interchange.format_of(args.save)
         if fmt not in (fw.weight_format, CANONICAL_FORMAT):
+            native = f"*{fw.suffix} (or *.npz, the canonical weights)" if fw.suffix else \
+                "*.npz (the canonical weights)"
             raise ConfigError(f"--save {args.save!r} is a {fmt} file but the model is trained "
-                              f"in {fw.name}; save it as *{fw.suffix} (or *.npz, the canonical "
-                              "weights) and use `zoo convert` for other formats.")
+                              f"in {fw.name}; save it as {native} and use `zoo convert` for "
+                              "other formats.")
         interchange.check_target(fmt, args.save, args.force)  # fail before training
     ds, model_spec, train_spec = build_specs(args)
     print_label_notes(ds)
