@@ -462,3 +462,23 @@ def test_layer_models_convert_in_every_direction(tmp_path, model):
         worst = max(worst, float(np.max(np.abs(preds[dst] - preds[src]))))
     print(f"{model}: largest prediction difference over the 12 directions {worst:.2g}")
     assert worst <= 1e-6
+
+
+def test_predict_takes_a_row_sequence_model_on_its_images(tmp_path):
+    """An lstm trained on digits reads each 8x8 image as 8 steps of 8 features: `zoo predict`
+    gives it the dataset's images that way (it refused them as '64 features' before)."""
+    import json as _json
+
+    from zoo import data as zdata
+    from zoo.cli import main
+    from zoo.commands.compare import spec_for_dataset
+    from zoo.specs import init_weights
+
+    ds = zdata.load("digits")
+    spec = spec_for_dataset("lstm", ds)
+    path = tmp_path / "lstm.npz"
+    ic.save("npz", spec, init_weights(spec, 0, "float64"), path)
+    assert main(["predict", str(path), "--dataset", "digits", "--json",
+                 str(tmp_path / "p.json")]) == 0
+    doc = _json.loads((tmp_path / "p.json").read_text())
+    assert len(doc["predictions"]) == len(ds.X_test) and len(doc["predictions"][0]) == 10

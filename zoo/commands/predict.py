@@ -42,6 +42,9 @@ def split_inputs(spec, ds, weights_path: str):
     from zoo.data import shape_text
 
     want = tuple(spec.input_shape)
+    if len(want) == 2 and ds.image_shape is not None and \
+            want[0] * want[1] == int(ds.n_features):
+        return ds.inputs(spec, "test")   # an image read row by row (lstm, gru)
     have = ds.image_shape if len(want) == 3 else (ds.n_features,)
     if len(want) == 3 and have is None:
         what, got = f"{shape_text(want)} images", f"{ds.n_features} flat features"
