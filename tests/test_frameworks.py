@@ -53,7 +53,7 @@ def test_lookups_fail_with_the_fix():
                        r"'torch'\? Known frameworks: keras, keras-torch, keras2, numpy, tf1, "
                        r"tf1-layers, torch\.$"):
         F.get("pytorch")
-    with pytest.raises(UnknownNameError, match=r"Known frameworks: keras, keras2, tf1, torch\.$"):
+    with pytest.raises(UnknownNameError, match=r"Known frameworks: keras, keras2, tf1, tf1-layers, torch\.$"):
         F.get("numpy", among=F.names(cli_train=True))
     with pytest.raises(ConfigError, match=r"^numpy \(zoo\.reference\) has no io module"):
         F.get("numpy").module_name("io")
