@@ -34,6 +34,7 @@ from zoo.specs import (
     TrainSpec,
     check_inputs,
     dropout_masks,
+    output_metrics,
     record_every,
     records,
 )
@@ -247,9 +248,4 @@ def evaluate(model_spec: ModelSpec, weights: dict[str, np.ndarray], X: np.ndarra
                                       feed_dict={model.x: np.asarray(X, dtype), model.y: yd})
     finally:
         model.close()
-    if model_spec.task == "regression":
-        return {"loss": float(loss), "mse": float(np.mean((out - yd) ** 2))}
-    if model_spec.task == "binary":
-        pred = (out.reshape(-1) >= 0.5).astype(np.int64)
-        return {"loss": float(loss), "accuracy": float(np.mean(pred == yd.reshape(-1)))}
-    return {"loss": float(loss), "accuracy": float(np.mean(np.argmax(out, axis=1) == yd))}
+    return {"loss": float(loss), **output_metrics(model_spec.task, out, yd)}

@@ -366,6 +366,19 @@ def check_canonical(weights: dict[str, Any], spec: ModelSpec | dict[str, tuple[i
                               f"layout, got {got}{hint}.")
 
 
+def output_metrics(task: str, out: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The test metric of a model's outputs (`outputs`: probabilities, sigmoids or values)
+    against targets: MSE for regression, else accuracy (sigmoid >= 0.5 for binary, the
+    argmax of the class probabilities otherwise)."""
+    out, y = np.asarray(out), np.asarray(y)
+    if task == "regression":
+        return {"mse": float(np.mean((out - y) ** 2))}
+    if task == "binary":
+        pred = (out.reshape(-1) >= 0.5).astype(np.int64)
+        return {"accuracy": float(np.mean(pred == y.reshape(-1)))}
+    return {"accuracy": float(np.mean(np.argmax(out, axis=1) == y))}
+
+
 def check_inputs(model_spec: ModelSpec, X: np.ndarray, y: np.ndarray | None = None,
                  *, what: str = "data") -> None:
     """The checks every framework runs before training or predicting: a per-sample shape that
