@@ -73,10 +73,11 @@ from keras_models.model import (
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.layers import AS_IS, has_state, tensor_specs
+from zoo.layers import FlatNative, has_state
 from zoo.specs import (
     History,
     ModelSpec,
+    StepWeights,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -249,49 +250,52 @@ class RecordedLoss(keras.losses.Loss):
 class StepRecorder:
     """The weights after every `every`-th step, copied inside the compiled training step
     (`ZooModel.train_step` calls `record` after Keras applied the update), so recording every
-    step costs one in-graph copy per variable instead of a round trip to numpy per step, and
-    several steps can run in one execution (`steps_per_execution`).
+    step costs one in-graph copy instead of a round trip to numpy per step, and several steps
+    can run in one execution (`steps_per_execution`).
 
-    Each variable has a buffer of `slots` rows (the snapshots of at most one epoch) plus one
-    scratch row that the steps not recorded write to. `take(first, last)` reads the
-    snapshots of recorded ordinals first..last-1 (ordinal r is the weights after global step
-    (r + 1) * every - 1) as canonical dicts; call it at least once an epoch."""
+    Every variable, raveled, goes into one row of a buffer of `slots` rows (the snapshots of
+    at most one epoch) plus one scratch row that the steps not recorded write to.
+    `take(first, last)` reads the snapshots of recorded ordinals first..last-1 (ordinal r is
+    the weights after global step (r + 1) * every - 1) as canonical stacked arrays
+    (`zoo.layers.FlatNative`: a view or one gather per tensor); call it at least once an
+    epoch."""
 
     def __init__(self, model, variables: dict, every: int, slots: int, step, dtype: str) -> None:
         self.model, self.variables, self.every, self.step = model, variables, every, step
         self.slots = max(1, int(slots))
-        self.buffers = {n: keras.Variable(np.zeros((self.slots + 1, *v.shape), dtype=v.dtype),
-                                          trainable=False, dtype=v.dtype, name="snapshots")
-                        for n, v in variables.items()}
-        rows = {t.native_name(FRAMEWORK): t for t in tensor_specs(model.model_spec.resolved)}
-        #: native -> canonical name when every row's layout is the identity
-        self._as_is = {n: rows[n].name for n in variables} \
-            if all(rows[n].layout(FRAMEWORK) == AS_IS for n in variables) else None
+        self.flat = FlatNative(model.model_spec.resolved, FRAMEWORK, list(variables),
+                               [tuple(v.shape) for v in variables.values()])
+        self.buffer = keras.Variable(np.zeros((self.slots + 1, self.flat.width), dtype=dtype),
+                                     trainable=False, dtype=dtype, name="snapshots")
 
     def record(self) -> None:
         done = ops.cast(self.step, "int32")           # steps done, this one included
-        recorded = ops.equal(ops.mod(done, self.every), 0)
-        row = ops.where(recorded, ops.mod(done // self.every - 1, self.slots), self.slots)
-        in_place = keras.backend.backend() == "tensorflow"
-        for name, var in self.variables.items():
-            buf = self.buffers[name]
-            if in_place:   # a strided-slice assignment: writes one row, copies nothing else
-                buf.value[row].assign(ops.convert_to_tensor(var))
-            else:
-                update = ops.expand_dims(ops.convert_to_tensor(var), 0)
-                buf.assign(ops.slice_update(buf, (row,) + (0,) * len(var.shape), update))
+        if self.every == 1:
+            row = ops.mod(done - 1, self.slots)
+        else:
+            recorded = ops.equal(ops.mod(done, self.every), 0)
+            row = ops.where(recorded, ops.mod(done // self.every - 1, self.slots), self.slots)
+        value = ops.concatenate([ops.reshape(ops.convert_to_tensor(v), (-1,))
+                                 for v in self.variables.values()])
+        if keras.backend.backend() == "tensorflow":
+            # a strided-slice assignment: writes one row, copies nothing else
+            self.buffer.value[row].assign(value)
+        else:
+            self.buffer.assign(ops.slice_update(self.buffer, (row, 0),
+                                                ops.expand_dims(value, 0)))
 
-    def take(self, first: int, last: int) -> list[dict[str, np.ndarray]]:
+    def take(self, first: int, last: int) -> dict[str, np.ndarray]:
+        """{canonical name: (last - first, *shape)}; {} when nothing was recorded."""
         if last <= first:
-            return []
+            return {}
         if last - first > self.slots:
             raise ConfigError(f"internal: {last - first} snapshots since the last read, only "
                               f"{self.slots} slots.")
-        arrays = {n: np.asarray(ops.convert_to_numpy(b)) for n, b in self.buffers.items()}
-        rows = [r % self.slots for r in range(first, last)]
-        if self._as_is is not None:   # Keras's layout is the canonical one: rename only
-            return [{c: arrays[n][row].copy() for n, c in self._as_is.items()} for row in rows]
-        return [canonical(self.model, {n: a[row] for n, a in arrays.items()}) for row in rows]
+        rows = np.asarray(ops.convert_to_numpy(self.buffer))
+        order = np.arange(first, last) % self.slots
+        if order[0] + len(order) == order[-1] + 1:      # no wrap-around: a view
+            return self.flat(rows[order[0]:order[-1] + 1])
+        return self.flat(rows[order])
 
 
 class _Progress(keras.callbacks.Callback):
@@ -308,7 +312,7 @@ class _Progress(keras.callbacks.Callback):
         self.epoch = 0
         self.global_step = 0
         self.epoch_seconds: list[float] = []
-        self.snapshots: list[dict[str, np.ndarray]] = []
+        self.snapshots = StepWeights()
         self._start = 0.0
         self._read = 0      # snapshot ordinals read so far
 
@@ -323,7 +327,7 @@ class _Progress(keras.callbacks.Callback):
     def _take(self) -> None:
         if self.snapshots_of is not None:
             upto = self.global_step // self.snapshots_of.every
-            self.snapshots += self.snapshots_of.take(self._read, upto)
+            self.snapshots.extend(self.snapshots_of.take(self._read, upto))
             self._read = upto
 
     def on_train_batch_end(self, batch, logs=None) -> None:

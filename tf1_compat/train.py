@@ -17,6 +17,7 @@ step also runs the moving-statistics updates, and training feeds `training=True`
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -27,10 +28,11 @@ from tf1_compat.model import GraphModel, build, targets, tf_dtype
 from tf1_compat.optimizers import after_init, make_optimizer
 from zoo.checkpoint import start
 from zoo.data import batch_order
-from zoo.layers import from_native, tensor_specs
+from zoo.layers import FlatNative, from_native, tensor_specs
 from zoo.specs import (
     History,
     ModelSpec,
+    StepWeights,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -99,8 +101,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             train_op = optimizer.apply_gradients([(_dense(g), v) for g, v in grads])
         # the weights after the update, fetched in the step's own run when it is recorded
         # (reads ordered after the train op, so after the update and the UPDATE_OPS)
+        # as one flat row (every variable raveled, in `model.variables` order), which
+        # `FlatNative` turns into canonical arrays once an epoch
         with tf.control_dependencies([train_op]):
-            after = {n: tf.identity(v) for n, v in model.variables.items()}
+            after = tf.concat([tf.reshape(v, [-1]) for v in model.variables.values()], 0)
+        flat = FlatNative(model_spec.resolved, "tf1", list(model.variables),
+                          [tuple(v.shape) for v in model.variables.values()])
     opt_state = None
     if ckpt is not None:
         from tf1_compat.checkpoint import OptimizerState
@@ -114,7 +120,9 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
-        snaps: list[dict[str, np.ndarray]] = []
+        snaps = StepWeights()
+        # rows an epoch can record: ceil(steps per epoch / every)
+        slots = math.ceil(math.ceil(len(Xd) / train_spec.batch_size) / every) if every else 0
         seconds: list[float] = []
         stopped: int | None = None
         if state is not None:
@@ -123,6 +131,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             t0 = time.perf_counter()
             batches = batch_order(len(Xd), train_spec.batch_size, train_spec.seed, epoch,
                                   shuffle=train_spec.shuffle)
+            rows, count = (np.empty((slots, flat.width), dtype) if every else None), 0
             for step, idx in enumerate(batches):
                 feed = {model.x: Xd[idx], model.y: yd[idx], model.training: True}
                 if model.masks and train_spec.dropout_mode == "shared":
@@ -132,8 +141,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 elif model.masks and train_spec.dropout_mode == "native":
                     feed[model.native_dropout] = True
                 if records(every, len(losses)):
-                    loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
-                    snaps.append(from_native(native, model_spec.resolved, "tf1"))
+                    loss, _, rows[count] = sess.run([total, train_op, after], feed_dict=feed)
+                    count += 1
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))
@@ -142,6 +151,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 if not np.isfinite(loss):
                     stopped = len(losses) - 1
                     break
+            if count:
+                snaps.extend(flat(rows[:count]))
             seconds.append(time.perf_counter() - t0)
             if stopped is not None:
                 break

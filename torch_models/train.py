@@ -45,10 +45,11 @@ from torch import nn
 from torch_models import model as M
 from zoo.checkpoint import start
 from zoo.data import batch_order
-from zoo.layers import from_native
+from zoo.layers import FlatNative
 from zoo.specs import (
     History,
     ModelSpec,
+    StepWeights,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -121,33 +122,35 @@ BatchLoss = Callable[..., tuple[float, Callable[[], None]]]
 
 
 class _Snapshots:
-    """The weights after recorded steps: one flat copy of every tabled tensor per step (a
-    `torch.cat` of the live parameters and buffers, no numpy round trip), turned into
-    canonical dicts through the weight table once an epoch (`flush`)."""
+    """The weights after recorded steps: each step copies every tabled tensor (the live
+    parameters and buffers) into one row of an epoch's preallocated buffer (`torch.cat`
+    with `out=`, no numpy round trip), and once an epoch the rows become canonical stacked
+    arrays in one gather per tensor (`zoo.layers.FlatNative`)."""
 
-    def __init__(self, model) -> None:
-        self.model = model
+    def __init__(self, model, slots: int) -> None:
         tensors = M.tabled(model.state_dict())   # live: the optimizer updates them in place
-        self.names = list(tensors)
-        self.tensors = [t.detach() for t in tensors.values()]
-        self.shapes = [tuple(t.shape) for t in self.tensors]
-        self.offsets = np.cumsum([0] + [t.numel() for t in self.tensors])
-        self.pending: list[torch.Tensor] = []
+        self.tensors = [t.detach().reshape(-1) for t in tensors.values()]
+        self.flat = FlatNative(model.spec.resolved, FRAMEWORK, list(tensors),
+                               [tuple(t.shape) for t in tensors.values()])
+        self.slots = max(1, int(slots))
+        self.dtype = self.tensors[0].dtype if self.tensors else torch.float32
+        self._new_buffer()
+
+    def _new_buffer(self) -> None:
+        # a fresh buffer an epoch: the canonical arrays of the last may be views of it
+        self.rows = torch.empty((self.slots, self.flat.width), dtype=self.dtype)
+        self.count = 0
 
     def add(self) -> None:
-        self.pending.append(torch.cat([t.reshape(-1) for t in self.tensors]))
+        torch.cat(self.tensors, out=self.rows[self.count])
+        self.count += 1
 
-    def flush(self) -> list[dict[str, np.ndarray]]:
-        if not self.pending:
-            return []
-        rows = torch.stack(self.pending).numpy()
-        self.pending = []
-        out = []
-        for row in rows:
-            native = {n: row[a:b].reshape(shape).copy() for n, a, b, shape in
-                      zip(self.names, self.offsets[:-1], self.offsets[1:], self.shapes,
-                          strict=True)}
-            out.append(from_native(native, self.model.spec.resolved, FRAMEWORK))
+    def flush(self) -> dict[str, np.ndarray]:
+        """{canonical name: (n, *shape)} of the rows since the last flush."""
+        if not self.count:
+            return {}
+        out = self.flat(self.rows[:self.count].numpy())
+        self._new_buffer()
         return out
 
 
@@ -193,8 +196,9 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
     Xt, yt = _features(X, dtype), _targets(model_spec, y, dtype)
 
     losses: list[float] = []
-    snapshots: list[dict[str, np.ndarray]] = []
-    recorder = _Snapshots(model) if every else None
+    snapshots = StepWeights()
+    steps_per_epoch = -(-len(X) // train_spec.batch_size)
+    recorder = _Snapshots(model, -(-steps_per_epoch // every)) if every else None
     epoch_seconds: list[float] = []
     stopped_at: int | None = None
     if state is not None:
@@ -223,7 +227,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
             if progress is not None:
                 progress(epoch, step, value)
         if recorder is not None:
-            snapshots += recorder.flush()
+            snapshots.extend(recorder.flush())
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break

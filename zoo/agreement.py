@@ -16,7 +16,7 @@ from zoo.errors import ConfigError, ZooError
 from zoo.specs import History
 
 __all__ = ["TOLERANCES", "Differences", "differences", "exceeds", "first_divergence",
-           "max_abs_diff", "same_stride"]
+           "max_abs_diff", "same_stride", "step_diffs"]
 
 #: Agreement is |a - b| <= ATOL + RTOL * |b| for every loss and weight (docs/porting.md:
 #: with all recipes applied, float32 frameworks differ only by rounding, ~1e-7 after an epoch).
@@ -29,6 +29,44 @@ def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
         raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
     return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
                for k in a)
+
+
+#: Elements of one tensor's steps compared at a time (bounds the float64 temporaries).
+_CHUNK = 1 << 22
+
+
+def _per_step(a: np.ndarray, b: np.ndarray, atol: float | None = None, rtol: float = 0.0
+              ) -> np.ndarray:
+    """For stacked (n, ...) arrays: per step, max |a - b| (atol None) or whether any element
+    leaves b by more than atol + rtol * |b|; in float64, a chunk of steps at a time."""
+    n = len(a)
+    out = np.zeros(n, bool if atol is not None else np.float64)
+    size = int(np.prod(a.shape[1:], dtype=np.int64))
+    if size == 0:     # an empty tensor differs nowhere
+        return out
+    step = max(1, _CHUNK // size)
+    for i in range(0, n, step):
+        x = np.asarray(a[i:i + step], np.float64).reshape(-1, size)
+        y = np.asarray(b[i:i + step], np.float64).reshape(-1, size)
+        d = np.abs(x - y)
+        if atol is None:
+            out[i:i + step] = d.max(axis=1)
+        else:
+            out[i:i + step] = (d > atol + rtol * np.abs(y)).any(axis=1)
+    return out
+
+
+def step_diffs(h: History, ref: History) -> np.ndarray:
+    """Per recorded step (the first min(len) of both), the largest |weight difference| over
+    every tensor, computed a tensor (all its steps) at a time."""
+    a, b = h.step_weights.tensors, ref.step_weights.tensors
+    if set(a) != set(b):
+        raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
+    m = min(len(h.step_weights), len(ref.step_weights))
+    out = np.zeros(m)
+    for k in a:
+        np.maximum(out, _per_step(a[k][:m], b[k][:m]), out=out)
+    return out
 
 
 def exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
@@ -57,14 +95,14 @@ def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -
         bad_loss = np.abs(la - lb) > atol + rtol * np.abs(lb)
     first = int(np.argmax(bad_loss)) if bad_loss.any() else None
     if h.step_weights and ref.step_weights:
-        m = min(len(h.step_weights), len(ref.step_weights))
-        for i, at in enumerate(ref.recorded_steps()[:m]):
-            if first is not None and at >= first:
-                break
-            if any(exceeds(np.asarray(h.step_weights[i][k], np.float64),
-                           np.asarray(ref.step_weights[i][k], np.float64), atol, rtol)
-                   for k in h.weights):
-                return int(at)
+        steps = ref.recorded_steps()[:min(len(h.step_weights), len(ref.step_weights))]
+        m = len(steps) if first is None else int(np.searchsorted(steps, first))
+        a, b = h.step_weights.tensors, ref.step_weights.tensors
+        bad = np.zeros(m, bool)
+        for k in h.weights:
+            bad |= _per_step(a[k][:m], b[k][:m], atol, rtol)
+        if bad.any():
+            return int(steps[int(np.argmax(bad))])
     elif first is None and any(
             exceeds(np.asarray(h.weights[k], np.float64), np.asarray(ref.weights[k], np.float64),
                     atol, rtol) for k in h.weights):
@@ -97,10 +135,8 @@ def differences(h: History, ref: History, tolerance: tuple[float, float]) -> Dif
     weight_diff = weight_steps = None
     if h.step_weights and ref.step_weights:
         same_stride(h, ref)
-        m = min(len(h.step_weights), len(ref.step_weights))
-        weight_diff = np.array([max_abs_diff(h.step_weights[i], ref.step_weights[i])
-                                for i in range(m)])
-        weight_steps = ref.recorded_steps()[:m]
+        weight_diff = step_diffs(h, ref)
+        weight_steps = ref.recorded_steps()[:len(weight_diff)]
     return Differences(loss_diff, float(np.max(loss_diff)) if n else 0.0,
                        max_abs_diff(h.weights, ref.weights), weight_diff, weight_steps,
                        first_divergence(h, ref, tolerance))

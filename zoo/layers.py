@@ -37,7 +37,7 @@ from zoo.errors import ConfigError
 __all__ = ["ACTIVATIONS", "COLUMN_ALIASES", "GRU", "LSTM", "Activation", "AvgPool2D", "BatchNorm", "Conv2D",
            "Block", "CellBlocks", "Dense", "Dropout", "Embedding", "Flatten", "GateLayout", "Layer", "LayerNorm", "Layout", "MaxPool2D", "Resolved", "TensorSpec",
            "TF1_LAYERS", "check_weights", "corrected_moving_variance", "from_native", "has_state",
-           "resolve", "tf1_layers_scope",
+           "resolve", "tf1_layers_scope", "FlatNative",
            "same_padding", "to_native", "weight_shapes"]
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
@@ -948,6 +948,105 @@ def from_native(native: dict[str, np.ndarray], resolved: Sequence[Resolved], fra
                 raise ConfigError(f"{framework} tensor {n}: expected shape {shape}, got "
                                   f"{tuple(a.shape)}.")
     return {t.name: t.from_native_arrays(framework, native) for t in specs}
+
+
+class FlatNative:
+    """Canonical weights of many steps from a framework's flat native rows, vectorised.
+
+    A framework that records its weights after every step copies its native tensors, each
+    raveled, into one row of P numbers (`names` in that order, `shapes` their native shapes);
+    a block of n such rows, (n, P), becomes {canonical name: (n, *shape)} here with one
+    gather per canonical tensor (a view where the layout keeps the tensor as it is) instead
+    of `from_native` once per step.
+
+    Every layout of the weight tables is a gather of native elements, at most one from each
+    native tensor, plus a constant (torch's two recurrent biases are summed; TF1's LSTMCell
+    stores its forget-gate bias less forget_bias): the gather indices and the constant are
+    read off by running the row's own `from_native_arrays` on index-coded native arrays once,
+    and checked against it on random values; a row whose layout is not of that form is
+    converted step by step through its own `from_native_arrays`."""
+
+    def __init__(self, resolved: Sequence[Resolved], framework: str, names: Sequence[str],
+                 shapes: Sequence[Sequence[int]]) -> None:
+        self.framework = framework
+        self.names = list(names)
+        self.shapes = [tuple(int(d) for d in sh) for sh in shapes]
+        sizes = [math.prod(sh) for sh in self.shapes]
+        self.offsets = np.cumsum([0, *sizes])
+        self.width = int(self.offsets[-1])
+        self.specs = tensor_specs(resolved)
+        where = {n: (int(a), int(b), sh) for n, a, b, sh in
+                 zip(self.names, self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)}
+        want = {n for t in self.specs for n in t.native_names(framework)}
+        if want != set(where):
+            raise ConfigError(f"{framework} tensors do not match the model: missing "
+                              f"{sorted(want - set(where)) or 'nothing'}, unplaced "
+                              f"{sorted(set(where) - want) or 'nothing'}.")
+        self._where = where
+        #: canonical name -> ("slice", a, b) | ("gather", [index arrays], constant) | ("loop",)
+        self.plans: dict[str, tuple] = {t.name: self._plan(t) for t in self.specs}
+
+    def _native(self, t: TensorSpec, fill) -> dict[str, np.ndarray]:
+        return {n: fill(n, *self._where[n]) for n in t.native_names(self.framework)}
+
+    def _plan(self, t: TensorSpec) -> tuple:
+        names = t.native_names(self.framework)
+        const = t.from_native_arrays(
+            self.framework, self._native(t, lambda n, a, b, sh: np.zeros(sh)))
+        terms = []
+        for own in names:   # index + 1 in `own`'s elements, zeros in the row's other tensors
+            coded = self._native(t, lambda n, a, b, sh, own=own: (np.arange(a, b, dtype=np.float64)
+                                                         + 1).reshape(sh) if n == own
+                                 else np.zeros(sh))
+            idx = np.rint(t.from_native_arrays(self.framework, coded) - const).astype(np.int64)
+            terms.append(idx - 1)
+        rng = np.random.default_rng(0)
+        vals = rng.standard_normal(self.width)
+        try:
+            expect = t.from_native_arrays(
+                self.framework, self._native(t, lambda n, a, b, sh: vals[a:b].reshape(sh)))
+            got = const + sum(np.where(i >= 0, vals[np.maximum(i, 0)], 0.0) for i in terms)
+            ok = got.shape == expect.shape and np.allclose(got, expect, rtol=0, atol=1e-12)
+        except (ValueError, IndexError):
+            ok = False
+        if not ok:
+            return ("loop",)
+        if len(terms) == 1 and not np.any(const) and np.all(terms[0] >= 0):
+            flat = terms[0].ravel()
+            if len(flat) and np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))):
+                return ("slice", int(flat[0]), int(flat[0]) + len(flat))
+        return ("gather", terms, const)
+
+    def __call__(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """{canonical name: (n, *shape)} of native rows (n, P) (the rows' dtype kept)."""
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.width:
+            raise ConfigError(f"internal: {self.framework} rows of shape {rows.shape}, expected "
+                              f"(n, {self.width}).")
+        n, out = len(rows), {}
+        for t in self.specs:
+            plan = self.plans[t.name]
+            if plan[0] == "slice":
+                out[t.name] = rows[:, plan[1]:plan[2]].reshape(n, *t.shape)
+            elif plan[0] == "gather":
+                _, terms, const = plan
+                if len(terms) == 1 and not np.any(const) and np.all(terms[0] >= 0):
+                    out[t.name] = rows[:, terms[0]]     # one copy, in canonical order
+                    continue
+                acc = np.broadcast_to(np.asarray(const, rows.dtype), (n, *t.shape)).copy()
+                for idx in terms:
+                    has = idx >= 0
+                    if has.all():
+                        acc += rows[:, idx]
+                    else:
+                        acc[:, has] += rows[:, idx[has]]
+                out[t.name] = acc
+            else:
+                out[t.name] = np.stack([
+                    t.from_native_arrays(self.framework, self._native(
+                        t, lambda nm, a, b, sh, r=r: r[a:b].reshape(sh))) for r in rows]) \
+                    if n else np.zeros((0, *t.shape), rows.dtype)
+        return out
 
 
 def init_weights(resolved: Sequence[Resolved], seed: int = 0, dtype: str = "float32"

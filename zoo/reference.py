@@ -31,6 +31,7 @@ It also implements the framework contract (`build`, `get_weights`, `set_weights`
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,7 @@ from zoo.layers import Resolved
 from zoo.specs import (
     History,
     ModelSpec,
+    StepWeights,
     TrainSpec,
     check_canonical,
     check_inputs,
@@ -1104,11 +1106,15 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     params = get_weights(build(model_spec, init))
     opt = NumpyOptimizer(train_spec.optimizer)
     losses: list[float] = []
-    snaps: list[dict[str, np.ndarray]] = []
+    snaps = StepWeights()
+    # rows an epoch can record: ceil(steps per epoch / every)
+    slots = math.ceil(math.ceil(len(X) / train_spec.batch_size) / every) if every else 0
     epoch_seconds: list[float] = []
     stopped_at: int | None = None
     for epoch in range(train_spec.epochs):
         start = time.perf_counter()
+        block = {k: np.empty((slots, *np.shape(v)), np.float64) for k, v in params.items()}
+        count = 0
         for step, idx in enumerate(batch_order(len(X), train_spec.batch_size, train_spec.seed,
                                                epoch, shuffle=train_spec.shuffle)):
             masks = None
@@ -1128,7 +1134,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             if progress is not None:
                 progress(epoch, step, loss)
             if records(every, len(losses) - 1):
-                snaps.append({k: v.copy() for k, v in params.items()})
+                for k, v in params.items():
+                    block[k][count] = v
+                count += 1
+        if count:
+            snaps.extend({k: b[:count] for k, b in block.items()})
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break

@@ -14,6 +14,7 @@ names and layout as Keras.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -29,6 +30,7 @@ from zoo.optimizers import OptimizerSpec
 __all__ = [
     "MODELS",
     "History",
+    "StepWeights",
     "ModelSpec",
     "TrainSpec",
     "check_canonical",
@@ -291,23 +293,99 @@ def records(every: int, global_step: int) -> bool:
     return every > 0 and (global_step + 1) % every == 0
 
 
+class StepWeights(Sequence):
+    """The weights after a run's recorded steps: one stacked array per canonical tensor,
+    `tensors[name]` of shape (n, *shape), in the canonical layout.
+
+    Entry i is a dict of views, {name: tensors[name][i]}, so it reads like a list of weight
+    dicts; but whole-run work stays vectorised: a framework appends one block per epoch
+    (`extend`, a copy made once an epoch, not a dict per step), `History.to_npz_dict` saves
+    the stacked arrays as they are, and `zoo.agreement` compares every step of a tensor at
+    once."""
+
+    def __init__(self, tensors: dict[str, np.ndarray] | None = None) -> None:
+        self._blocks: list[dict[str, np.ndarray]] = []
+        self._n = 0
+        if tensors:
+            self.extend(tensors)
+
+    @classmethod
+    def from_dicts(cls, dicts) -> StepWeights:
+        """From weight dicts (or another StepWeights, returned as it is)."""
+        if isinstance(dicts, StepWeights):
+            return dicts
+        out = cls()
+        dicts = list(dicts)
+        if dicts:
+            out.extend({k: np.stack([np.asarray(d[k]) for d in dicts]) for k in dicts[0]})
+        return out
+
+    def extend(self, block) -> None:
+        """Append a block: {name: (n, *shape)} stacked arrays, another StepWeights, or a
+        list of weight dicts."""
+        if isinstance(block, StepWeights):
+            block = block.tensors if len(block) else {}
+        elif not isinstance(block, dict):
+            block = StepWeights.from_dicts(block).tensors if block else {}
+        if not block:
+            return
+        lengths = {len(v) for v in block.values()}
+        if len(lengths) != 1:
+            raise ConfigError(f"internal: a block of step weights with tensors of different "
+                              f"lengths {sorted(lengths)}.")
+        if self._blocks and set(block) != set(self._blocks[0]):
+            raise ConfigError(f"internal: step weights named {sorted(block)} after "
+                              f"{sorted(self._blocks[0])}.")
+        self._blocks.append(block)
+        self._n += lengths.pop()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._blocks[0]) if self._blocks else []
+
+    @property
+    def tensors(self) -> dict[str, np.ndarray]:
+        """{name: (n, *shape)}: the blocks joined (once; later reads reuse the join)."""
+        if len(self._blocks) > 1:
+            self._blocks = [{k: np.concatenate([b[k] for b in self._blocks])
+                             for k in self._blocks[0]}]
+        return dict(self._blocks[0]) if self._blocks else {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        t = self.tensors
+        if isinstance(i, slice):
+            return StepWeights({k: v[i] for k, v in t.items()}) if t else StepWeights()
+        return {k: v[i] for k, v in t.items()}
+
+    def __repr__(self) -> str:
+        return f"StepWeights({self._n} steps, {len(self.names)} tensors)"
+
+
 @dataclass
 class History:
     """What a framework's `train` returns: per-step losses and the weights, canonical layout.
 
     `losses[k]` is the mini-batch loss (mean over the batch, before the update) at global
     step k; `step_weights`, when recorded, holds the weights after every `weights_every`-th
-    step: entry j is the weights after global step (j + 1) * weights_every - 1.
+    step: entry j is the weights after global step (j + 1) * weights_every - 1 (a
+    `StepWeights`, or a list of weight dicts, which `__post_init__` turns into one).
     """
 
     framework: str
     losses: np.ndarray
     weights: dict[str, np.ndarray]
     epoch_seconds: list[float] = field(default_factory=list)
-    step_weights: list[dict[str, np.ndarray]] | None = None
+    step_weights: StepWeights | None = None
     stopped_at: int | None = None  # global step at which the loss became non-finite
     extra: dict[str, Any] = field(default_factory=dict)
     weights_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.step_weights is not None and not isinstance(self.step_weights, StepWeights):
+            self.step_weights = StepWeights.from_dicts(self.step_weights)
 
     def recorded_steps(self) -> np.ndarray:
         """The global step after which each entry of `step_weights` was taken."""
@@ -322,18 +400,16 @@ class History:
         for k, v in self.weights.items():
             out[f"w:{k}"] = v
         if self.step_weights:
+            stacked = self.step_weights.tensors
             for k in self.weights:
-                out[f"sw:{k}"] = np.stack([sw[k] for sw in self.step_weights])
+                out[f"sw:{k}"] = stacked[k]
         return out
 
     @classmethod
     def from_npz_dict(cls, framework: str, d: dict[str, np.ndarray]) -> History:
         weights = {k[2:]: d[k] for k in d if k.startswith("w:")}
         sw_keys = [k for k in d if k.startswith("sw:")]
-        step_weights = None
-        if sw_keys:
-            n = len(d[sw_keys[0]])
-            step_weights = [{k[3:]: d[k][i] for k in sw_keys} for i in range(n)]
+        step_weights = StepWeights({k[3:]: d[k] for k in sw_keys}) if sw_keys else None
         stopped = int(d["stopped_at"]) if "stopped_at" in d else -1
         return cls(framework=framework, losses=np.asarray(d["losses"]), weights=weights,
                    epoch_seconds=[float(x) for x in np.asarray(d["epoch_seconds"]).ravel()],
