@@ -70,11 +70,18 @@ def test_flat_native_rows_convert_as_from_native_does(name, column):
         flat = FlatNative(spec.resolved, column, names, [natives[0][n].shape for n in names])
         got = flat(rows)
         assert list(got) == [t.name for t in tensor_specs(spec.resolved)]
+        # written into preallocated storage (what training does), after one step already there
+        store = StepWeights.allocate(flat.canonical_shapes, 5, dtype)
+        store.extend([steps[0]])
+        flat(rows, out=store.reserve(3))
+        store.advance(3)
+        assert len(store) == 4 and store.capacity == 5
         for i, nat in enumerate(natives):
             want = from_native(nat, spec.resolved, column)
             for k, v in want.items():
                 assert got[k].dtype == v.dtype, (k, got[k].dtype, v.dtype)
                 np.testing.assert_array_equal(got[k][i], v, err_msg=f"{name} {column} {k}")
+                np.testing.assert_array_equal(store[i + 1][k], v, err_msg=f"{name} {column} {k}")
 
 
 def test_flat_native_plans_avoid_the_per_step_loop():
@@ -89,6 +96,10 @@ def test_flat_native_plans_avoid_the_per_step_loop():
     nat = to_native(init_weights(spec, 0, "float32"), spec.resolved, "keras")
     flat = FlatNative(spec.resolved, "keras", list(nat), [a.shape for a in nat.values()])
     assert {p[0] for p in flat.plans.values()} == {"slice"}
+    nat = to_native(init_weights(spec, 0, "float32"), spec.resolved, "torch")
+    flat = FlatNative(spec.resolved, "torch", list(nat), [a.shape for a in nat.values()])
+    kernels = {k: p[0] for k, p in flat.plans.items() if k.endswith("kernel")}
+    assert len(kernels) == 3 and set(kernels.values()) == {"layout"}   # transposed, not gathered
 
 
 def test_flat_native_names_what_does_not_match():
@@ -120,6 +131,16 @@ def test_step_weights_read_like_a_list_of_dicts():
     assert sw.tensors["dense_0/kernel"].shape == (5, *steps[0]["dense_0/kernel"].shape)
     with pytest.raises(ConfigError, match="different lengths"):
         sw.extend({"dense_0/kernel": np.zeros((2, 1)), "dense_0/bias": np.zeros((3, 1))})
+
+
+def test_allocated_storage_refuses_more_steps_than_it_holds():
+    spec = spec_of("softmax")
+    store = StepWeights.allocate({t.name: t.shape for t in tensor_specs(spec.resolved)}, 2,
+                                 np.float32)
+    assert not store and store.tensors == {}
+    store.extend(random_steps(spec, 2, np.float32))
+    with pytest.raises(ConfigError, match=r"internal: 3 recorded steps, storage for 2\."):
+        store.reserve(1)
 
 
 def test_history_keeps_step_weights_through_npz(tmp_path):

@@ -100,11 +100,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             grads = optimizer.compute_gradients(total, var_list=var_list)
             train_op = optimizer.apply_gradients([(_dense(g), v) for g, v in grads])
         # the weights after the update, fetched in the step's own run when it is recorded
-        # (reads ordered after the train op, so after the update and the UPDATE_OPS)
-        # as one flat row (every variable raveled, in `model.variables` order), which
-        # `FlatNative` turns into canonical arrays once an epoch
+        # (reads ordered after the train op, so after the update and the UPDATE_OPS), and
+        # copied into one flat row (every variable raveled, in `model.variables` order;
+        # fetching each variable and copying it there measured faster than an in-graph
+        # concat), which `FlatNative` turns into canonical arrays once an epoch
         with tf.control_dependencies([train_op]):
-            after = tf.concat([tf.reshape(v, [-1]) for v in model.variables.values()], 0)
+            after = [tf.identity(v) for v in model.variables.values()]
         flat = FlatNative(model_spec.resolved, "tf1", list(model.variables),
                           [tuple(v.shape) for v in model.variables.values()])
     opt_state = None
@@ -120,9 +121,14 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
-        snaps = StepWeights()
-        # rows an epoch can record: ceil(steps per epoch / every)
-        slots = math.ceil(math.ceil(len(Xd) / train_spec.batch_size) / every) if every else 0
+        # a scratch row per step an epoch can record (ceil(steps per epoch / every)), and
+        # storage for the whole run's, both written before the first step (StepWeights)
+        steps_per_epoch = math.ceil(len(Xd) / train_spec.batch_size)
+        rows = np.zeros((math.ceil(steps_per_epoch / every), flat.width), dtype) \
+            if every else None
+        snaps = StepWeights.allocate(flat.canonical_shapes,
+                                     steps_per_epoch * train_spec.epochs // every, dtype) \
+            if every else None
         seconds: list[float] = []
         stopped: int | None = None
         if state is not None:
@@ -131,7 +137,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             t0 = time.perf_counter()
             batches = batch_order(len(Xd), train_spec.batch_size, train_spec.seed, epoch,
                                   shuffle=train_spec.shuffle)
-            rows, count = (np.empty((slots, flat.width), dtype) if every else None), 0
+            count = 0
             for step, idx in enumerate(batches):
                 feed = {model.x: Xd[idx], model.y: yd[idx], model.training: True}
                 if model.masks and train_spec.dropout_mode == "shared":
@@ -141,7 +147,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 elif model.masks and train_spec.dropout_mode == "native":
                     feed[model.native_dropout] = True
                 if records(every, len(losses)):
-                    loss, _, rows[count] = sess.run([total, train_op, after], feed_dict=feed)
+                    loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
+                    for a, b, value in zip(flat.offsets[:-1], flat.offsets[1:], native,
+                                           strict=True):
+                        rows[count, a:b] = value.reshape(-1)
                     count += 1
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
@@ -152,7 +161,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     stopped = len(losses) - 1
                     break
             if count:
-                snaps.extend(flat(rows[:count]))
+                flat(rows[:count], out=snaps.reserve(count))
+                snaps.advance(count)
             seconds.append(time.perf_counter() - t0)
             if stopped is not None:
                 break

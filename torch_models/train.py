@@ -35,6 +35,7 @@ What makes it agree with Keras, TF1 and the float64 reference step by step:
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable
 
@@ -123,35 +124,32 @@ BatchLoss = Callable[..., tuple[float, Callable[[], None]]]
 
 class _Snapshots:
     """The weights after recorded steps: each step copies every tabled tensor (the live
-    parameters and buffers) into one row of an epoch's preallocated buffer (`torch.cat`
-    with `out=`, no numpy round trip), and once an epoch the rows become canonical stacked
-    arrays in one gather per tensor (`zoo.layers.FlatNative`)."""
+    parameters and buffers) into one row of a scratch buffer (`torch.cat` with `out=`, no
+    numpy round trip), and once an epoch the rows go into the run's `StepWeights` storage
+    (allocated before the first step) in the canonical layout, one strided copy per tensor
+    (`zoo.layers.FlatNative`)."""
 
-    def __init__(self, model, slots: int) -> None:
+    def __init__(self, model, slots: int, capacity: int) -> None:
         tensors = M.tabled(model.state_dict())   # live: the optimizer updates them in place
         self.tensors = [t.detach().reshape(-1) for t in tensors.values()]
         self.flat = FlatNative(model.spec.resolved, FRAMEWORK, list(tensors),
                                [tuple(t.shape) for t in tensors.values()])
-        self.slots = max(1, int(slots))
-        self.dtype = self.tensors[0].dtype if self.tensors else torch.float32
-        self._new_buffer()
-
-    def _new_buffer(self) -> None:
-        # a fresh buffer an epoch: the canonical arrays of the last may be views of it
-        self.rows = torch.empty((self.slots, self.flat.width), dtype=self.dtype)
+        dtype = self.tensors[0].dtype if self.tensors else torch.float32
+        self.rows = torch.zeros((max(1, int(slots)), self.flat.width), dtype=dtype)
         self.count = 0
+        self.store = StepWeights.allocate(self.flat.canonical_shapes, capacity,
+                                          torch.empty(0, dtype=dtype).numpy().dtype)
 
     def add(self) -> None:
         torch.cat(self.tensors, out=self.rows[self.count])
         self.count += 1
 
-    def flush(self) -> dict[str, np.ndarray]:
-        """{canonical name: (n, *shape)} of the rows since the last flush."""
-        if not self.count:
-            return {}
-        out = self.flat(self.rows[:self.count].numpy())
-        self._new_buffer()
-        return out
+    def flush(self) -> None:
+        """Move the rows since the last flush into `store`."""
+        if self.count:
+            self.flat(self.rows[:self.count].numpy(), out=self.store.reserve(self.count))
+            self.store.advance(self.count)
+            self.count = 0
 
 
 def _local_batch_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
@@ -196,9 +194,10 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
     Xt, yt = _features(X, dtype), _targets(model_spec, y, dtype)
 
     losses: list[float] = []
-    snapshots = StepWeights()
-    steps_per_epoch = -(-len(X) // train_spec.batch_size)
-    recorder = _Snapshots(model, -(-steps_per_epoch // every)) if every else None
+    steps_per_epoch = math.ceil(len(X) / train_spec.batch_size)
+    recorder = _Snapshots(model, math.ceil(steps_per_epoch / every),
+                          steps_per_epoch * train_spec.epochs // every) if every else None
+    snapshots = recorder.store if every else None
     epoch_seconds: list[float] = []
     stopped_at: int | None = None
     if state is not None:
@@ -227,7 +226,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
             if progress is not None:
                 progress(epoch, step, value)
         if recorder is not None:
-            snapshots.extend(recorder.flush())
+            recorder.flush()
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break

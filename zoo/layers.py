@@ -964,7 +964,10 @@ class FlatNative:
     stores its forget-gate bias less forget_bias): the gather indices and the constant are
     read off by running the row's own `from_native_arrays` on index-coded native arrays once,
     and checked against it on random values; a row whose layout is not of that form is
-    converted step by step through its own `from_native_arrays`."""
+    converted step by step through its own `from_native_arrays`. A gather that is a
+    transpose (a `Layout`'s permutation, a `GateLayout`'s transpose and gate order) runs as
+    that reshape and transpose of the whole block instead: a strided copy, about 7x faster
+    than numpy's fancy indexing on an MLP's kernels."""
 
     def __init__(self, resolved: Sequence[Resolved], framework: str, names: Sequence[str],
                  shapes: Sequence[Sequence[int]]) -> None:
@@ -983,6 +986,8 @@ class FlatNative:
                               f"{sorted(want - set(where)) or 'nothing'}, unplaced "
                               f"{sorted(set(where) - want) or 'nothing'}.")
         self._where = where
+        #: {canonical name: shape}, in model order: what `StepWeights.allocate` takes
+        self.canonical_shapes = {t.name: tuple(t.shape) for t in self.specs}
         #: canonical name -> ("slice", a, b) | ("gather", [index arrays], constant) | ("loop",)
         self.plans: dict[str, tuple] = {t.name: self._plan(t) for t in self.specs}
 
@@ -1015,38 +1020,80 @@ class FlatNative:
             flat = terms[0].ravel()
             if len(flat) and np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))):
                 return ("slice", int(flat[0]), int(flat[0]) + len(flat))
+            (name,) = names
+            a, b, shape = self._where[name]
+            block = rng.standard_normal((2, b - a))
+            moved = self._moved(t.layout(self.framework), block, shape, t.shape)
+            if moved is not None and np.array_equal(moved, block[:, terms[0] - a]):
+                return ("layout", a, b, t.layout(self.framework), shape)
         return ("gather", terms, const)
 
-    def __call__(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """{canonical name: (n, *shape)} of native rows (n, P) (the rows' dtype kept)."""
+    @staticmethod
+    def _moved(layout, block: np.ndarray, native_shape: tuple[int, ...],
+               shape: tuple[int, ...], copy: bool = True) -> np.ndarray | None:
+        """`layout.from_native` of every row of `block` (n, size) at once, as a reshape and
+        transpose of the whole block (a view where one suffices and `copy` is False); None for
+        a layout that is not one."""
+        n = len(block)
+        if isinstance(layout, Layout):
+            a = block.reshape(n, *native_shape)
+            if layout.native_shape is not None:
+                inter = tuple(np.array(layout.split)[list(layout.perm)]) \
+                    if layout.split and layout.perm else layout.split
+                a = a.reshape(n, *(inter if inter is not None else native_shape))
+            if layout.perm is not None:
+                a = a.transpose(0, *(int(i) + 1 for i in np.argsort(layout.perm)))
+            if a.shape == (n, *shape) and not copy:
+                return a              # a strided view: the caller's write is the one copy
+            return np.ascontiguousarray(a).reshape(n, *shape)
+        if isinstance(layout, GateLayout) and layout.bias is None and len(native_shape) <= 2:
+            a = block.reshape(n, *native_shape)
+            if layout.transpose:
+                a = a.swapaxes(-1, -2)
+            back = tuple(int(i) for i in np.argsort(layout.order))
+            return np.ascontiguousarray(layout._reorder(a, back)).reshape(n, *shape)
+        return None
+
+    def __call__(self, rows: np.ndarray, out: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """{canonical name: (n, *shape)} of native rows (n, P), in the rows' dtype. Without
+        `out` the tensors that the layout keeps as they are are views of `rows`; with `out`
+        ({name: (n, *shape)}, e.g. `StepWeights.reserve`) everything is written there."""
         rows = np.asarray(rows)
         if rows.ndim != 2 or rows.shape[1] != self.width:
             raise ConfigError(f"internal: {self.framework} rows of shape {rows.shape}, expected "
                               f"(n, {self.width}).")
-        n, out = len(rows), {}
+        n = len(rows)
+        result = {}
         for t in self.specs:
             plan = self.plans[t.name]
             if plan[0] == "slice":
-                out[t.name] = rows[:, plan[1]:plan[2]].reshape(n, *t.shape)
+                value = rows[:, plan[1]:plan[2]].reshape(n, *t.shape)
+            elif plan[0] == "layout":
+                _, a, b, layout, shape = plan
+                value = self._moved(layout, rows[:, a:b], shape, t.shape, copy=out is None)
             elif plan[0] == "gather":
                 _, terms, const = plan
                 if len(terms) == 1 and not np.any(const) and np.all(terms[0] >= 0):
-                    out[t.name] = rows[:, terms[0]]     # one copy, in canonical order
-                    continue
-                acc = np.broadcast_to(np.asarray(const, rows.dtype), (n, *t.shape)).copy()
-                for idx in terms:
-                    has = idx >= 0
-                    if has.all():
-                        acc += rows[:, idx]
-                    else:
-                        acc[:, has] += rows[:, idx[has]]
-                out[t.name] = acc
+                    value = rows[:, terms[0]]     # one copy, in canonical order
+                else:
+                    value = np.broadcast_to(np.asarray(const, rows.dtype), (n, *t.shape)).copy()
+                    for idx in terms:
+                        has = idx >= 0
+                        if has.all():
+                            value += rows[:, idx]
+                        else:
+                            value[:, has] += rows[:, idx[has]]
             else:
-                out[t.name] = np.stack([
+                value = np.stack([
                     t.from_native_arrays(self.framework, self._native(
                         t, lambda nm, a, b, sh, r=r: r[a:b].reshape(sh))) for r in rows]) \
                     if n else np.zeros((0, *t.shape), rows.dtype)
-        return out
+            if out is not None:
+                out[t.name][...] = value
+            else:
+                result[t.name] = value
+        return out if out is not None else result
 
 
 def init_weights(resolved: Sequence[Resolved], seed: int = 0, dtype: str = "float32"

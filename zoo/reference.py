@@ -1106,14 +1106,18 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     params = get_weights(build(model_spec, init))
     opt = NumpyOptimizer(train_spec.optimizer)
     losses: list[float] = []
-    snaps = StepWeights()
-    # rows an epoch can record: ceil(steps per epoch / every)
-    slots = math.ceil(math.ceil(len(X) / train_spec.batch_size) / every) if every else 0
+    # the whole run's recorded steps, written before the first (StepWeights.allocate);
+    # each epoch writes into the rows it can record, ceil(steps per epoch / every)
+    steps_per_epoch = math.ceil(len(X) / train_spec.batch_size)
+    slots = math.ceil(steps_per_epoch / every) if every else 0
+    snaps = StepWeights.allocate({k: np.shape(v) for k, v in params.items()},
+                                 steps_per_epoch * train_spec.epochs // every, np.float64) \
+        if every else None
     epoch_seconds: list[float] = []
     stopped_at: int | None = None
     for epoch in range(train_spec.epochs):
         start = time.perf_counter()
-        block = {k: np.empty((slots, *np.shape(v)), np.float64) for k, v in params.items()}
+        block = snaps.reserve(min(slots, snaps.capacity - len(snaps))) if every else {}
         count = 0
         for step, idx in enumerate(batch_order(len(X), train_spec.batch_size, train_spec.seed,
                                                epoch, shuffle=train_spec.shuffle)):
@@ -1138,10 +1142,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     block[k][count] = v
                 count += 1
         if count:
-            snaps.extend({k: b[:count] for k, b in block.items()})
+            snaps.advance(count)
         epoch_seconds.append(time.perf_counter() - start)
         if stopped_at is not None:
             break
     return History(framework=FRAMEWORK, losses=np.asarray(losses), weights=params,
-                   epoch_seconds=epoch_seconds, step_weights=snaps if every else None,
+                   epoch_seconds=epoch_seconds, step_weights=snaps,
                    stopped_at=stopped_at, weights_every=every or 1)

@@ -298,16 +298,53 @@ class StepWeights(Sequence):
     `tensors[name]` of shape (n, *shape), in the canonical layout.
 
     Entry i is a dict of views, {name: tensors[name][i]}, so it reads like a list of weight
-    dicts; but whole-run work stays vectorised: a framework appends one block per epoch
-    (`extend`, a copy made once an epoch, not a dict per step), `History.to_npz_dict` saves
-    the stacked arrays as they are, and `zoo.agreement` compares every step of a tensor at
-    once."""
+    dicts; but whole-run work stays vectorised: a framework writes one block per epoch,
+    `History.to_npz_dict` saves the stacked arrays as they are, and `zoo.agreement` compares
+    every step of a tensor at once.
+
+    A training run allocates its storage once, before its first step (`allocate`: every
+    step's weights of the whole run, all its pages written then), and each epoch writes its
+    rows into it (`reserve` + `advance`). Memory is then acquired outside the timed epochs
+    and never copied again; on a virtual machine that backs memory lazily the first write of
+    a page costs far more than the copy itself (docs/benchmarks.md). Built from blocks
+    instead (`extend`), the blocks are joined on first read."""
 
     def __init__(self, tensors: dict[str, np.ndarray] | None = None) -> None:
         self._blocks: list[dict[str, np.ndarray]] = []
+        self._storage: dict[str, np.ndarray] | None = None
         self._n = 0
         if tensors:
             self.extend(tensors)
+
+    @classmethod
+    def allocate(cls, shapes: dict[str, tuple[int, ...]], capacity: int, dtype) -> StepWeights:
+        """Empty storage for up to `capacity` steps of tensors of `shapes`, every page
+        written now (so the epochs that fill it do not pay for acquiring it)."""
+        out = cls()
+        out._storage = {k: np.empty((max(0, int(capacity)), *s), dtype)
+                        for k, s in shapes.items()}
+        for a in out._storage.values():
+            a.fill(0)
+        return out
+
+    @property
+    def capacity(self) -> int | None:
+        if self._storage is None:
+            return None
+        return len(next(iter(self._storage.values()))) if self._storage else 0
+
+    def reserve(self, count: int) -> dict[str, np.ndarray]:
+        """Views of the next `count` rows of the storage, to write into; `advance(k)` then
+        takes the first k of them into the record."""
+        if self._storage is None:
+            raise ConfigError("internal: reserve() needs storage from StepWeights.allocate.")
+        if self._n + count > self.capacity:
+            raise ConfigError(f"internal: {self._n + count} recorded steps, storage for "
+                              f"{self.capacity}.")
+        return {k: a[self._n:self._n + count] for k, a in self._storage.items()}
+
+    def advance(self, count: int) -> None:
+        self._n += int(count)
 
     @classmethod
     def from_dicts(cls, dicts) -> StepWeights:
@@ -322,7 +359,7 @@ class StepWeights(Sequence):
 
     def extend(self, block) -> None:
         """Append a block: {name: (n, *shape)} stacked arrays, another StepWeights, or a
-        list of weight dicts."""
+        list of weight dicts (copied into the storage when there is one)."""
         if isinstance(block, StepWeights):
             block = block.tensors if len(block) else {}
         elif not isinstance(block, dict):
@@ -333,19 +370,31 @@ class StepWeights(Sequence):
         if len(lengths) != 1:
             raise ConfigError(f"internal: a block of step weights with tensors of different "
                               f"lengths {sorted(lengths)}.")
-        if self._blocks and set(block) != set(self._blocks[0]):
+        names = list(self._storage) if self._storage is not None else \
+            list(self._blocks[0]) if self._blocks else list(block)
+        if set(block) != set(names):
             raise ConfigError(f"internal: step weights named {sorted(block)} after "
-                              f"{sorted(self._blocks[0])}.")
-        self._blocks.append(block)
-        self._n += lengths.pop()
+                              f"{sorted(names)}.")
+        n = lengths.pop()
+        if self._storage is not None:
+            for k, rows in self.reserve(n).items():
+                rows[...] = block[k]
+        else:
+            self._blocks.append(block)
+        self.advance(n)
 
     @property
     def names(self) -> list[str]:
+        if self._storage is not None:
+            return list(self._storage)
         return list(self._blocks[0]) if self._blocks else []
 
     @property
     def tensors(self) -> dict[str, np.ndarray]:
-        """{name: (n, *shape)}: the blocks joined (once; later reads reuse the join)."""
+        """{name: (n, *shape)}: the filled rows of the storage, or the blocks joined (once;
+        later reads reuse the join)."""
+        if self._storage is not None:
+            return {k: a[:self._n] for k, a in self._storage.items()} if self._n else {}
         if len(self._blocks) > 1:
             self._blocks = [{k: np.concatenate([b[k] for b in self._blocks])
                              for k in self._blocks[0]}]
