@@ -439,4 +439,32 @@ def test_seconds_per_epoch_leave_the_first_epoch_out():
     assert timing_note(1, 3) == ("s/epoch is the median epoch after the first (the first, "
                                  "which also traces or compiles, is first_epoch_seconds in "
                                  "report.json).")
-    assert "workers ran at once" in timing_note(3, 3) or (os.cpu_count() or 1) == 1
+    assert "workers trained at once" in timing_note(3, 3) or (os.cpu_count() or 1) == 1
+
+
+def test_worker_progress_is_throttled_and_covers_every_step(capsys):
+    """The worker's progress events: at an epoch's last step always, in between at most one
+    per interval; their "steps" add up to every step trained, the loss is the latest step's."""
+    from zoo.worker import Throttled
+
+    def events():
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    slow = Throttled(steps_per_epoch=5, every=1e9)
+    for epoch in range(2):
+        for step in range(5):
+            slow(epoch, step, 10.0 * epoch + step)
+    slow.flush()
+    assert events() == [
+        {"event": "progress", "epoch": 0, "step": 4, "loss": 4.0, "steps": 5},
+        {"event": "progress", "epoch": 1, "step": 4, "loss": 14.0, "steps": 5}]
+    eager = Throttled(steps_per_epoch=5, every=0.0)
+    for step in range(3):       # a run stopped mid-epoch: flush sends nothing twice
+        eager(0, step, float(step))
+    eager.flush()
+    assert [(e["step"], e["steps"]) for e in events()] == [(0, 1), (1, 1), (2, 1)]
+    stopped = Throttled(steps_per_epoch=5, every=1e9)
+    for step in range(3):
+        stopped(0, step, float(step))
+    stopped.flush()
+    assert events() == [{"event": "progress", "epoch": 0, "step": 2, "loss": 2.0, "steps": 3}]

@@ -154,7 +154,7 @@ def align(results: dict[str, FrameworkResult], reference: str, tolerance: tuple[
 
 
 def concurrency() -> int:
-    """How many framework workers run at once: one per core, at most two."""
+    """How many framework workers train at once: one per core, at most two."""
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -164,17 +164,18 @@ def timing_note(n_frameworks: int, epochs: int) -> str:
              "is first_epoch_seconds in report.json)" if epochs > 1 else
              "the one epoch, tracing or compilation included")
     at_once = min(n_frameworks, concurrency())
-    shared = (f"; up to {at_once} workers ran at once on {os.cpu_count() or 1} cores, one "
-              "core each, so it is wall time under that load") if at_once > 1 else ""
+    shared = (f"; up to {at_once} workers trained at once on {os.cpu_count() or 1} cores, "
+              "one core each, while the others imported their frameworks, so it is wall "
+              "time under that load") if n_frameworks > 1 else ""
     return f"s/epoch is {first}{shared}."
 
 
 def run_worker(fw: str, job: dict, job_path: Path,
-               on_event: Callable[[str, dict], None] | None = None,
+               on_event: Callable[[str, dict], str | None] | None = None,
                timeout: float = 3600.0) -> str | None:
     """Run one `zoo.worker` process on `job` (`run_process`), streaming its events to
-    `on_event(fw, event)`. Returns None on success, else the error (the worker's own message
-    when it sent one)."""
+    `on_event(fw, event)` (a string it returns goes to the worker's stdin). Returns None on
+    success, else the error (the worker's own message when it sent one)."""
     forward = (lambda ev: on_event(fw, ev)) if on_event is not None else None
     out = run_process(fw, "zoo.worker", job, job_path, forward, timeout)
     if out.returncode is None:
@@ -185,26 +186,63 @@ def run_worker(fw: str, job: dict, job_path: Path,
     return None
 
 
+class _Turns:
+    """One training per core: every worker starts at once and imports its framework, then
+    says "ready" and waits; a turn (`concurrency()` of them) lets it train, and comes back
+    when it is "done" (before its process has exited) or has ended anyhow."""
+
+    def __init__(self, n: int) -> None:
+        self.sem = threading.Semaphore(n)
+        self.holding: set[str] = set()
+        self.lock = threading.Lock()
+
+    def take(self, fw: str) -> str:
+        self.sem.acquire()
+        with self.lock:
+            self.holding.add(fw)
+        return "go"
+
+    def give_back(self, fw: str) -> None:
+        with self.lock:
+            if fw not in self.holding:
+                return
+            self.holding.discard(fw)
+        self.sem.release()
+
+
 def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
                 on_event: Callable[[str, dict], None] | None = None, timeout: float = 3600.0
                 ) -> dict[str, FrameworkResult]:
-    """Start one worker process per framework (at most two at a time: one per core), stream
-    their progress to `on_event(framework, event)` and collect the results."""
+    """Start one worker process per framework, all at once: they import their frameworks
+    side by side, then train at most `concurrency()` at a time (one per core; `_Turns`).
+    Stream their progress to `on_event(framework, event)` and collect the results."""
     results: dict[str, FrameworkResult] = {}
     errors: dict[str, str] = {}
-    sem = threading.Semaphore(concurrency())
+    turns = _Turns(concurrency())
+
+    def events(fw: str, ev: dict) -> str | None:
+        kind = ev.get("event")
+        answer = turns.take(fw) if kind == "ready" else None
+        if kind in ("done", "error"):
+            turns.give_back(fw)
+        if on_event is not None and kind != "ready":
+            on_event(fw, ev)
+        return answer
 
     def one(fw: str) -> None:
-        with sem:
-            err = run_worker(fw, jobs[fw], job_dir / f"job_{fw}.json", on_event, timeout)
-            if err:
-                errors[fw] = err
-                return
-            info = json.loads(Path(jobs[fw]["metrics"]).read_text())
-            with np.load(jobs[fw]["out"], allow_pickle=False) as d:
-                hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
-            results[fw] = FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
-                                          info["train_seconds"])
+        try:
+            err = run_worker(fw, {**jobs[fw], "gate": True}, job_dir / f"job_{fw}.json",
+                             events, timeout)
+        finally:
+            turns.give_back(fw)
+        if err:
+            errors[fw] = err
+            return
+        info = json.loads(Path(jobs[fw]["metrics"]).read_text())
+        with np.load(jobs[fw]["out"], allow_pickle=False) as d:
+            hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
+        results[fw] = FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
+                                      info["train_seconds"])
 
     threads = [threading.Thread(target=one, args=(fw,)) for fw in frameworks]
     for t in threads:

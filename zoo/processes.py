@@ -31,12 +31,13 @@ class ProcessOutcome:
 
 
 def run_process(framework: str | Framework, module: str, job: dict, job_path: Path,
-                on_event: Callable[[dict], None] | None = None,
+                on_event: Callable[[dict], str | None] | None = None,
                 timeout: float = 3600.0) -> ProcessOutcome:
     """Run `python -m module JOB.json` in the environment of `framework` (its KERAS_BACKEND,
     the repository on PYTHONPATH) and wait at most `timeout` seconds, then kill it. Every
     JSON object the process prints on a line of stdout goes to `on_event` (from a reader
-    thread; other output is ignored). The process tells of its own failure with an
+    thread; other output is ignored); a string `on_event` returns is written to the
+    process's stdin as one line (the comparison's "go" to a worker waiting its turn). The process tells of its own failure with an
     {"event": "error", "type", "message"[, "traceback"]} line or a `<job>.error` file
     (`zoo.distributed.write_error`). The one runner of the zoo's framework processes."""
     fw = registry.get(framework) if isinstance(framework, str) else framework
@@ -56,11 +57,17 @@ def run_process(framework: str | Framework, module: str, job: dict, job_path: Pa
                 errors.append(f"{ev.get('type', 'Error')}: {ev.get('message', '')}" + (
                     f"\n{ev['traceback']}" if ev.get("traceback") else ""))
             if on_event is not None:
-                on_event(ev)
+                answer = on_event(ev)
+                if isinstance(answer, str):
+                    try:
+                        proc.stdin.write(answer + "\n")
+                        proc.stdin.flush()
+                    except OSError:   # it ended meanwhile; its exit code tells why
+                        pass
 
     with subprocess.Popen([sys.executable, "-m", module, str(job_path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=fw.environ()) as proc:
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=fw.environ()) as proc:
         readers = [threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True),
                    threading.Thread(target=events, args=(proc.stdout,), daemon=True)]
         for t in readers:

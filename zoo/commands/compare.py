@@ -273,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
         def on_event(fw: str, ev: dict) -> None:
             if ev.get("event") == "start":
                 prog.update(tasks[fw], total=ev["total_steps"])
-            elif ev.get("event") == "progress":
-                prog.update(tasks[fw], advance=1, loss=f"{ev['loss']:.4f}")
+            elif ev.get("event") == "progress":   # one event may cover several steps
+                prog.update(tasks[fw], advance=ev.get("steps", 1), loss=f"{ev['loss']:.4f}")
 
         comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks, init=init,
                            reference=args.reference, on_event=on_event,
