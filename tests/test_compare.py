@@ -468,3 +468,66 @@ def test_worker_progress_is_throttled_and_covers_every_step(capsys):
         stopped(0, step, float(step))
     stopped.flush()
     assert events() == [{"event": "progress", "epoch": 0, "step": 2, "loss": 2.0, "steps": 3}]
+
+
+def test_process_groups_put_keras_and_tf1_in_one_process():
+    assert cmp.process_groups(["keras", "tf1", "torch", "numpy"]) == \
+        [["keras", "tf1"], ["torch"], ["numpy"]]
+    assert cmp.process_groups(["tf1", "numpy", "keras"]) == [["tf1", "keras"], ["numpy"]]
+    # Keras 2 never shares a process with Keras 3 (another environment), nor keras-torch
+    assert cmp.process_groups(["keras", "keras2", "tf1-layers", "keras-torch"]) == \
+        [["keras"], ["keras2"], ["tf1-layers"], ["keras-torch"]]
+    assert cmp.process_groups(["keras", "tf1"], share=False) == [["keras"], ["tf1"]]
+
+
+def test_a_shared_process_trains_as_separate_ones_do():
+    """Keras and TF1 in one worker process, one after the other, against each in its own:
+    the same losses, per-step weights and test metrics, bit for bit (an mlp with BatchNorm
+    state would be cnn_bn; this one has shared dropout masks and Adam)."""
+    ds = data.load("iris")
+    spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2, batch_size=16)
+    events: list[tuple[str, str]] = []
+    shared = cmp.compare(spec, ts, ds, frameworks=["keras", "tf1"],
+                         on_event=lambda fw, ev: events.append((fw, ev["event"])))
+    apart = cmp.compare(spec, ts, ds, frameworks=["keras", "tf1"], share_processes=False)
+    assert any("keras and tf1 trained in one process" in n for n in shared.notes)
+    assert not any("one process" in n for n in apart.notes)
+    for fw in ("keras", "tf1"):
+        a, b = shared.results[fw], apart.results[fw]
+        np.testing.assert_array_equal(a.history.losses, b.history.losses)
+        assert len(a.history.step_weights) == len(b.history.step_weights) == 16
+        for k, v in a.history.step_weights.tensors.items():
+            np.testing.assert_array_equal(v, b.history.step_weights.tensors[k])
+        assert a.metrics == b.metrics
+    # each framework's events reach the caller under its own name, in training order
+    assert [e for e in events if e[1] in ("start", "done")] == [
+        ("keras", "start"), ("keras", "done"), ("tf1", "start"), ("tf1", "done")]
+    assert {fw for fw, e in events if e == "progress"} == {"keras", "tf1"}
+
+
+def test_a_failure_in_a_shared_process_names_its_framework_and_the_other_still_trains(tmp_path):
+    """TF1's job gets data of the wrong width: its error is its own, Keras's result stands."""
+    ds = data.load("iris")
+    spec = model_spec_for("softmax", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=0.1), epochs=1, batch_size=32)
+    from zoo.specs import init_weights
+
+    np.savez(tmp_path / "good.npz", X_train=ds.X_train, y_train=ds.y_train, X_test=ds.X_test,
+             y_test=ds.y_test)
+    np.savez(tmp_path / "bad.npz", X_train=ds.X_train[:, :3], y_train=ds.y_train,
+             X_test=ds.X_test[:, :3], y_test=ds.y_test)
+    np.savez(tmp_path / "init.npz", **init_weights(spec, 0, "float32"))
+    jobs = {fw: {"framework": fw, "model": spec.to_dict(), "train": ts.to_dict(),
+                 "data": str(tmp_path / ("bad.npz" if fw == "tf1" else "good.npz")),
+                 "init": str(tmp_path / "init.npz"), "out": str(tmp_path / f"r_{fw}.npz"),
+                 "metrics": str(tmp_path / f"r_{fw}.json"), "record_weights": 1}
+            for fw in ("keras", "tf1")}
+    with pytest.raises(cmp.WorkerError) as e:
+        cmp.run_workers(["keras", "tf1"], tmp_path, jobs)
+    message, per_framework = e.value.args
+    assert list(per_framework) == ["tf1"]
+    assert message == ("framework run failed (tf1: ConfigError: tf1_compat: the model expects "
+                       "samples of shape (4,), got (3,); build the spec from the dataset's "
+                       "sizes.).")
+    assert json.loads((tmp_path / "r_keras.json").read_text())["metrics"]["accuracy"] > 0.5

@@ -187,64 +187,87 @@ def run_worker(fw: str, job: dict, job_path: Path,
 
 
 class _Turns:
-    """One training per core: every worker starts at once and imports its framework, then
-    says "ready" and waits; a turn (`concurrency()` of them) lets it train, and comes back
-    when it is "done" (before its process has exited) or has ended anyhow."""
+    """One training per core: every worker process starts at once and imports its
+    frameworks, then says "ready" and waits; a turn (`concurrency()` of them) lets it train,
+    and comes back when its last framework is "done" (before the process has exited) or the
+    process has ended anyhow."""
 
     def __init__(self, n: int) -> None:
         self.sem = threading.Semaphore(n)
         self.holding: set[str] = set()
         self.lock = threading.Lock()
 
-    def take(self, fw: str) -> str:
+    def take(self, key: str) -> str:
         self.sem.acquire()
         with self.lock:
-            self.holding.add(fw)
+            self.holding.add(key)
         return "go"
 
-    def give_back(self, fw: str) -> None:
+    def give_back(self, key: str) -> None:
         with self.lock:
-            if fw not in self.holding:
+            if key not in self.holding:
                 return
-            self.holding.discard(fw)
+            self.holding.discard(key)
         self.sem.release()
 
 
+def process_groups(frameworks: list[str], share: bool = True) -> list[list[str]]:
+    """The worker processes of a comparison: frameworks that may share one
+    (`Framework.shares_process`, the same environment) train in it one after the other, in
+    the order given; every other framework has a process of its own."""
+    groups: dict[Any, list[str]] = {}
+    for fw in frameworks:
+        f = registry.get(fw)
+        key = (f.shares_process, f.env) if share and f.shares_process else fw
+        groups.setdefault(key, []).append(fw)
+    return list(groups.values())
+
+
 def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
-                on_event: Callable[[str, dict], None] | None = None, timeout: float = 3600.0
-                ) -> dict[str, FrameworkResult]:
-    """Start one worker process per framework, all at once: they import their frameworks
-    side by side, then train at most `concurrency()` at a time (one per core; `_Turns`).
-    Stream their progress to `on_event(framework, event)` and collect the results."""
+                on_event: Callable[[str, dict], None] | None = None, timeout: float = 3600.0,
+                share: bool = True) -> dict[str, FrameworkResult]:
+    """Start the worker processes (`process_groups`), all at once: they import their
+    frameworks side by side, then train at most `concurrency()` processes at a time (one
+    per core; `_Turns`). Stream their progress to `on_event(framework, event)` and collect
+    the results."""
     results: dict[str, FrameworkResult] = {}
     errors: dict[str, str] = {}
     turns = _Turns(concurrency())
 
-    def events(fw: str, ev: dict) -> str | None:
-        kind = ev.get("event")
-        answer = turns.take(fw) if kind == "ready" else None
-        if kind in ("done", "error"):
-            turns.give_back(fw)
-        if on_event is not None and kind != "ready":
-            on_event(fw, ev)
-        return answer
+    def one(group: list[str]) -> None:
+        key = "+".join(group)
+        own: dict[str, str] = {}     # a framework's own error event in a shared process
 
-    def one(fw: str) -> None:
+        def events(_: str, ev: dict) -> str | None:
+            kind, fw = ev.get("event"), ev.get("framework")
+            answer = turns.take(key) if kind == "ready" else None
+            if kind == "error" and fw in group:
+                own[fw] = f"{ev.get('type', 'Error')}: {ev.get('message', '')}"
+            if kind in ("done", "error") and fw in (group[-1], None):
+                turns.give_back(key)
+            if on_event is not None and kind != "ready":
+                on_event(fw if fw in group else group[0], ev)
+            return answer
+
+        job = ({**jobs[group[0]], "gate": True} if len(group) == 1 else
+               {"jobs": [jobs[fw] for fw in group], "gate": True})
         try:
-            err = run_worker(fw, {**jobs[fw], "gate": True}, job_dir / f"job_{fw}.json",
-                             events, timeout)
+            # the group's frameworks share one environment (`process_groups`)
+            err = run_worker(group[0], job, job_dir / f"job_{key}.json", events, timeout)
         finally:
-            turns.give_back(fw)
-        if err:
-            errors[fw] = err
-            return
-        info = json.loads(Path(jobs[fw]["metrics"]).read_text())
-        with np.load(jobs[fw]["out"], allow_pickle=False) as d:
-            hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
-        results[fw] = FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
-                                      info["train_seconds"])
+            turns.give_back(key)
+        for fw in group:
+            if fw in own or (err and not Path(jobs[fw]["metrics"]).is_file()):
+                errors[fw] = own.get(fw) or err
+                continue
+            info = json.loads(Path(jobs[fw]["metrics"]).read_text())
+            with np.load(jobs[fw]["out"], allow_pickle=False) as d:
+                hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
+            results[fw] = FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
+                                          info["train_seconds"])
 
-    threads = [threading.Thread(target=one, args=(fw,)) for fw in frameworks]
+    threads = [threading.Thread(target=one, args=(g,))
+               for g in process_groups(frameworks, share)]
     for t in threads:
         t.start()
     for t in threads:
@@ -334,7 +357,8 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
             reference: str | None = None, init: dict[str, np.ndarray] | None = None,
             record_weights: bool | int = True,
             on_event: Callable[[str, dict], None] | None = None,
-            workers: int = 1, record_budget_mb: float = RECORD_BUDGET_MB) -> Comparison:
+            workers: int = 1, record_budget_mb: float = RECORD_BUDGET_MB,
+            share_processes: bool = True) -> Comparison:
     """Train `model_spec` in every framework on `dataset` (a `zoo.data.Dataset`) and align
     the histories against `reference` (default: the first framework). Every framework gets
     the data in the model's input shape (`Dataset.inputs`: images NHWC). workers > 1 trains
@@ -344,7 +368,11 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
     record_weights: True records the weights after every step when they fit in
     `record_budget_mb` (all frameworks together), else after every k-th step for the
     smallest k that fits (`record_plan`; the report notes it); an int k records after
-    every k-th step; False records only the final weights."""
+    every k-th step; False records only the final weights.
+
+    share_processes: frameworks that can share a worker process (Keras 3 and TF1: one
+    TensorFlow import) train in one, one after the other (`process_groups`); False gives
+    each its own. The results are the same either way (tests/test_compare.py)."""
     import time
 
     from zoo.distributed import check_workers
@@ -372,13 +400,17 @@ def compare(model_spec: ModelSpec, train_spec: TrainSpec, dataset, *,
                      "record_weights": plan.every, "workers": workers,
                      "threads": 1 if len(frameworks) > 1 else None}
                 for fw in frameworks}
-        results = run_workers(frameworks, job_dir, jobs, on_event)
+        results = run_workers(frameworks, job_dir, jobs, on_event, share=share_processes)
     tol = TOLERANCES[train_spec.dtype]
     align(results, reference, tol)
     comp = Comparison(model_spec, train_spec, dataset.name, reference, tol, results,
                       wall_seconds=time.perf_counter() - t0, init=init,
                       split=getattr(dataset, "split", ""))
     comp.notes.append(timing_note(len(frameworks), train_spec.epochs))
+    for group in process_groups(frameworks, share_processes):
+        if len(group) > 1:
+            comp.notes.append(f"{' and '.join(group)} trained in one process, one after the "
+                              "other (one import of the framework they share).")
     if plan.note():
         comp.notes.append(plan.note())
     if workers > 1:

@@ -92,6 +92,10 @@ class Framework:
     image_layout: str = "nhwc"
     #: zoo models its API cannot express (`zoo list`, refused in one line when asked for)
     models_refused: tuple[str, ...] = ()
+    #: frameworks with the same value here (and the same `env`) may train in one `zoo compare`
+    #: worker process, one after the other: Keras 3 and TF1 both run on one TensorFlow
+    #: import (about 2.4 s of a small comparison); None: a process of its own
+    shares_process: str | None = None
 
     # the protocol, imported on first use (see PROTOCOL)
     build = _Protocol()
@@ -159,11 +163,13 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in [
     Framework("keras", "keras_models", "Keras 3 on TensorFlow (a keras.Model, compile, fit)",
               ("tensorflow", "keras"), suffix=".keras", weight_file="Keras", weight_format="keras",
-              data_parallel=True, cli_train=True, compared_by_default=True, own_models=True),
+              data_parallel=True, cli_train=True, compared_by_default=True, own_models=True,
+              shares_process="tensorflow"),
     Framework("tf1", "tf1_compat", "TF1-style graphs (tf.compat.v1: placeholders, "
               "get_variable, Session)", ("tensorflow",), suffix=".ckpt",
               weight_file="TF1 checkpoint prefix", weight_format="tf1",
-              cli_train=True, compared_by_default=True, own_models=True),
+              cli_train=True, compared_by_default=True, own_models=True,
+              shares_process="tensorflow"),
     Framework("torch", "torch_models", "PyTorch (nn.Module, torch.optim)", ("torch",),
               suffix=".pt", weight_file="torch state_dict", weight_format="torch",
               data_parallel=True, cli_train=True,

@@ -36,8 +36,9 @@ class Throttled:
     An event a step (250 an epoch of mnist at batch 32) woke the comparing process as often
     and cost the small models' epochs measurably; the progress bar advances by "steps"."""
 
-    def __init__(self, steps_per_epoch: int, every: float = 0.1) -> None:
-        self.steps_per_epoch, self.every = steps_per_epoch, every
+    def __init__(self, steps_per_epoch: int, every: float = 0.1,
+                 framework: str | None = None) -> None:
+        self.steps_per_epoch, self.every, self.framework = steps_per_epoch, every, framework
         self.pending = 0
         self.last = time.perf_counter()
         self.latest: tuple[int, int, float] | None = None
@@ -53,8 +54,9 @@ class Throttled:
     def flush(self) -> None:
         if self.pending and self.latest is not None:
             epoch, step, loss = self.latest
-            _emit({"event": "progress", "epoch": epoch, "step": step, "loss": float(loss),
-                   "steps": self.pending})
+            ev = {"event": "progress", "epoch": epoch, "step": step, "loss": float(loss),
+                  "steps": self.pending}
+            _emit({**ev, "framework": self.framework} if self.framework else ev)
             self.pending = 0
 
 
@@ -84,14 +86,10 @@ def run_details(job: dict) -> int:
     return 0
 
 
-def run(job_path: str | os.PathLike) -> int:
-    from zoo.errors import ZooError
-    from zoo.specs import History, ModelSpec, TrainSpec
-
-    job = json.loads(Path(job_path).read_text())
-    if job.get("mode") == "details":
-        return run_details(job)
+def _prepare(job: dict) -> dict:
+    """Import one job's framework and load its data: what it needs to train."""
     from zoo.frameworks import get
+    from zoo.specs import ModelSpec, TrainSpec
 
     fw = job["framework"]
     framework = get(fw)
@@ -108,37 +106,72 @@ def run(job_path: str | os.PathLike) -> int:
 
         torch.set_num_threads(int(job["threads"]))
     import_seconds = time.perf_counter() - t0
-    model_spec = ModelSpec.from_dict(job["model"])
-    train_spec = TrainSpec.from_dict(job["train"])
     with np.load(job["data"], allow_pickle=False) as d:
-        X_train, y_train, X_test, y_test = (d[k] for k in ("X_train", "y_train", "X_test", "y_test"))
+        data = tuple(d[k] for k in ("X_train", "y_train", "X_test", "y_test"))
     with np.load(job["init"], allow_pickle=False) as d:
         init = {k: d[k] for k in d.files}
+    return {"mod": mod, "import_seconds": import_seconds, "data": data, "init": init,
+            "model": ModelSpec.from_dict(job["model"]), "train": TrainSpec.from_dict(job["train"])}
+
+
+def _train(job: dict, prep: dict) -> None:
+    """Train, evaluate and write one job's results (its history .npz and metrics JSON)."""
+    from zoo.specs import History
+
+    fw, mod = job["framework"], prep["mod"]
+    model_spec, train_spec = prep["model"], prep["train"]
+    X_train, y_train, X_test, y_test = prep["data"]
     steps_per_epoch = -(-len(X_train) // train_spec.batch_size)
-    if job.get("gate"):
-        # imported and loaded: wait for the comparing process's turn to train (one
-        # training per core, `zoo.compare.run_workers`)
-        _emit({"event": "ready"})
-        if sys.stdin.readline().strip() != "go":
-            raise ZooError("the comparing process ended before this framework's turn to train.")
-    _emit({"event": "start", "framework": fw, "import_seconds": import_seconds,
+    _emit({"event": "start", "framework": fw, "import_seconds": prep["import_seconds"],
            "total_steps": steps_per_epoch * train_spec.epochs})
-
-    progress = Throttled(steps_per_epoch)
-
+    progress = Throttled(steps_per_epoch, framework=fw)
     t1 = time.perf_counter()
-    hist: History = mod.train(model_spec, train_spec, X_train, y_train, init,
+    hist: History = mod.train(model_spec, train_spec, X_train, y_train, prep["init"],
                               record_weights=job.get("record_weights", True), progress=progress)
     progress.flush()
     train_seconds = time.perf_counter() - t1
     metrics = mod.evaluate(model_spec, hist.weights, X_test, y_test)
     np.savez(job["out"], **hist.to_npz_dict())
     info = {"framework": fw, "metrics": {k: float(v) for k, v in metrics.items()},
-            "import_seconds": import_seconds, "train_seconds": train_seconds,
+            "import_seconds": prep["import_seconds"], "train_seconds": train_seconds,
             "stopped_at": hist.stopped_at}
     Path(job["metrics"]).write_text(json.dumps(info))
-    _emit({"event": "done"})
-    return 0
+    _emit({"event": "done", "framework": fw})
+
+
+def run(job_path: str | os.PathLike) -> int:
+    """Run a job file: one framework's training, or ({"jobs": [...]}) several frameworks'
+    one after the other in this one process (`zoo.compare` groups the frameworks that can
+    share a process, e.g. Keras and TF1 share one TensorFlow import). With "gate", every
+    framework is imported and its data loaded first, then the process says "ready" and
+    waits for "go" on stdin (its turn to train). A framework that fails is reported as an
+    error event naming it, and the next one still runs."""
+    from zoo.errors import ZooError
+
+    job = json.loads(Path(job_path).read_text())
+    if job.get("mode") == "details":
+        return run_details(job)
+    jobs = job["jobs"] if "jobs" in job else [job]
+    prepared = [_prepare(j) for j in jobs]
+    if job.get("gate"):
+        # imported and loaded: wait for the comparing process's turn to train (one
+        # training per core, `zoo.compare.run_workers`)
+        _emit({"event": "ready"})
+        if sys.stdin.readline().strip() != "go":
+            raise ZooError("the comparing process ended before this framework's turn to train.")
+    if len(jobs) == 1:
+        _train(jobs[0], prepared[0])
+        return 0
+    failed = False
+    for j, prep in zip(jobs, prepared, strict=True):
+        try:
+            _train(j, prep)
+        except Exception as exc:  # this framework's failure; the next one still trains
+            failed = True
+            _emit({"event": "error", "framework": j["framework"], "type": type(exc).__name__,
+                   "message": str(exc),
+                   "traceback": "" if isinstance(exc, ZooError) else traceback.format_exc()})
+    return 2 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
