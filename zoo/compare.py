@@ -1,9 +1,12 @@
 """Migration comparisons: train one model in several frameworks from the same data, initial
 weights, batch order and optimizer, then align the per-step histories against a reference.
 
-Each framework (`zoo.frameworks`) runs in its own process (`zoo.worker`), so Keras can run on
-the torch backend (`keras-torch`) beside Keras on TensorFlow, and no framework's import side
-effects leak into another's. `run_process` is the one way the zoo starts a framework's process
+The frameworks (`zoo.frameworks`) run in worker processes (`zoo.worker`), so Keras can run on
+the torch backend (`keras-torch`) beside Keras on TensorFlow, and Keras 2 beside Keras 3. Each
+has a process of its own, except frameworks that declare they can share one
+(`Framework.shares_process`: Keras 3 and TF1, one TensorFlow import), which train in it one
+after the other, with results identical to separate processes. All workers start at once and
+import side by side; at most one per core trains at a time (`run_workers`). `run_process` is the one way the zoo starts a framework's process
 (the workers here, the data-parallel jobs of `zoo.distributed`). The result is a `Comparison`:
 per framework the final loss, the test metric, seconds per epoch, the largest per-step loss and
 final weight differences against the reference, and the first step at which they exceed the
