@@ -254,11 +254,11 @@ class StepRecorder:
     can run in one execution (`steps_per_execution`).
 
     Every variable, raveled, goes into one row of a buffer of `slots` rows (the snapshots of
-    at most one epoch) plus one scratch row that the steps not recorded write to.
+    at most one execution) plus one scratch row that the steps not recorded write to.
     `take(first, last)` moves the snapshots of recorded ordinals first..last-1 (ordinal r is
     the weights after global step (r + 1) * every - 1) into `store`, the run's canonical
     `StepWeights` (allocated before the first step, `capacity` rows), through
-    `zoo.layers.FlatNative`; call it at least once an epoch."""
+    `zoo.layers.FlatNative`; call it after every execution (`_Progress` does)."""
 
     def __init__(self, model, variables: dict, every: int, slots: int, step, dtype: str,
                  capacity: int) -> None:
@@ -352,6 +352,7 @@ class _Progress(keras.callbacks.Callback):
             for k, value in zip(range(self.global_step, done), losses, strict=True):
                 self.progress(self.epoch, k % self.steps_per_epoch, float(value))
         self.global_step = done
+        self._take()
 
     def on_train_end(self, logs=None) -> None:
         if len(self.epoch_seconds) < self.epoch + 1 and self._start:
@@ -428,8 +429,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
         recorder = None
         if every:
+            # the ring holds one execution's snapshots: `_Progress` moves them into the
+            # canonical storage after every execution (the automatic choice: at most 256 steps)
             recorder = StepRecorder(model, weight_variables(model), every,
-                                    -(-steps_per_epoch // every) + 1, optimizer.iterations,
+                                    -(-spe // every) + 1, optimizer.iterations,
                                     dtype, n_steps // every)
             object.__setattr__(model, "_zoo_recorder", recorder)   # not a tracked weight
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)

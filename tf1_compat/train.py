@@ -30,6 +30,7 @@ from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.layers import FlatNative, from_native, tensor_specs
 from zoo.specs import (
+    SCRATCH_ROWS,
     History,
     ModelSpec,
     StepWeights,
@@ -128,11 +129,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
-        # a scratch row per step an epoch can record (ceil(steps per epoch / every)), and
+        # scratch rows for the steps recorded since the last move into the storage (at most
+        # SCRATCH_ROWS; moved when full and at each epoch's end), and
         # storage for the whole run's, both written before the first step (StepWeights)
         steps_per_epoch = math.ceil(len(Xd) / train_spec.batch_size)
-        rows = np.zeros((math.ceil(steps_per_epoch / every), flat.width), dtype) \
-            if every else None
+        rows = np.zeros((min(SCRATCH_ROWS, math.ceil(steps_per_epoch / every)), flat.width),
+                        dtype) if every else None
         snaps = StepWeights.allocate(flat.canonical_shapes,
                                      steps_per_epoch * train_spec.epochs // every, dtype) \
             if every else None
@@ -162,6 +164,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                                                strict=True):
                             rows[count, a:b] = value.reshape(-1)
                     count += 1
+                    if count == len(rows):
+                        flat(rows, out=snaps.reserve(count))
+                        snaps.advance(count)
+                        count = 0
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))

@@ -48,6 +48,7 @@ from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.layers import FlatNative
 from zoo.specs import (
+    SCRATCH_ROWS,
     History,
     ModelSpec,
     StepWeights,
@@ -125,9 +126,9 @@ BatchLoss = Callable[..., tuple[float, Callable[[], None]]]
 class _Snapshots:
     """The weights after recorded steps: each step copies every tabled tensor (the live
     parameters and buffers) into one row of a scratch buffer (`torch.cat` with `out=`, no
-    numpy round trip), and once an epoch the rows go into the run's `StepWeights` storage
-    (allocated before the first step) in the canonical layout, one strided copy per tensor
-    (`zoo.layers.FlatNative`)."""
+    numpy round trip), and when it is full (at most `zoo.specs.SCRATCH_ROWS` rows) and at each
+    epoch's end the rows go into the run's `StepWeights` storage (allocated before the first
+    step) in the canonical layout, one strided copy per tensor (`zoo.layers.FlatNative`)."""
 
     def __init__(self, model, slots: int, capacity: int) -> None:
         tensors = M.tabled(model.state_dict())   # live: the optimizer updates them in place
@@ -143,6 +144,8 @@ class _Snapshots:
     def add(self) -> None:
         torch.cat(self.tensors, out=self.rows[self.count])
         self.count += 1
+        if self.count == len(self.rows):
+            self.flush()
 
     def flush(self) -> None:
         """Move the rows since the last flush into `store`."""
@@ -195,7 +198,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
 
     losses: list[float] = []
     steps_per_epoch = math.ceil(len(X) / train_spec.batch_size)
-    recorder = _Snapshots(model, math.ceil(steps_per_epoch / every),
+    recorder = _Snapshots(model, min(SCRATCH_ROWS, math.ceil(steps_per_epoch / every)),
                           steps_per_epoch * train_spec.epochs // every) if every else None
     snapshots = recorder.store if every else None
     epoch_seconds: list[float] = []

@@ -29,6 +29,7 @@ from zoo.optimizers import OptimizerSpec
 
 __all__ = [
     "MODELS",
+    "SCRATCH_ROWS",
     "History",
     "StepWeights",
     "ModelSpec",
@@ -291,6 +292,12 @@ def record_every(record_weights: bool | int) -> int:
 def records(every: int, global_step: int) -> bool:
     """Whether the weights after `global_step` are recorded at stride `every`."""
     return every > 0 and (global_step + 1) % every == 0
+
+
+#: The most recorded steps a framework keeps in its own layout before it moves them into the
+#: canonical `StepWeights` storage: its scratch memory is at most this many rows of weights
+#: (an epoch of 60,000 images at batch 32 is 1,875 steps).
+SCRATCH_ROWS = 256
 
 
 class StepWeights(Sequence):
