@@ -76,12 +76,16 @@ def test_flat_native_rows_convert_as_from_native_does(name, column):
         flat(rows, out=store.reserve(3))
         store.advance(3)
         assert len(store) == 4 and store.capacity == 5
+        # and given as one block per native tensor (Keras's snapshot buffers)
+        parts = [rows[:, a:b] for a, b in zip(flat.offsets[:-1], flat.offsets[1:], strict=True)]
+        by_parts = flat.from_parts(parts, out={k: np.empty_like(v) for k, v in got.items()})
         for i, nat in enumerate(natives):
             want = from_native(nat, spec.resolved, column)
             for k, v in want.items():
                 assert got[k].dtype == v.dtype, (k, got[k].dtype, v.dtype)
                 np.testing.assert_array_equal(got[k][i], v, err_msg=f"{name} {column} {k}")
                 np.testing.assert_array_equal(store[i + 1][k], v, err_msg=f"{name} {column} {k}")
+                np.testing.assert_array_equal(by_parts[k][i], v, err_msg=f"{name} {column} {k}")
 
 
 def test_flat_native_plans_avoid_the_per_step_loop():

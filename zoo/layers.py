@@ -1054,6 +1054,24 @@ class FlatNative:
             return np.ascontiguousarray(layout._reorder(a, back)).reshape(n, *shape)
         return None
 
+    def from_parts(self, parts: Sequence[np.ndarray], out: dict[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+        """As `__call__(rows, out)`, the rows given as one (n, size) block per native tensor
+        (in `names` order): a tensor whose layout is its native tensor as it is is copied
+        straight from its block, without joining the blocks first."""
+        starts = {int(a): i for i, a in enumerate(self.offsets[:-1])}
+        direct = {}
+        for t in self.specs:
+            plan = self.plans[t.name]
+            i = starts.get(plan[1]) if plan[0] == "slice" else None
+            if i is None or int(self.offsets[i + 1]) != plan[2]:
+                return self(np.concatenate([np.asarray(q) for q in parts], axis=1), out=out)
+            direct[t.name] = i
+        for name, i in direct.items():
+            part = np.asarray(parts[i])
+            out[name][...] = part.reshape(out[name].shape)
+        return out
+
     def __call__(self, rows: np.ndarray, out: dict[str, np.ndarray] | None = None
                  ) -> dict[str, np.ndarray]:
         """{canonical name: (n, *shape)} of native rows (n, P), in the rows' dtype. Without
