@@ -1,13 +1,14 @@
 """Recording every step's weights in each framework: the scratch rows a framework keeps in its
-own layout are moved into the canonical storage when full and at each epoch's end, and the
-record is the same whatever the scratch size (`zoo.specs.SCRATCH_ROWS`), bit for bit."""
+own layout (`zoo.specs.RowRecorder`) are moved into the canonical storage when full and at
+each epoch's end, and the record is the same whatever the scratch size
+(`zoo.specs.SCRATCH_ROWS`), bit for bit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from zoo import data
+from zoo import data, specs
 from zoo.optimizers import OptimizerSpec
 from zoo.specs import StepWeights, TrainSpec, init_weights, model_spec_for
 
@@ -24,7 +25,7 @@ def test_scratch_rows_moved_when_full_keep_the_record_exact(fw, monkeypatch):
     ts = TrainSpec(OptimizerSpec("momentum", lr=0.05, momentum=0.9), epochs=2, batch_size=8)
     init = init_weights(spec, 0, "float32")
     whole = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
-    monkeypatch.setattr(mod, "SCRATCH_ROWS", 4)
+    monkeypatch.setattr(specs, "SCRATCH_ROWS", 4)     # zoo.specs.RowRecorder's scratch
     small = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
     strided = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=2)
     assert isinstance(small.step_weights, StepWeights)

@@ -28,12 +28,11 @@ from tf1_compat.model import GraphModel, build, targets, tf_dtype
 from tf1_compat.optimizers import after_init, make_optimizer
 from zoo.checkpoint import start
 from zoo.data import batch_order
-from zoo.layers import FlatNative, from_native, tensor_specs
+from zoo.layers import from_native, tensor_specs
 from zoo.specs import (
-    SCRATCH_ROWS,
     History,
     ModelSpec,
-    StepWeights,
+    RowRecorder,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -108,13 +107,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         # the weights after the update, fetched in the step's own run when it is recorded
         # (reads ordered after the train op, so after the update and the UPDATE_OPS), and
         # copied into one flat row (every variable raveled, in `model.variables` order;
-        # fetched concatenated or one by one, see CONCAT_BELOW), which `FlatNative` turns
-        # into canonical arrays once an epoch
-        flat = FlatNative(model_spec.resolved, "tf1", list(model.variables),
-                          [tuple(v.shape) for v in model.variables.values()])
+        # fetched concatenated or one by one, see CONCAT_BELOW): a `RowRecorder` row
+        offsets = np.cumsum([0, *(int(np.prod(v.shape)) for v in model.variables.values())])
         with tf.control_dependencies([train_op]):
             after = [tf.identity(v) for v in model.variables.values()]
-            if flat.width <= CONCAT_BELOW:
+            if offsets[-1] <= CONCAT_BELOW:
                 after = [tf.concat([tf.reshape(v, [-1]) for v in after], 0)]
     opt_state = None
     if ckpt is not None:
@@ -129,15 +126,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
-        # scratch rows for the steps recorded since the last move into the storage (at most
-        # SCRATCH_ROWS; moved when full and at each epoch's end), and
-        # storage for the whole run's, both written before the first step (StepWeights)
-        steps_per_epoch = math.ceil(len(Xd) / train_spec.batch_size)
-        rows = np.zeros((min(SCRATCH_ROWS, math.ceil(steps_per_epoch / every)), flat.width),
-                        dtype) if every else None
-        snaps = StepWeights.allocate(flat.canonical_shapes,
-                                     steps_per_epoch * train_spec.epochs // every, dtype) \
-            if every else None
+        # scratch rows and the whole run's storage, both written before the first step
+        recorder = RowRecorder(model_spec.resolved, "tf1", list(model.variables),
+                               [tuple(v.shape) for v in model.variables.values()],
+                               math.ceil(len(Xd) / train_spec.batch_size), train_spec.epochs,
+                               every, dtype) if every else None
         seconds: list[float] = []
         stopped: int | None = None
         if state is not None:
@@ -146,7 +139,6 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             t0 = time.perf_counter()
             batches = batch_order(len(Xd), train_spec.batch_size, train_spec.seed, epoch,
                                   shuffle=train_spec.shuffle)
-            count = 0
             for step, idx in enumerate(batches):
                 feed = {model.x: Xd[idx], model.y: yd[idx], model.training: True}
                 if model.masks and train_spec.dropout_mode == "shared":
@@ -157,17 +149,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     feed[model.native_dropout] = True
                 if records(every, len(losses)):
                     loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
+                    row = recorder.next_row()
                     if len(native) == 1:
-                        rows[count] = native[0]
+                        row[...] = native[0]
                     else:
-                        for a, b, value in zip(flat.offsets[:-1], flat.offsets[1:], native,
-                                               strict=True):
-                            rows[count, a:b] = value.reshape(-1)
-                    count += 1
-                    if count == len(rows):
-                        flat(rows, out=snaps.reserve(count))
-                        snaps.advance(count)
-                        count = 0
+                        for a, b, value in zip(offsets[:-1], offsets[1:], native, strict=True):
+                            row[a:b] = value.reshape(-1)
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))
@@ -176,9 +163,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 if not np.isfinite(loss):
                     stopped = len(losses) - 1
                     break
-            if count:
-                flat(rows[:count], out=snaps.reserve(count))
-                snaps.advance(count)
+            if recorder is not None:
+                recorder.flush()
             seconds.append(time.perf_counter() - t0)
             if stopped is not None:
                 break
@@ -191,7 +177,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     finally:
         model.close()
     return History(framework="tf1", losses=np.asarray(losses), weights=weights,
-                   epoch_seconds=seconds, step_weights=snaps if every else None,
+                   epoch_seconds=seconds, step_weights=recorder.store if every else None,
                    stopped_at=stopped, weights_every=every or 1)
 
 

@@ -46,12 +46,10 @@ from torch import nn
 from torch_models import model as M
 from zoo.checkpoint import start
 from zoo.data import batch_order
-from zoo.layers import FlatNative
 from zoo.specs import (
-    SCRATCH_ROWS,
     History,
     ModelSpec,
-    StepWeights,
+    RowRecorder,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -123,36 +121,21 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
 BatchLoss = Callable[..., tuple[float, Callable[[], None]]]
 
 
-class _Snapshots:
-    """The weights after recorded steps: each step copies every tabled tensor (the live
-    parameters and buffers) into one row of a scratch buffer (`torch.cat` with `out=`, no
-    numpy round trip), and when it is full (at most `zoo.specs.SCRATCH_ROWS` rows) and at each
-    epoch's end the rows go into the run's `StepWeights` storage (allocated before the first
-    step) in the canonical layout, one strided copy per tensor (`zoo.layers.FlatNative`)."""
+class _Snapshots(RowRecorder):
+    """The weights after recorded steps: each copies every tabled tensor (the live parameters
+    and buffers) into a row of the `RowRecorder`'s scratch (`torch.cat` with `out=`, no
+    numpy round trip)."""
 
-    def __init__(self, model, slots: int, capacity: int) -> None:
+    def __init__(self, model, steps_per_epoch: int, epochs: int, every: int) -> None:
         tensors = M.tabled(model.state_dict())   # live: the optimizer updates them in place
         self.tensors = [t.detach().reshape(-1) for t in tensors.values()]
-        self.flat = FlatNative(model.spec.resolved, FRAMEWORK, list(tensors),
-                               [tuple(t.shape) for t in tensors.values()])
-        dtype = self.tensors[0].dtype if self.tensors else torch.float32
-        self.rows = torch.zeros((max(1, int(slots)), self.flat.width), dtype=dtype)
-        self.count = 0
-        self.store = StepWeights.allocate(self.flat.canonical_shapes, capacity,
-                                          torch.empty(0, dtype=dtype).numpy().dtype)
+        dtype = torch.empty(0, dtype=next(iter(tensors.values())).dtype).numpy().dtype
+        super().__init__(model.spec.resolved, FRAMEWORK, list(tensors),
+                         [tuple(t.shape) for t in tensors.values()], steps_per_epoch, epochs,
+                         every, dtype)
 
     def add(self) -> None:
-        torch.cat(self.tensors, out=self.rows[self.count])
-        self.count += 1
-        if self.count == len(self.rows):
-            self.flush()
-
-    def flush(self) -> None:
-        """Move the rows since the last flush into `store`."""
-        if self.count:
-            self.flat(self.rows[:self.count].numpy(), out=self.store.reserve(self.count))
-            self.store.advance(self.count)
-            self.count = 0
+        torch.cat(self.tensors, out=torch.from_numpy(self.next_row()))
 
 
 def _local_batch_loss(net, model, loss_fn, Xt, yt, idx, masks, l2, global_step):
@@ -198,8 +181,7 @@ def run_loop(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.
 
     losses: list[float] = []
     steps_per_epoch = math.ceil(len(X) / train_spec.batch_size)
-    recorder = _Snapshots(model, min(SCRATCH_ROWS, math.ceil(steps_per_epoch / every)),
-                          steps_per_epoch * train_spec.epochs // every) if every else None
+    recorder = _Snapshots(model, steps_per_epoch, train_spec.epochs, every) if every else None
     snapshots = recorder.store if every else None
     epoch_seconds: list[float] = []
     stopped_at: int | None = None

@@ -31,6 +31,7 @@ __all__ = [
     "MODELS",
     "SCRATCH_ROWS",
     "History",
+    "RowRecorder",
     "StepWeights",
     "ModelSpec",
     "TrainSpec",
@@ -418,6 +419,39 @@ class StepWeights(Sequence):
 
     def __repr__(self) -> str:
         return f"StepWeights({self._n} steps, {len(self.names)} tensors)"
+
+
+class RowRecorder:
+    """The weights after recorded steps, for a framework that copies them as one flat row a
+    step (torch, TF1): `next_row()` hands out a row of a scratch buffer (at most
+    SCRATCH_ROWS rows) to write the native tensors into, raveled in `names` order; when the
+    scratch is full and at each epoch's end (`flush`) its rows go into `store`, the run's
+    canonical `StepWeights` (allocated before the first step), through
+    `zoo.layers.FlatNative` (a view, a strided transpose or a gather per tensor)."""
+
+    def __init__(self, resolved, framework: str, names: list[str], shapes: list[tuple],
+                 steps_per_epoch: int, epochs: int, every: int, dtype) -> None:
+        from zoo.layers import FlatNative
+
+        self.flat = FlatNative(resolved, framework, names, shapes)
+        self.rows = np.zeros((min(SCRATCH_ROWS, -(-steps_per_epoch // every)), self.flat.width),
+                             dtype)
+        self.count = 0
+        self.store = StepWeights.allocate(self.flat.canonical_shapes,
+                                          steps_per_epoch * epochs // every, dtype)
+
+    def next_row(self) -> np.ndarray:
+        if self.count == len(self.rows):
+            self.flush()
+        self.count += 1
+        return self.rows[self.count - 1]
+
+    def flush(self) -> None:
+        """Move the rows filled since the last flush into `store`."""
+        if self.count:
+            self.flat(self.rows[:self.count], out=self.store.reserve(self.count))
+            self.store.advance(self.count)
+            self.count = 0
 
 
 @dataclass

@@ -13,6 +13,7 @@ per framework.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -86,6 +87,14 @@ def run_details(job: dict) -> int:
     return 0
 
 
+@functools.cache
+def _load_data(path: str) -> tuple[np.ndarray, ...]:
+    """A job's (X_train, y_train, X_test, y_test), loaded once per process (the frameworks
+    of a shared process train on the same file)."""
+    with np.load(path, allow_pickle=False) as d:
+        return tuple(d[k] for k in ("X_train", "y_train", "X_test", "y_test"))
+
+
 def _prepare(job: dict) -> dict:
     """Import one job's framework and load its data: what it needs to train."""
     from zoo.frameworks import get
@@ -106,8 +115,7 @@ def _prepare(job: dict) -> dict:
 
         torch.set_num_threads(int(job["threads"]))
     import_seconds = time.perf_counter() - t0
-    with np.load(job["data"], allow_pickle=False) as d:
-        data = tuple(d[k] for k in ("X_train", "y_train", "X_test", "y_test"))
+    data = _load_data(job["data"])
     with np.load(job["init"], allow_pickle=False) as d:
         init = {k: d[k] for k in d.files}
     return {"mod": mod, "import_seconds": import_seconds, "data": data, "init": init,
