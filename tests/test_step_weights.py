@@ -51,7 +51,10 @@ CASES = [(name, column) for name in sorted(ARCHITECTURES) for column in COLUMNS
 
 
 def test_the_cases_cover_every_column():
-    assert len(CASES) == len(ARCHITECTURES) * len(COLUMNS) - 2
+    from zoo.frameworks import get
+
+    refused = sum(len(get(c).models_refused) for c in COLUMNS)   # tf1-layers' GRUs
+    assert refused == 2 and len(CASES) == len(ARCHITECTURES) * len(COLUMNS) - refused
     assert {c for _, c in CASES} == set(COLUMNS)
 
 

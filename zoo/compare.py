@@ -6,8 +6,9 @@ the torch backend (`keras-torch`) beside Keras on TensorFlow, and Keras 2 beside
 has a process of its own, except frameworks that declare they can share one
 (`Framework.shares_process`: Keras 3 and TF1, one TensorFlow import), which train in it one
 after the other, with results identical to separate processes. All workers start at once and
-import side by side; at most one per core trains at a time (`run_workers`). `run_process` is the one way the zoo starts a framework's process
-(the workers here, the data-parallel jobs of `zoo.distributed`). The result is a `Comparison`:
+import side by side; at most one per core trains at a time (`run_workers`). `run_process` is
+the one way the zoo starts a framework's process (the workers here, the data-parallel jobs of
+`zoo.distributed`). The result is a `Comparison`:
 per framework the final loss, the test metric, seconds per epoch, the largest per-step loss and
 final weight differences against the reference, and the first step at which they exceed the
 tolerance (`zoo.agreement`).
