@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from zoo import agreement
 from zoo.agreement import differences, first_divergence, max_abs_diff
 from zoo.errors import ConfigError
 from zoo.layers import FlatNative, from_native, tensor_specs, to_native
@@ -164,11 +165,15 @@ def test_history_keeps_step_weights_through_npz(tmp_path):
             np.testing.assert_array_equal(back.step_weights[i][k], steps[i][k])
 
 
+@pytest.mark.parametrize("chunk", [None, 37, 5000])
 @pytest.mark.parametrize("where", [None, 3, 7])
-def test_vectorised_agreement_equals_the_per_step_loop(where):
+def test_vectorised_agreement_equals_the_per_step_loop(where, chunk, monkeypatch):
     """`differences` and `first_divergence` on stacked arrays against the step-by-step
     computation (max_abs_diff per step; the first recorded step with any element beyond
-    atol + rtol * |ref|): a divergence planted in the weights only at step `where`."""
+    atol + rtol * |ref|): a divergence planted in the weights only at step `where`. `chunk`:
+    the elements compared at a time (one step per chunk, several, or all steps at once)."""
+    if chunk is not None:
+        monkeypatch.setattr(agreement, "_CHUNK", chunk)
     spec = spec_of("mlp")
     ref_steps = random_steps(spec, 12, np.float64, seed=2)
     rng = np.random.default_rng(3)
@@ -185,3 +190,4 @@ def test_vectorised_agreement_equals_the_per_step_loop(where):
     np.testing.assert_array_equal(d.weight_steps, np.arange(12))
     assert d.first_divergent_step == where
     assert first_divergence(h, ref, (1e-6, 1e-5)) == where
+    assert differences(ref, ref, (1e-6, 1e-5)).weight_diff.tolist() == [0.0] * 12

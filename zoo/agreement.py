@@ -31,42 +31,79 @@ def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
                for k in a)
 
 
-#: Elements of one tensor's steps compared at a time (bounds the float64 temporaries).
-_CHUNK = 1 << 22
+#: Elements of one tensor's steps compared at a time: the float64 scratch of one pass over
+#: two records (`_Scratch`, 2 MB a buffer), allocated once per comparison and reused, since
+#: a fresh buffer's first write is what costs on a virtual machine (docs/benchmarks.md).
+_CHUNK = 1 << 18
 
 
-def _per_step(a: np.ndarray, b: np.ndarray, atol: float | None = None, rtol: float = 0.0
-              ) -> np.ndarray:
-    """For stacked (n, ...) arrays: per step, max |a - b| (atol None) or whether any element
-    leaves b by more than atol + rtol * |b|; in float64, a chunk of steps at a time."""
+class _Scratch:
+    """Float64 buffers for `_per_step`, reused across tensors and steps."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.d = self.t = np.zeros(0)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if n > self.size:
+            self.size = max(n, _CHUNK)
+            self.d, self.t = np.empty(self.size), np.empty(self.size)
+        return self.d[:n], self.t[:n]
+
+
+def _per_step(a: np.ndarray, b: np.ndarray, atol: float | None = None, rtol: float = 0.0,
+              scratch: _Scratch | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """For stacked (n, ...) arrays, per step: max |a - b|, and (atol given) whether any
+    element leaves b by more than atol + rtol * |b| (else None). One pass in float64, a
+    chunk of steps at a time, through `scratch`'s buffers."""
     n = len(a)
-    out = np.zeros(n, bool if atol is not None else np.float64)
+    diff = np.zeros(n)
+    bad = np.zeros(n, bool) if atol is not None else None
     size = int(np.prod(a.shape[1:], dtype=np.int64))
-    if size == 0:     # an empty tensor differs nowhere
-        return out
+    if size == 0 or n == 0:     # an empty tensor differs nowhere
+        return diff, bad
+    scratch = scratch or _Scratch()
+    a2, b2 = a.reshape(n, size), b.reshape(n, size)
     step = max(1, _CHUNK // size)
     for i in range(0, n, step):
-        x = np.asarray(a[i:i + step], np.float64).reshape(-1, size)
-        y = np.asarray(b[i:i + step], np.float64).reshape(-1, size)
-        d = np.abs(x - y)
-        if atol is None:
-            out[i:i + step] = d.max(axis=1)
-        else:
-            out[i:i + step] = (d > atol + rtol * np.abs(y)).any(axis=1)
-    return out
+        x, y = a2[i:i + step], b2[i:i + step]
+        d, t = (v.reshape(len(x), size) for v in scratch.take(len(x) * size))
+        np.subtract(x, y, out=d, dtype=np.float64)
+        np.abs(d, out=d)
+        d.max(axis=1, out=diff[i:i + step])
+        if bad is not None:
+            np.abs(y, out=t, dtype=np.float64)
+            t *= rtol
+            t += atol
+            bad[i:i + step] = (d > t).any(axis=1)
+    return diff, bad
+
+
+def _weights_pass(h: History, ref: History, m: int, atol: float | None = None,
+                  rtol: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first `m` recorded steps of two weight records, a tensor (all its steps) at a time:
+    per step, the largest |difference| over every tensor and (atol given) whether any
+    element is out of tolerance."""
+    a, b = h.step_weights.tensors, ref.step_weights.tensors
+    if set(a) != set(b):
+        raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
+    diff = np.zeros(m)
+    bad = np.zeros(m, bool) if atol is not None else None
+    if h is ref:      # a record against itself differs nowhere
+        return diff, bad
+    scratch = _Scratch()
+    for k in a:
+        d, out = _per_step(a[k][:m], b[k][:m], atol, rtol, scratch)
+        np.maximum(diff, d, out=diff)
+        if bad is not None:
+            bad |= out
+    return diff, bad
 
 
 def step_diffs(h: History, ref: History) -> np.ndarray:
     """Per recorded step (the first min(len) of both), the largest |weight difference| over
     every tensor, computed a tensor (all its steps) at a time."""
-    a, b = h.step_weights.tensors, ref.step_weights.tensors
-    if set(a) != set(b):
-        raise ZooError(f"weights have different names: {sorted(a)} vs {sorted(b)}.")
-    m = min(len(h.step_weights), len(ref.step_weights))
-    out = np.zeros(m)
-    for k in a:
-        np.maximum(out, _per_step(a[k][:m], b[k][:m]), out=out)
-    return out
+    return _weights_pass(h, ref, min(len(h.step_weights), len(ref.step_weights)))[0]
 
 
 def exceeds(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> bool:
@@ -82,7 +119,8 @@ def same_stride(h: History, ref: History) -> None:
                           "same stride.")
 
 
-def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -> int | None:
+def first_divergence(h: History, ref: History, tolerance: tuple[float, float],
+                     _bad: np.ndarray | None = None) -> int | None:
     """The first global step at which `h`'s loss or weights leave `ref`'s by more than
     `tolerance` (atol, rtol), or None when they agree throughout. With weights recorded every
     k > 1 steps (`History.weights_every`), a divergence seen in the weights only is reported
@@ -97,10 +135,8 @@ def first_divergence(h: History, ref: History, tolerance: tuple[float, float]) -
     if h.step_weights and ref.step_weights:
         steps = ref.recorded_steps()[:min(len(h.step_weights), len(ref.step_weights))]
         m = len(steps) if first is None else int(np.searchsorted(steps, first))
-        a, b = h.step_weights.tensors, ref.step_weights.tensors
-        bad = np.zeros(m, bool)
-        for k in h.weights:
-            bad |= _per_step(a[k][:m], b[k][:m], atol, rtol)
+        # `differences` passes the per-step flags of its own pass over the records (`_bad`)
+        bad = _weights_pass(h, ref, m, atol, rtol)[1] if _bad is None else _bad[:m]
         if bad.any():
             return int(steps[int(np.argmax(bad))])
     elif first is None and any(
@@ -132,11 +168,13 @@ def differences(h: History, ref: History, tolerance: tuple[float, float]) -> Dif
     with np.errstate(invalid="ignore"):  # inf - inf after a divergence
         loss_diff = np.abs(np.asarray(h.losses[:n], np.float64)
                            - np.asarray(ref.losses[:n], np.float64))
-    weight_diff = weight_steps = None
+    weight_diff = weight_steps = bad = None
     if h.step_weights and ref.step_weights:
         same_stride(h, ref)
-        weight_diff = step_diffs(h, ref)
+        # one pass over both records gives the differences and the tolerance flags
+        weight_diff, bad = _weights_pass(h, ref, min(len(h.step_weights),
+                                                     len(ref.step_weights)), *tolerance)
         weight_steps = ref.recorded_steps()[:len(weight_diff)]
     return Differences(loss_diff, float(np.max(loss_diff)) if n else 0.0,
                        max_abs_diff(h.weights, ref.weights), weight_diff, weight_steps,
-                       first_divergence(h, ref, tolerance))
+                       first_divergence(h, ref, tolerance, bad))
