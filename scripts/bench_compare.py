@@ -20,6 +20,14 @@
    `zoo.compare.RECORD_BUDGET_MB`, plus the data plus PARENT_BASE_MB).
 4. The float64 numpy reference's column in the same comparisons as 1. (softmax and mlp, batch
    32 and 256) against the slowest framework's.
+5. Each framework's floor: the smallest softmax SGD training step its idiom allows, written by
+   hand without the zoo (torch: `F.cross_entropy`, `backward`, `torch.optim.SGD`; TF1: a
+   two-variable graph, one `Session.run` per batch; Keras: a one-layer `Sequential` `fit` on
+   a `tf.data` pipeline, a whole epoch per execution), one epoch at batch 32, against the same
+   float32 numpy epoch: how far below the frameworks' own per-step cost the 3x target lies.
+
+Rows 1, 2 and 5 alternate their runs `--repeats` times (default 3) and report medians (the
+spread in brackets): on a shared virtual machine one epoch's time varies by 20% from run to run.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import bench as B  # noqa: E402  (scripts/bench.py: its child_train is the faste
 
 FRAMEWORKS = ("keras", "tf1", "torch")
 FASTEST = {"keras": "keras-fast", "tf1": "tf1", "torch": "torch"}
-EPOCHS = 4
+EPOCHS = 6     # the per-epoch figures: the median of the 5 epochs after the first
 #: the comparing process's memory besides the record and the data (MB; see markdown())
 PARENT_BASE_MB = 300
 
@@ -84,6 +92,82 @@ def compare_child(model: str, npz: str, frameworks: str, batch: int, epochs: int
             "n_params": int(sum(np.prod(s) for s in spec.weight_shapes().values()))}
 
 
+def floor_child(fw: str, npz: str, batch: int, epochs: int) -> dict:
+    """The framework's minimal softmax SGD epoch (lr 0.1, float32, zero initial weights, one
+    shuffled order per epoch), written by hand in its idiom: seconds per epoch."""
+    import numpy as np
+
+    with np.load(npz) as z:
+        X = z["X_train"].reshape(len(z["X_train"]), -1).astype(np.float32)
+        y = z["y_train"].astype(np.int64)
+    n, d, c = len(X), X.shape[1], int(y.max()) + 1
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(n) for _ in range(epochs)]
+    seconds = []
+    if fw == "torch":
+        import torch
+        import torch.nn.functional as F
+
+        torch.set_num_threads(1)   # as in a comparison's workers
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        W = torch.zeros(d, c, requires_grad=True)
+        b = torch.zeros(c, requires_grad=True)
+        opt = torch.optim.SGD([W, b], lr=0.1)
+        for order in orders:
+            t = time.perf_counter()
+            for i in range(0, n, batch):
+                idx = torch.from_numpy(order[i:i + batch])
+                opt.zero_grad()
+                loss = F.cross_entropy(Xt[idx] @ W + b, yt[idx])
+                loss.item()
+                loss.backward()
+                opt.step()
+            seconds.append(time.perf_counter() - t)
+    elif fw == "tf1":
+        import tensorflow as tf
+
+        tf1 = tf.compat.v1
+        g = tf.Graph()
+        with g.as_default():
+            x = tf1.placeholder(tf.float32, [None, d])
+            t_ = tf1.placeholder(tf.int64, [None])
+            W = tf1.get_variable("W", [d, c], initializer=tf1.zeros_initializer())
+            b = tf1.get_variable("b", [c], initializer=tf1.zeros_initializer())
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=t_, logits=tf.matmul(x, W) + b))
+            train_op = tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+            sess = tf1.Session(graph=g)
+            sess.run(tf1.global_variables_initializer())
+        for order in orders:
+            t = time.perf_counter()
+            for i in range(0, n, batch):
+                idx = order[i:i + batch]
+                sess.run([loss, train_op], {x: X[idx], t_: y[idx]})
+            seconds.append(time.perf_counter() - t)
+    else:
+        import keras
+        import tensorflow as tf
+
+        steps = -(-n // batch)
+        ds = tf.data.Dataset.from_tensor_slices(np.concatenate(orders)).batch(batch)
+        Xc, yc = tf.constant(X), tf.constant(y)
+        ds = ds.map(lambda i: (tf.gather(Xc, i), tf.gather(yc, i))).prefetch(2)
+        model = keras.Sequential([keras.Input((d,)), keras.layers.Dense(c, "softmax",
+                                                                        kernel_initializer="zeros")])
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
+                      steps_per_execution=steps)
+
+        class Times(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                seconds.append(time.perf_counter() - self.t)
+
+        model.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Times()])
+    return {"epoch_seconds": seconds}
+
+
 def run(args: list[str], timeout: float = 3600) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
@@ -106,12 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="runs/bench-compare.json")
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="runs of each measurement, alternated (default 3); medians reported")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.child and a.child[0] == "floor":
+        fw, npz, batch, epochs = a.child[1:]
+        print(json.dumps(floor_child(fw, npz, int(batch), int(epochs))))
+        return 0
     if a.child:
         model, npz, fws, batch, epochs = a.child
         print(json.dumps(compare_child(model, npz, fws, int(batch), int(epochs))))
         return 0
+    if a.repeats < 1:
+        raise SystemExit("bench_compare: --repeats must be at least 1.")
+    R = a.repeats
 
     import numpy as np
 
@@ -128,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     main_npz = write_npz(tmp / "main.npz", ds.X_train, ds.y_train, shape)
     res: dict = {"dataset": name, "samples": int(len(ds.X_train)), "epochs": EPOCHS,
-                 "cpus": os.cpu_count(), "rows": {}, "scaling": {}}
+                 "cpus": os.cpu_count(), "repeats": R, "rows": {}, "scaling": {}, "floor": {}}
     res["numpy32_softmax_b32"] = numpy_epoch(ds.X_train, ds.y_train, ds.n_outputs,
                                              np.float32, 5)
     print(f"hand-written float32 numpy softmax epoch, batch 32: "
@@ -138,15 +231,22 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{model} batch {batch}"
             res["rows"][key] = {}
             for fw in FRAMEWORKS:
-                c = run([model, main_npz, fw, str(batch), str(EPOCHS)])["frameworks"][fw]
-                f = B.run_child(["train", FASTEST[fw], model, main_npz, str(batch),
-                                 str(EPOCHS)])
-                fast = statistics.median(f["epoch_seconds"][1:])
-                res["rows"][key][fw] = {"compare": c["seconds_per_epoch"], "fastest": fast,
-                                        "first_epoch": c["first_epoch_seconds"]}
-                print(f"{key:18s} {fw:6s} compare {c['seconds_per_epoch'] * 1e3:7.1f} ms, "
-                      f"fastest {fast * 1e3:7.1f} ms: x{c['seconds_per_epoch'] / fast:.2f}",
-                      flush=True)
+                comps, fasts, firsts = [], [], []
+                for _ in range(R):   # alternated, so a slow spell of the machine hits both
+                    c = run([model, main_npz, fw, str(batch), str(EPOCHS)])["frameworks"][fw]
+                    f = B.run_child(["train", FASTEST[fw], model, main_npz, str(batch),
+                                     str(EPOCHS)])
+                    comps.append(c["seconds_per_epoch"])
+                    firsts.append(c["first_epoch_seconds"])
+                    fasts.append(statistics.median(f["epoch_seconds"][1:]))
+                comp, fast = statistics.median(comps), statistics.median(fasts)
+                res["rows"][key][fw] = {"compare": comp, "fastest": fast,
+                                        "first_epoch": statistics.median(firsts),
+                                        "compare_runs": comps, "fastest_runs": fasts}
+                print(f"{key:18s} {fw:6s} compare {comp * 1e3:7.1f} ms "
+                      f"[{min(comps) * 1e3:.1f}-{max(comps) * 1e3:.1f}], fastest "
+                      f"{fast * 1e3:7.1f} ms [{min(fasts) * 1e3:.1f}-{max(fasts) * 1e3:.1f}]: "
+                      f"x{comp / fast:.2f}", flush=True)
             # the float64 reference's column in the same comparison, against the slowest
             # framework's (it must never be the slowest)
             c = run([model, main_npz, "numpy", str(batch), str(EPOCHS)])["frameworks"]["numpy"]
@@ -155,16 +255,29 @@ def main(argv: list[str] | None = None) -> int:
             slowest = max(r["compare"] for f, r in res["rows"][key].items() if f != "numpy")
             print(f"{key:18s} numpy  compare {c['seconds_per_epoch'] * 1e3:7.1f} ms; slowest "
                   f"framework {slowest * 1e3:7.1f} ms", flush=True)
-    # the whole comparison against the slowest framework's import plus bare training
-    t = time.perf_counter()
-    whole = run(["softmax", main_npz, ",".join(FRAMEWORKS), "32", str(EPOCHS)])
-    res["whole"] = {"wall": whole["wall"], "process": time.perf_counter() - t}
-    parts = {fw: B.run_child(["train", fw if fw != "keras" else "keras", "softmax", main_npz,
-                              "32", str(EPOCHS)]) for fw in FRAMEWORKS}
-    res["whole"]["slowest_part"] = max(p_["import_seconds"] + sum(p_["epoch_seconds"])
-                                       for p_ in parts.values())
-    print(f"zoo compare softmax (3 frameworks): {res['whole']['process']:.2f} s; slowest "
-          f"framework's import + training {res['whole']['slowest_part']:.2f} s", flush=True)
+    # each framework's floor: its minimal hand-written softmax epoch (batch 32)
+    for fw in FRAMEWORKS:
+        runs = [statistics.median(run(["floor", fw, main_npz, "32", str(EPOCHS)])
+                                  ["epoch_seconds"][1:]) for _ in range(R)]
+        res["floor"][fw] = {"seconds": statistics.median(runs), "runs": runs}
+        print(f"floor {fw:6s} {res['floor'][fw]['seconds'] * 1e3:7.1f} ms: "
+              f"x{res['floor'][fw]['seconds'] / res['numpy32_softmax_b32']:.1f} numpy",
+              flush=True)
+    # the whole comparison (as `zoo compare softmax` runs it: 4 epochs) against the slowest
+    # framework's import plus bare training
+    walls, slowest = [], []
+    for _ in range(R):
+        t = time.perf_counter()
+        run(["softmax", main_npz, ",".join(FRAMEWORKS), "32", "4"])
+        walls.append(time.perf_counter() - t)
+        parts = [B.run_child(["train", fw, "softmax", main_npz, "32", "4"]) for fw in FRAMEWORKS]
+        slowest.append(max(p_["import_seconds"] + sum(p_["epoch_seconds"]) for p_ in parts))
+    res["whole"] = {"process": statistics.median(walls), "slowest_part": statistics.median(slowest),
+                    "process_runs": walls, "slowest_part_runs": slowest}
+    print(f"zoo compare softmax (3 frameworks): {res['whole']['process']:.2f} s "
+          f"[{min(walls):.2f}-{max(walls):.2f}]; slowest framework's import plus training "
+          f"{res['whole']['slowest_part']:.2f} s [{min(slowest):.2f}-{max(slowest):.2f}]",
+          flush=True)
     if not a.no_scaling:
         rng = np.random.default_rng(0)
         X, y = ds.X_train, ds.y_train
@@ -197,14 +310,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _ms(r: dict, key: str) -> str:
+    """A median in ms, the runs' spread in brackets when there were several."""
+    runs = r.get(f"{key}_runs") or []
+    spread = f" [{min(runs) * 1e3:.1f}-{max(runs) * 1e3:.1f}]" if len(runs) > 1 else ""
+    return f"{r[key] * 1e3:.1f} ms{spread}"
+
+
 def markdown(res: dict) -> str:
     np32 = res["numpy32_softmax_b32"]
+    reps = res.get("repeats", 1)
     lines = [f"`{res['dataset']}` ({res['samples']:,} training samples), SGD, {res['epochs']} "
              f"epochs, {res['cpus']} cores; `zoo compare` one framework per run, recording every "
              "step; its seconds per epoch (the median after the first) against the framework's "
              "fastest bit-identical path in a fresh process (keras: a whole epoch per "
              f"execution), and against a hand-written float32 numpy softmax epoch at batch 32 "
-             f"({np32 * 1e3:.1f} ms).", "",
+             f"({np32 * 1e3:.1f} ms). The median of {reps} alternated runs of each, the "
+             "runs' range in brackets.", "",
              "| model, batch | framework | compare s/epoch | fastest path | x fastest | x numpy |",
              "|---|---|---|---|---|---|"]
     for key, row in res["rows"].items():
@@ -215,13 +337,25 @@ def markdown(res: dict) -> str:
                 lines.append(f"| {key} | numpy (float64) | {r['compare'] * 1e3:.1f} ms | | "
                              f"x{r['compare'] / slowest:.2f} the slowest framework's | {xnp} |")
                 continue
-            lines.append(f"| {key} | {fw} | {r['compare'] * 1e3:.1f} ms | "
-                         f"{r['fastest'] * 1e3:.1f} ms | x{r['compare'] / r['fastest']:.2f} | "
-                         f"{xnp} |")
+            lines.append(f"| {key} | {fw} | {_ms(r, 'compare')} | {_ms(r, 'fastest')} | "
+                         f"x{r['compare'] / r['fastest']:.2f} | {xnp} |")
+    if res.get("floor"):
+        lines += ["", "Each framework's floor, the smallest softmax SGD step its idiom allows "
+                  "(hand-written without the zoo, batch 32; `floor_child` in "
+                  "`scripts/bench_compare.py`), against the same numpy epoch:", "",
+                  "| framework | floor epoch | x numpy | `zoo compare` x numpy |",
+                  "|---|---|---|---|"]
+        row = res["rows"].get("softmax batch 32", {})
+        for fw, r in res["floor"].items():
+            comp = f"x{row[fw]['compare'] / np32:.1f}" if fw in row else ""
+            lines.append(f"| {fw} | {_ms(r, 'seconds')} | x{r['seconds'] / np32:.1f} | {comp} |")
     w = res["whole"]
-    lines += ["", f"`zoo compare softmax` (keras, tf1, torch, batch 32): {w['process']:.2f} s; the "
-              f"slowest framework's import plus bare training: {w['slowest_part']:.2f} s "
-              f"(x{w['process'] / w['slowest_part']:.2f})."]
+    walls, parts = w.get("process_runs") or [], w.get("slowest_part_runs") or []
+    spread = (f" [{min(walls):.2f}-{max(walls):.2f}]" if len(walls) > 1 else "",
+              f" [{min(parts):.2f}-{max(parts):.2f}]" if len(parts) > 1 else "")
+    lines += ["", f"`zoo compare softmax` (keras, tf1, torch, batch 32, 4 epochs): "
+              f"{w['process']:.2f} s{spread[0]}; the slowest framework's import plus bare "
+              f"training: {w['slowest_part']:.2f} s{spread[1]} (x{w['process'] / w['slowest_part']:.2f})."]
     if res["scaling"]:
         lines += ["", "| model | samples | parameters | wall (3 frameworks, 1 epoch) | record "
                   "(every step, 3 frameworks) | peak: comparing process | its budget | peak: "
