@@ -14,7 +14,7 @@ For each framework F it measures
       and the parent's `import zoo.cli, zoo.commands.compare, zoo.compare, zoo.report`);
     - the parent's data loading (`zoo.data.load`, no download) and the worker's (`np.load`);
     - `train` in a worker-like process (F's environment), called first as the worker calls it
-      (record_weights=True, a progress callback that writes one JSON line per step), then
+      (record_weights=True, the worker's throttled progress callback), then
       with and without record_weights and a progress callback: build + setup (the call's
       wall time less the sum of `History.epoch_seconds`), the first epoch, the median later
       epoch; first - later is the first-epoch tracing/compilation (Keras tf.function; TF1's
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 MODEL, LR, BATCH = "softmax", 0.1, 32
 
@@ -71,17 +71,14 @@ def inner(fw: str, data_path: str, out_path: str, epochs: int, repeats: int) -> 
     t_data = time.perf_counter() - t0
     tspec = TrainSpec(OptimizerSpec("sgd", lr=LR), epochs=epochs, batch_size=BATCH)
 
-    sink = open(os.devnull, "w")
-
-    def progress(epoch: int, step: int, loss: float) -> None:  # as zoo.worker's
-        sink.write(json.dumps({"event": "progress", "epoch": epoch, "step": step,
-                               "loss": float(loss)}) + "\n")
-        sink.flush()
+    from zoo.worker import Throttled
 
     def run(record: bool, prog: bool):
+        # progress as the worker gives it: `zoo.worker.Throttled`, its event lines on this
+        # process's stdout (the parent sends it to /dev/null)
+        progress = Throttled(-(-len(X) // BATCH), framework=fw) if prog else None
         t = time.perf_counter()
-        h = mod.train(spec, tspec, X, y, init, record_weights=record,
-                      progress=progress if prog else None)
+        h = mod.train(spec, tspec, X, y, init, record_weights=record, progress=progress)
         wall = time.perf_counter() - t
         es = list(h.epoch_seconds)
         return h, {"wall": wall, "setup": wall - sum(es), "first": es[0],
@@ -163,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--write-docs", action="store_true",
+                    help="replace docs/benchmarks.md's profile tables with this run's")
     ap.add_argument("--inner", nargs=3, metavar=("FW", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
@@ -285,13 +284,46 @@ def main(argv: list[str] | None = None) -> int:
             res["frameworks"][fw] = r
             print(f"{fw}: done (CLI {r['cli_wall']:.1f} s)", flush=True)
 
-    print_tables(res, args)
+        # the whole comparison, every framework but the numpy reference (the default of
+        # `zoo compare`), split at each framework's events
+        fws = [fw for fw in frameworks if fw != "numpy"]
+        if len(fws) > 1:
+            from zoo import compare as cmp
+            from zoo.optimizers import OptimizerSpec
+            from zoo.specs import TrainSpec
+
+            tspec = TrainSpec(OptimizerSpec("sgd", lr=LR), epochs=args.epochs, batch_size=BATCH)
+            events: dict[str, dict[str, float]] = {fw: {} for fw in fws}
+            t = time.perf_counter()
+
+            def on_whole(fw: str, ev: dict) -> None:
+                events.setdefault(fw, {}).setdefault(ev.get("event", ""), time.perf_counter() - t)
+
+            cmp.compare(spec, tspec, ds, frameworks=fws, on_event=on_whole)
+            call = time.perf_counter() - t
+            groups = "; ".join(" and ".join(g) + (" in one process" if len(g) > 1 else " alone")
+                               for g in cmp.process_groups(fws))
+            res["whole"] = {"frameworks": fws, "events": events, "call": call, "groups": groups,
+                            "last_done": max(e["done"] for e in events.values())}
+
+    text = tables(res, args)
+    print(text)
+    if args.write_docs:
+        import bench  # scripts/bench.py
+
+        bench.write_docs(text, "profile")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
 
 
-def print_tables(res: dict, args) -> None:
+def tables(res: dict, args) -> str:
+    """The profile as Markdown (docs/benchmarks.md's section between the profile markers)."""
+    lines: list[str] = []
+
+    def print(text: str = "") -> None:   # noqa: A001  (collects the lines)
+        lines.append(text)
+
     fws = list(res["frameworks"])
     np32 = res["np32_epoch"]
     head = "| | " + " | ".join(fws) + " |"
@@ -326,7 +358,8 @@ def print_tables(res: dict, args) -> None:
     row("parent: python start + imports", lambda r: res["parent_imports"])
     row("parent: data load (zoo.data.load)", lambda r: res["parent_data_load"])
     row("worker: python start + import <pkg>.train (fresh)", lambda r: r["import_fresh"])
-    row("worker: interpreter exit after that import", lambda r: r["exit_fresh"])
+    row("worker: interpreter exit after that import (a worker skips it: os._exit)",
+        lambda r: r["exit_fresh"])
     row("worker: import as reported by the CLI run", lambda r: r["cli_worker_import"])
     row("worker: train as reported by the CLI run", lambda r: r["cli_worker_train"])
     row("worker: data load (np.load)", lambda r: r["data_npz"], fmt="{:.3f}")
@@ -364,6 +397,23 @@ def print_tables(res: dict, args) -> None:
     row("CLI wall - compare() - parent imports/data/report",
         lambda r: r["cli_wall"] - r["compare_call"] - res["parent_imports"]
         - res["parent_data_load"] - res["matplotlib_import"] - r["report_write"])
+    whole = res.get("whole")
+    if whole:
+        print()
+        print(f"All of {', '.join(whole['frameworks'])} in one `compare()` (as `zoo compare "
+              f"softmax` runs them; {whole['groups']}), each framework's events as they reached "
+              "the parent, seconds from the call:")
+        print()
+        print("| | " + " | ".join(whole["frameworks"]) + " |")
+        print("|---|" + "---|" * len(whole["frameworks"]))
+        for label, key in (("'start': imported, its turn to train", "start"),
+                           ("'done': trained, evaluated, saved", "done")):
+            print(f"| {label} | " + " | ".join(f"{whole['events'][fw][key]:.2f}"
+                                               for fw in whole["frameworks"]) + " |")
+        print(f"| compare() returned (workers' exit, loading the results, aligning) | "
+              f"{whole['call']:.2f} (last 'done' + {whole['call'] - whole['last_done']:.2f}) |"
+              + " |" * (len(whole["frameworks"]) - 1))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
