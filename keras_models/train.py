@@ -8,7 +8,7 @@ gradient and update.
 
 What makes it agree with TF1, torch and the float64 reference step by step:
 - batches: exactly the index arrays of `zoo.data.batch_order(...)` of every epoch, in order,
-  served by `order_dataset`, a `tf.data.Dataset` that gathers them from the arrays held as
+  served by `epoch_dataset`, a `tf.data.Dataset` that gathers them from the arrays held as
   tensors (on the TensorFlow backend, without shared dropout masks), or else by `ZooBatches`,
   a `PyDataset` (`fit`'s own `shuffle`, on by default for arrays, is ignored for both;
   docs/porting.md, gotcha "`fit` shuffles by default"). The same batches either way (a test checks it); the tf.data pipeline
@@ -84,7 +84,7 @@ from zoo.specs import (
     record_every,
 )
 
-__all__ = ["RecordedLoss", "ZooBatches", "dropout_plan", "evaluate", "floatx", "order_dataset",
+__all__ = ["RecordedLoss", "ZooBatches", "dropout_plan", "epoch_dataset", "evaluate", "floatx",
            "predict", "step_details", "train"]
 
 FRAMEWORK = "keras"
@@ -173,14 +173,22 @@ class ZooBatches(keras.utils.PyDataset):
         return x, self.y[idx]
 
 
-def order_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epoch: int = 0):
-    """The shared batches of epochs `start_epoch`..`epochs - 1` as a `tf.data.Dataset` of
-    `(X[idx], y[idx])`, for `fit(..., steps_per_epoch=...)` (TensorFlow backend only).
+def epoch_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epoch: int = 0):
+    """The shared batches one epoch at a time, for `fit` without `steps_per_epoch` (TensorFlow
+    backend only): `(dataset, epoch)`, where every iterator made over `dataset` serves the
+    batches of epoch `start_epoch + epoch` (a `tf.Variable` read when the iterator starts;
+    `_EpochSwitch` sets it at each epoch's beginning, before `fit` makes that epoch's
+    iterator), with its cardinality (the steps per epoch) declared. The epoch's
+    `batch_order` arrays are consecutive chunks of one permutation, so the epoch is that
+    permutation `.batch(batch_size)`-ed (the partial last batch kept); the index arrays of
+    every epoch are computed here, up front (epochs x N int64), and the gathers run in
+    TensorFlow, with no Python call per batch.
 
-    Each epoch's `batch_order` arrays are consecutive chunks of one permutation, so the epoch
-    is that permutation `.batch(batch_size)`-ed (the partial last batch kept); `flat_map`
-    keeps the epochs apart. The index arrays are computed here, up front (epochs x N int64),
-    and the gathers run in TensorFlow, with no Python call per batch."""
+    Each epoch then ends with its own iterator, so an execution of `steps_per_execution`
+    steps that reaches the epoch's end stops there (Keras's multi-step loop stops when its
+    iterator is exhausted): any number of steps per execution keeps the epochs aligned,
+    where one iterator over all epochs needs a divisor of the steps per epoch
+    (`_divisor_at_most`; a prime number of steps would mean one step per execution)."""
     import tensorflow as tf
 
     n, bs = len(X), train_spec.batch_size
@@ -188,9 +196,26 @@ def order_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epo
               for e in range(start_epoch, train_spec.epochs)]
     orders_t = tf.constant(np.stack(orders) if orders else np.zeros((0, n), np.int64))
     Xt, yt = tf.constant(X), tf.constant(y)
-    epochs = tf.data.Dataset.from_tensor_slices(orders_t)
-    batches = epochs.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
-    return batches.map(lambda idx: (tf.gather(Xt, idx), tf.gather(yt, idx))).prefetch(2)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+
+    def one_epoch(_):
+        order = tf.gather(orders_t, epoch.read_value())
+        return tf.data.Dataset.from_tensor_slices(order).batch(bs)
+
+    batches = tf.data.Dataset.range(1).flat_map(one_epoch)
+    batches = batches.map(lambda idx: (tf.gather(Xt, idx), tf.gather(yt, idx))).prefetch(2)
+    return batches.apply(tf.data.experimental.assert_cardinality(math.ceil(n / bs))), epoch
+
+
+class _EpochSwitch(keras.callbacks.Callback):
+    """Points `epoch_dataset`'s iterators at the epoch about to begin."""
+
+    def __init__(self, epoch, start_epoch: int) -> None:
+        super().__init__()
+        self.epoch_variable, self.start_epoch = epoch, start_epoch
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.epoch_variable.assign(epoch - self.start_epoch)
 
 
 class RecordedLoss(keras.losses.Loss):
@@ -368,13 +393,19 @@ class _Progress(keras.callbacks.Callback):
         self._take()
 
 
-#: Steps per execution when `train` picks them (the largest divisor of the steps per epoch not
-#: above this): many steps per compiled call (an execution costs ~3 ms of Python and callbacks:
+#: Steps per execution when `train` picks them (each epoch's last execution runs what is left of
+#: it): many steps per compiled call (an execution costs ~3 ms of Python and callbacks:
 #: mnist's softmax epoch at batch 32, 250 steps, took 63 ms in 5 executions and 48 ms in one),
 #: while progress still arrives about once a second on larger work (LeNet on 60,000 images:
-#: 125 steps an execution). Losses, weights and snapshots are the same for any value
+#: 1,875 steps an epoch, 256 an execution). Losses, weights and snapshots are the same for any value
 #: (tests/test_keras_models.py).
 AUTO_STEPS_PER_EXECUTION = 256
+
+#: When recording, the automatic steps per execution are also capped so that one execution's
+#: snapshots (`StepRecorder`'s buffers, one row of every weight per recorded step) take at
+#: most this many MB: 256 steps for the zoo's models (LeNet-5: 61,706 weights, 60 MB), 16
+#: for a model of a million float32 weights, whose steps cost far more than an execution.
+RING_BUDGET_MB = 64
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
@@ -394,8 +425,9 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     returned are the copy `RecordedLoss` kept of the last finite ones (as torch and TF1 return).
 
     steps_per_execution: up to that many steps per `tf.function` call (faster for small
-    models; the largest divisor of the steps per epoch that is not larger is used, see
-    `_divisor_at_most`); None picks AUTO_STEPS_PER_EXECUTION on the TensorFlow backend (one
+    models; on the TensorFlow backend each epoch's last execution runs what is left of the
+    epoch, `epoch_dataset`; with shared dropout masks or on torch's backend, the largest
+    divisor of the steps per epoch that is not larger, `_divisor_at_most`); None picks AUTO_STEPS_PER_EXECUTION on the TensorFlow backend (one
     step on torch's). Losses, weights and snapshots are exact for any value: the weights are
     recorded inside the compiled step (`StepRecorder`), and `progress` is called for every
     step once its execution ends.
@@ -415,6 +447,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     if steps_per_execution is None:
         steps_per_execution = AUTO_STEPS_PER_EXECUTION \
             if keras.backend.backend() == "tensorflow" else 1
+        if every:   # the snapshots of one execution stay within RING_BUDGET_MB
+            row = sum(int(np.prod(s)) for s in model_spec.weight_shapes().values()) \
+                * np.dtype(train_spec.dtype).itemsize
+            steps_per_execution = max(1, min(steps_per_execution,
+                                             int(RING_BUDGET_MB * 2**20 // max(row, 1)) * every))
     if steps_per_execution < 1:
         raise ConfigError(f"steps_per_execution must be >= 1, got {steps_per_execution}.")
     dtype = train_spec.dtype
@@ -423,10 +460,15 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     steps_per_epoch = math.ceil(len(Xd) / train_spec.batch_size)
     n_steps = steps_per_epoch * train_spec.epochs
     n_items = steps_per_epoch * (train_spec.epochs - start_epoch)
+    switch: list[keras.callbacks.Callback] = []
     if use_masks or keras.backend.backend() != "tensorflow":
+        # one sequence over all epochs: an execution must not straddle two of them
         data = ZooBatches(model_spec, train_spec, Xd, yd, masks=use_masks, start_epoch=start_epoch)
-    else:
-        data = order_dataset(train_spec, Xd, yd, start_epoch)
+        spe, fit_steps = _divisor_at_most(steps_per_epoch, steps_per_execution), steps_per_epoch
+    else:   # an iterator per epoch: its last execution stops at the epoch's end
+        data, epoch_variable = epoch_dataset(train_spec, Xd, yd, start_epoch)
+        spe, fit_steps = min(steps_per_execution, steps_per_epoch), None
+        switch = [_EpochSwitch(epoch_variable, start_epoch)]
 
     with floatx(dtype):
         model = build(built_spec, init, dtype)
@@ -434,7 +476,6 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         loss = RecordedLoss(make_loss(model_spec), penalised_variables(model), train_spec.l2,
                             n_steps, optimizer.iterations, dtype, guard=weight_variables(model),
                             state=state_variables(model))
-        spe = _divisor_at_most(steps_per_epoch, steps_per_execution)
         recorder = None
         if every:
             # the ring holds one execution's snapshots: `_Progress` moves them into the
@@ -445,7 +486,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             object.__setattr__(model, "_zoo_recorder", recorder)   # not a tracked weight
         model.compile(loss=loss, optimizer=optimizer, steps_per_execution=spe)
         tracker = _Progress(loss, recorder, progress, steps_per_epoch)
-        callbacks: list[keras.callbacks.Callback] = [tracker]
+        callbacks: list[keras.callbacks.Callback] = [*switch, tracker]
         if ckpt is not None:
             from keras_models import checkpoint
 
@@ -457,7 +498,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             callbacks.append(checkpoint.CheckpointCallback(
                 ckpt, get_weights, loss.batch_losses, tracker.epoch_seconds))
         if n_items:
-            model.fit(data, epochs=train_spec.epochs, steps_per_epoch=steps_per_epoch,
+            model.fit(data, epochs=train_spec.epochs, steps_per_epoch=fit_steps,
                       shuffle=False, verbose=0, callbacks=callbacks, initial_epoch=start_epoch)
         done = int(ops.convert_to_numpy(optimizer.iterations))
         losses = np.asarray(ops.convert_to_numpy(loss.batch_losses), dtype=np.float64)[:done]

@@ -239,9 +239,10 @@ def test_steps_per_execution_gives_identical_results() -> None:
     ds = load("digits")
     spec = spec_for("mlp", ds)
     init = init_weights(spec, seed=1)
-    # 1437 samples: batch 60 gives 24 steps per epoch (8 divides it), batch 100 gives 15
-    # (8 does not: 5 per execution are used, see train._divisor_at_most)
-    for batch_size in (60, 100):
+    # 1437 samples: batch 60 gives 24 steps per epoch (8 divides it), batch 100 gives 15 and
+    # batch 63 gives 23, a prime (8 divides neither: each epoch's last execution runs what is
+    # left of it, `train.epoch_dataset`; the PyDataset path uses `train._divisor_at_most`)
+    for batch_size in (60, 63, 100):
         ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=3, batch_size=batch_size, seed=2)
         one = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=1)
         many = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=8)
@@ -251,14 +252,17 @@ def test_steps_per_execution_gives_identical_results() -> None:
     assert K._divisor_at_most(15, 8) == 5 and K._divisor_at_most(23, 8) == 1
     # every step's weights are recorded inside the compiled step and every step's progress
     # is reported, whatever the steps per execution (the default picks several)
-    calls = {1: [], 5: []}
+    # (7 per execution: two of 7 and one of 1 an epoch)
+    calls = {1: [], 5: [], 7: []}
     rec = {spe: K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=spe,
                         record_weights=True, progress=lambda e, s, v, c=calls[spe]: c.append(
-                            (e, s, v))) for spe in (1, 5)}
-    assert calls[1] == calls[5] and len(calls[5]) == 45 and calls[5][15][:2] == (1, 0)
-    assert len(rec[5].step_weights) == 45
-    assert all(max_diff(a, b) == 0.0 for a, b in zip(rec[1].step_weights, rec[5].step_weights,
-                                                      strict=True))
+                            (e, s, v))) for spe in (1, 5, 7)}
+    assert calls[1] == calls[5] == calls[7] and len(calls[5]) == 45
+    assert calls[5][15][:2] == (1, 0)
+    assert len(rec[5].step_weights) == len(rec[7].step_weights) == 45
+    for spe in (5, 7):
+        assert all(max_diff(a, b) == 0.0 for a, b in zip(rec[1].step_weights,
+                                                          rec[spe].step_weights, strict=True))
     assert max_diff(rec[5].step_weights[-1], rec[5].weights) == 0.0
     assert np.array_equal([v for _, _, v in calls[5]], rec[5].losses)
     strided = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=5,
@@ -313,14 +317,18 @@ def test_tf_data_batches_equal_the_pydataset(shuffle) -> None:
     ts = TrainSpec(OptimizerSpec(), epochs=4, batch_size=32, seed=9, shuffle=shuffle)
     spec = spec_for("softmax", ds)
     for start in (0, 2):  # a resumed run starts at its epoch
-        served = [(x.numpy(), y.numpy()) for x, y in K.order_dataset(ts, ds.X_train, ds.y_train, start)]
+        dataset, epoch = K.epoch_dataset(ts, ds.X_train, ds.y_train, start)
+        assert int(dataset.cardinality()) == 4
+        served = []
+        for e in range(4 - start):   # an iterator per epoch, pointed at it as fit does
+            epoch.assign(e)
+            served += [(x.numpy(), y.numpy()) for x, y in dataset]
         want = K.ZooBatches(spec, ts, ds.X_train, ds.y_train, masks=False, start_epoch=start)
         assert len(served) == len(want) == 4 * (4 - start)
         assert [len(y) for _, y in served[:4]] == [32, 32, 32, 24]
         for (x, y), k in zip(served, range(len(want)), strict=True):
             wx, wy = want[k]
             assert np.array_equal(x, wx) and np.array_equal(y, wy)
-    assert len(list(K.order_dataset(ts, ds.X_train, ds.y_train, start_epoch=4))) == 0  # finished
 
 
 def test_plain_fit_shuffles_and_logs_a_running_mean() -> None:
