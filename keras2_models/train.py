@@ -28,6 +28,11 @@ recipe as keras_models.train, in Keras 2's API):
 - float64: `tf.keras.backend.floatx()` is float64 while the model is built, compiled, fitted,
   used to predict and evaluate (Keras 2's losses, metrics and the optimizer's learning rate
   take floatx), and restored afterwards; every layer also gets its dtype explicitly.
+- recorded weights (`record_weights`): copied inside the compiled training step, after Keras 2
+  applied the update (`StepCopies`: `fit`'s model gets its `train_step` wrapped), into a few
+  rows of in-graph buffers that are moved into the run's canonical `zoo.specs.StepWeights`
+  through `zoo.layers.FlatNative` a block at a time (when full and at each epoch's end): no
+  round trip to numpy nor layout conversion per step.
 - `jit_compile=False` is passed to `compile` explicitly: Keras 2's `compile` leaves XLA off
   (None), its optimizers ask for it but turn it off without a GPU, and Keras 3's "auto" turns
   it on where a GPU exists; off, every machine runs the same kernels' path (on a CPU, XLA
@@ -62,17 +67,18 @@ from keras2_models.model import (
     trainable_variables,
     weight_variables,
 )
+from zoo import specs
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.layers import has_state
 from zoo.specs import (
     History,
     ModelSpec,
+    SnapshotRing,
     TrainSpec,
     check_inputs,
     dropout_masks,
     record_every,
-    records,
 )
 
 __all__ = ["RecordedLoss", "batches", "dropout_plan", "evaluate", "floatx", "predict",
@@ -207,22 +213,75 @@ class RecordedLoss(tf.keras.losses.Loss):
         return loss
 
 
-class _Progress(tf.keras.callbacks.Callback):
-    """Epoch wall times, weight snapshots, `progress(epoch, step, loss)` calls and the stop at
-    the first non-finite loss."""
+class StepCopies:
+    """The weights after every `every`-th step, copied inside the compiled training step (the
+    `train_step` of the model `fit` trains, wrapped by `record_in`, calls `record` after Keras 2
+    applied the update), so a recorded step costs in-graph copies instead of a round trip to
+    numpy and a layout conversion.
 
-    def __init__(self, recorder: RecordedLoss, model: tf.keras.Model,
-                 get_weights: Callable | None,
-                 progress: Callable[[int, int, float], None] | None, every: int = 1) -> None:
+    Every variable, raveled, goes into one row of its own buffer of `slots` rows plus one
+    scratch row that the steps not recorded write to (a row scatter,
+    `tf.Variable.scatter_update`): recorded ordinal r (the weights after global step
+    (r + 1) * every - 1) goes to row r % slots. `take(first, last)` moves ordinals
+    first..last-1 into `store`, the run's canonical `StepWeights` (allocated before the first
+    step, `capacity` rows), through `zoo.layers.FlatNative`; `_Progress` calls it when the
+    buffers are full and at each epoch's end."""
+
+    def __init__(self, model: tf.keras.Model, variables: dict, every: int, slots: int, step,
+                 dtype: str, capacity: int) -> None:
+        self.variables, self.every, self.step = variables, every, step
+        self.ring = SnapshotRing(model.model_spec.resolved, FRAMEWORK, list(variables),
+                                 [tuple(v.shape) for v in variables.values()], every, slots,
+                                 capacity, dtype)
+        self.slots, self.store = self.ring.slots, self.ring.store
+        self.buffers = [tf.Variable(np.zeros((self.slots + 1, int(np.prod(v.shape))), dtype),
+                                    trainable=False, name="snapshots")
+                        for v in variables.values()]
+
+    def record(self) -> None:
+        """In the training step, after the update: this step's row of every buffer."""
+        done = tf.cast(self.step, tf.int32)           # steps done, this one included
+        if self.every == 1:
+            row = tf.math.floormod(done - 1, self.slots)
+        else:
+            row = tf.where(tf.equal(tf.math.floormod(done, self.every), 0),
+                           tf.math.floormod(done // self.every - 1, self.slots), self.slots)
+        rows = tf.reshape(row, (1,))
+        for buf, var in zip(self.buffers, self.variables.values(), strict=True):
+            buf.scatter_update(tf.IndexedSlices(tf.reshape(var, (1, -1)), rows))
+
+    def record_in(self, trainer: tf.keras.Model) -> None:
+        """Make `trainer.fit` record: its `train_step` followed by `record` (set on the instance
+        and untracked, before `fit` builds its training function)."""
+        step = trainer.train_step
+
+        def train_step(data):
+            out = step(data)
+            self.record()   # reads ordered after the update (tf.function's control edges)
+            return out
+
+        object.__setattr__(trainer, "train_step", train_step)
+
+    def take(self, first: int, last: int) -> None:
+        # a view of each value read, used right away
+        self.ring.take(first, last, lambda: [np.asarray(b.read_value()) for b in self.buffers])
+
+
+class _Progress(tf.keras.callbacks.Callback):
+    """Epoch wall times, moving the recorded weights into their storage (`StepCopies.take`,
+    when its buffers are full and at each epoch's end), `progress(epoch, step, loss)` calls and
+    the stop at the first non-finite loss."""
+
+    def __init__(self, recorder: RecordedLoss, snapshots: StepCopies | None,
+                 progress: Callable[[int, int, float], None] | None) -> None:
         super().__init__()
-        self.recorder, self.get_weights, self.progress = recorder, get_weights, progress
-        self.zoo_model = model  # the Sequential (fit may train its masked model)
-        self.every = every
+        self.recorder, self.snapshots_of, self.progress = recorder, snapshots, progress
         self.epoch = 0
         self.global_step = 0
         self.epoch_seconds: list[float] = []
-        self.snapshots: list[dict[str, np.ndarray]] = []
+        self.snapshots = snapshots.store if snapshots is not None else None
         self._start = 0.0
+        self._read = 0      # snapshot ordinals moved into the storage so far
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self.epoch = epoch
@@ -230,6 +289,14 @@ class _Progress(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._start)
+        self._take()
+
+    def _take(self, when_full: bool = False) -> None:
+        if self.snapshots_of is not None:
+            upto = self.global_step // self.snapshots_of.every
+            if not when_full or upto - self._read >= self.snapshots_of.slots:
+                self.snapshots_of.take(self._read, upto)
+                self._read = upto
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         k = self.global_step
@@ -238,14 +305,14 @@ class _Progress(tf.keras.callbacks.Callback):
         # first non-finite batch loss, which is all it is used for here.
         if logs is not None and "loss" in logs and not np.isfinite(float(logs["loss"])):
             self.model.stop_training = True
-        if self.get_weights is not None and records(self.every, k):
-            self.snapshots.append(self.get_weights(self.zoo_model))
+        self._take(when_full=True)
         if self.progress is not None:
             self.progress(self.epoch, batch, float(self.recorder.batch_losses[k].numpy()))
 
     def on_train_end(self, logs=None) -> None:
         if len(self.epoch_seconds) < self.epoch + 1 and self._start:
             self.epoch_seconds.append(time.perf_counter() - self._start)  # stopped mid-epoch
+        self._take()
 
 
 def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.ndarray,
@@ -259,7 +326,9 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     (N, 1) values (regression). init: canonical initial weights (default: the layers' own
     initialisers). `History.losses[k]` is step k's mini-batch loss before its update, l2 term
     included. Training stops at the first non-finite loss (`History.stopped_at`) and returns
-    the weights that step started from (the copy `RecordedLoss` kept).
+    the weights that step started from (the copy `RecordedLoss` kept). record_weights: True
+    or a stride k records the weights after every (k-th) step into `History.step_weights`, a
+    `StepWeights` (copied inside the training step, see `StepCopies`).
 
     checkpoint_dir: save weights, optimizer variables and the History so far there after
     every epoch (`zoo.checkpoint`, `keras2_models.checkpoint`); `resume` continues from it with
@@ -287,7 +356,15 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                             n_steps, optimizer.iterations, dtype, guard=weight_variables(model),
                             state=state_variables(model))
         trainer.compile(loss=loss, optimizer=optimizer, jit_compile=False)
-        tracker = _Progress(loss, model, get_weights if every else None, progress, every=every)
+        copies = None
+        if every:
+            # the buffers hold at most an epoch's snapshots (zoo.specs.SCRATCH_ROWS at most);
+            # `_Progress` moves them into the canonical storage when full and at epoch ends
+            copies = StepCopies(model, weight_variables(model), every,
+                                min(specs.SCRATCH_ROWS, -(-steps_per_epoch // every)),
+                                optimizer.iterations, dtype, n_steps // every)
+            copies.record_in(trainer)
+        tracker = _Progress(loss, copies, progress)
         callbacks: list[tf.keras.callbacks.Callback] = [tracker]
         if ckpt is not None:
             from keras2_models import checkpoint
@@ -296,6 +373,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 checkpoint.restore(state, trainer, optimizer, loss.batch_losses)
                 tracker.epoch_seconds = list(state.epoch_seconds)
                 tracker.global_step = start_epoch * steps_per_epoch
+                tracker._read = tracker.global_step // every if every else 0
             callbacks.append(checkpoint.CheckpointCallback(
                 ckpt, model, get_weights, loss.batch_losses, tracker.epoch_seconds))
         if n_items:
@@ -311,7 +389,9 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     stopped_at = int(bad[0]) if len(bad) else None
     if stopped_at is not None:
         losses = losses[:stopped_at + 1]
-    snapshots = tracker.snapshots[:len(losses) // every] if every else None
+    snapshots = tracker.snapshots
+    if snapshots is not None and len(snapshots) > len(losses) // every:
+        snapshots = snapshots[:len(losses) // every]
     return History(framework=FRAMEWORK, losses=losses, weights=weights,
                    epoch_seconds=tracker.epoch_seconds, step_weights=snapshots,
                    stopped_at=stopped_at, weights_every=every or 1)

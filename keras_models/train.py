@@ -73,10 +73,11 @@ from keras_models.model import (
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.errors import ConfigError
-from zoo.layers import FlatNative, has_state
+from zoo.layers import has_state
 from zoo.specs import (
     History,
     ModelSpec,
+    SnapshotRing,
     StepWeights,
     TrainSpec,
     check_inputs,
@@ -291,14 +292,14 @@ class StepRecorder:
     def __init__(self, model, variables: dict, every: int, slots: int, step, dtype: str,
                  capacity: int) -> None:
         self.model, self.variables, self.every, self.step = model, variables, every, step
-        self.slots = max(1, int(slots))
-        self.flat = FlatNative(model.model_spec.resolved, FRAMEWORK, list(variables),
-                               [tuple(v.shape) for v in variables.values()])
+        self.ring = SnapshotRing(model.model_spec.resolved, FRAMEWORK, list(variables),
+                                 [tuple(v.shape) for v in variables.values()], every, slots,
+                                 capacity, dtype)
+        self.slots, self.store = self.ring.slots, self.ring.store
         self.buffers = [keras.Variable(np.zeros((self.slots + 1, int(np.prod(v.shape))),
                                                 dtype=dtype),
                                        trainable=False, dtype=dtype, name="snapshots")
                         for v in variables.values()]
-        self.store = StepWeights.allocate(self.flat.canonical_shapes, capacity, dtype)
 
     def record(self) -> None:
         done = ops.cast(self.step, "int32")           # steps done, this one included
@@ -320,25 +321,15 @@ class StepRecorder:
                 buf.assign(ops.slice_update(buf, (row, 0), value))
 
     def take(self, first: int, last: int) -> None:
-        if last <= first:
-            return
-        if last - first > self.slots:
-            raise ConfigError(f"internal: {last - first} snapshots since the last read, only "
-                              f"{self.slots} slots.")
-        order = np.arange(first, last) % self.slots
-        whole = order[0] + len(order) == order[-1] + 1
-        parts = []
-        for buf in self.buffers:
-            if keras.backend.backend() == "tensorflow":
-                # a read-only view of the value read (`.numpy()` and `convert_to_numpy` copy
-                # the whole buffer into fresh memory), dropped before the next execution
-                # writes to the buffer again
-                rows = np.asarray(buf.value.read_value())
-            else:
-                rows = np.asarray(ops.convert_to_numpy(buf))
-            parts.append(rows[order[0]:order[-1] + 1] if whole else rows[order])
-        self.flat.from_parts(parts, out=self.store.reserve(len(order)))
-        self.store.advance(len(order))
+        self.ring.take(first, last, self._read)
+
+    def _read(self) -> list[np.ndarray]:
+        if keras.backend.backend() == "tensorflow":
+            # a read-only view of each value read (`.numpy()` and `convert_to_numpy` copy the
+            # whole buffer into fresh memory), dropped before the next execution writes to the
+            # buffer again
+            return [np.asarray(buf.value.read_value()) for buf in self.buffers]
+        return [np.asarray(ops.convert_to_numpy(buf)) for buf in self.buffers]
 
 
 class _Progress(keras.callbacks.Callback):

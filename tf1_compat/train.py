@@ -108,10 +108,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         # (reads ordered after the train op, so after the update and the UPDATE_OPS), and
         # copied into one flat row (every variable raveled, in `model.variables` order;
         # fetched concatenated or one by one, see CONCAT_BELOW): a `RowRecorder` row
-        offsets = np.cumsum([0, *(int(np.prod(v.shape)) for v in model.variables.values())])
+        concatenated = sum(int(np.prod(v.shape)) for v in model.variables.values()) <= CONCAT_BELOW
         with tf.control_dependencies([train_op]):
             after = [tf.identity(v) for v in model.variables.values()]
-            if offsets[-1] <= CONCAT_BELOW:
+            if concatenated:
                 after = [tf.concat([tf.reshape(v, [-1]) for v in after], 0)]
     opt_state = None
     if ckpt is not None:
@@ -149,12 +149,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                     feed[model.native_dropout] = True
                 if records(every, len(losses)):
                     loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
-                    row = recorder.next_row()
-                    if len(native) == 1:
-                        row[...] = native[0]
-                    else:
-                        for a, b, value in zip(offsets[:-1], offsets[1:], native, strict=True):
-                            row[a:b] = value.reshape(-1)
+                    recorder.put(native)
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))

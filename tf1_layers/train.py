@@ -12,16 +12,22 @@ weights that loss was computed with. Those are copied into `backup/` variables b
 their own before each step: the moving statistics are updated by the layers' own UPDATE_OPS in
 the step's run, and a copy in the same run could read them before or after.
 
-Recorded weights are fetched in the step's run by reads made with `read_value()` under a
-control dependency on the train op. `tf.identity(variable)` would not do: `dynamic_rnn` gives
-the cell's variables a caching device, and converting such a variable returns the read made
-when it was created, which no control dependency orders (measured: the recorded LSTM weights
-one Adam step behind, 0.005 at lr 0.005, while the final weights were right).
+Recorded weights (`record_weights`) are fetched in the step's run by reads made with
+`read_value()` under a control dependency on the train op. `tf.identity(variable)` would not
+do: `dynamic_rnn` gives the cell's variables a caching device, and converting such a variable
+returns the read made when it was created, which no control dependency orders (measured: the
+recorded LSTM weights one Adam step behind, 0.005 at lr 0.005, while the final weights were
+right). As in `tf1_compat.train`, a recorded step fetches them as one in-graph concatenation of
+the raveled variables (`model.variables` order) when the model has at most CONCAT_BELOW
+weights, one by one otherwise, and copies them into one flat row of a `zoo.specs.RowRecorder`,
+whose scratch rows are converted to the canonical layout a block at a time (when full and at
+each epoch's end) into the run's `zoo.specs.StepWeights`: no `from_native` per step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
@@ -36,6 +42,7 @@ from zoo.layers import from_native, tensor_specs
 from zoo.specs import (
     History,
     ModelSpec,
+    RowRecorder,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -45,6 +52,11 @@ from zoo.specs import (
 )
 
 __all__ = ["evaluate", "predict", "step_details", "train"]
+
+#: Up to this many weights, a recorded step fetches them as one in-graph concatenation; above
+#: it, each variable (tf1_compat.train's rule and threshold: the fixed cost of a fetch against
+#: the cost of the concatenation).
+CONCAT_BELOW = 16384
 
 tf1 = tf.compat.v1
 
@@ -86,9 +98,14 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         # the weights after the update, fetched in the step's own run when it is recorded:
         # fresh reads ordered after the train op (`read_value`: `dynamic_rnn` gives the cell's
         # variables a caching device, and converting such a variable returns the read made
-        # when it was created, which no control dependency orders)
+        # when it was created, which no control dependency orders), copied into one flat row
+        # (every variable raveled, in `model.variables` order; fetched concatenated or one by
+        # one, see CONCAT_BELOW): a `RowRecorder` row
+        concatenated = sum(int(np.prod(v.shape)) for v in model.variables.values()) <= CONCAT_BELOW
         with tf.control_dependencies([train_op]):
-            after = {n: v.read_value() for n, v in model.variables.items()}
+            after = [v.read_value() for v in model.variables.values()]
+            if concatenated:
+                after = [tf.concat([tf.reshape(v, [-1]) for v in after], 0)]
     opt_state = None
     if ckpt is not None:
         from tf1_layers.checkpoint import OptimizerState
@@ -102,7 +119,11 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
-        snaps: list[dict[str, np.ndarray]] = []
+        # scratch rows and the whole run's storage, both written before the first step
+        recorder = RowRecorder(model_spec.resolved, FRAMEWORK, list(model.variables),
+                               [tuple(v.shape) for v in model.variables.values()],
+                               math.ceil(len(Xd) / train_spec.batch_size), train_spec.epochs,
+                               every, dtype) if every else None
         seconds: list[float] = []
         stopped: int | None = None
         if state is not None:
@@ -122,7 +143,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 sess.run(keep)
                 if records(every, len(losses)):
                     loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
-                    snaps.append(from_native(native, model_spec.resolved, FRAMEWORK))
+                    recorder.put(native)
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))
@@ -131,6 +152,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 if not np.isfinite(loss):
                     stopped = len(losses) - 1
                     break
+            if recorder is not None:
+                recorder.flush()
             seconds.append(time.perf_counter() - t0)
             if stopped is not None:
                 break
@@ -145,7 +168,7 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     finally:
         model.close()
     return History(framework=FRAMEWORK, losses=np.asarray(losses), weights=weights,
-                   epoch_seconds=seconds, step_weights=snaps if every else None,
+                   epoch_seconds=seconds, step_weights=recorder.store if every else None,
                    stopped_at=stopped, weights_every=every or 1)
 
 

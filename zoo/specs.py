@@ -14,7 +14,7 @@ names and layout as Keras.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -446,12 +446,56 @@ class RowRecorder:
         self.count += 1
         return self.rows[self.count - 1]
 
+    def put(self, parts: list[np.ndarray]) -> None:
+        """Fill the next row with a step's fetched native tensors: one flat array already in
+        row order (an in-graph concatenation of the raveled tensors), or every tensor in
+        `names` order, each raveled into its columns."""
+        row = self.next_row()
+        if len(parts) == 1 and np.ndim(parts[0]) == 1 and np.size(parts[0]) == len(row):
+            row[...] = parts[0]
+            return
+        offsets = self.flat.offsets
+        for a, b, value in zip(offsets[:-1], offsets[1:], parts, strict=True):
+            row[a:b] = np.reshape(value, -1)
+
     def flush(self) -> None:
         """Move the rows filled since the last flush into `store`."""
         if self.count:
             self.flat(self.rows[:self.count], out=self.store.reserve(self.count))
             self.store.advance(self.count)
             self.count = 0
+
+
+class SnapshotRing:
+    """The framework-free half of a recorder that copies the weights inside a compiled step
+    (Keras 3's `StepRecorder`, Keras 2's `StepCopies`): the step writes recorded ordinal r
+    (the weights after global step (r + 1) * every - 1) into row r % `slots` of one buffer
+    per native tensor (raveled, `names` order); `take(first, last, buffers)` moves ordinals
+    first..last-1 from those buffers, read as numpy arrays, into `store`, the run's canonical
+    `StepWeights` (allocated before the first step, `capacity` rows), through
+    `zoo.layers.FlatNative`."""
+
+    def __init__(self, resolved, framework: str, names: list[str], shapes: list[tuple],
+                 every: int, slots: int, capacity: int, dtype) -> None:
+        from zoo.layers import FlatNative
+
+        self.every, self.slots = every, max(1, int(slots))
+        self.flat = FlatNative(resolved, framework, names, shapes)
+        self.store = StepWeights.allocate(self.flat.canonical_shapes, capacity, dtype)
+
+    def take(self, first: int, last: int, buffers: Callable[[], list[np.ndarray]]) -> None:
+        """Move ordinals first..last-1 into `store`; `buffers()` reads every buffer (called
+        only when there is something to move)."""
+        if last <= first:
+            return
+        if last - first > self.slots:
+            raise ConfigError(f"internal: {last - first} snapshots since the last read, only "
+                              f"{self.slots} slots.")
+        order = np.arange(first, last) % self.slots
+        whole = order[0] + len(order) == order[-1] + 1
+        parts = [rows[order[0]:order[-1] + 1] if whole else rows[order] for rows in buffers()]
+        self.flat.from_parts(parts, out=self.store.reserve(len(order)))
+        self.store.advance(len(order))
 
 
 @dataclass
