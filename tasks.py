@@ -4,7 +4,8 @@
     python3 tasks.py demo            # the main job: zoo's cross-framework comparison
     python3 tasks.py test            # the whole test suite (two processes: -n 2 --dist loadfile)
     python3 tasks.py zoo ARGS...     # any zoo command
-    python3 tasks.py bench ARGS...   # benchmarks (slow); bench --compare: zoo compare's ratios
+    python3 tasks.py bench ARGS...   # benchmarks (slow); bench --compare: zoo compare's ratios;
+                                     # bench --profile: where zoo compare's time goes
 
 Needs only Python >= 3.10 and access to the package index. The environment lives in .venv
 (override with ZOO_VENV) and is reinstalled when pyproject.toml or constraints/ci.txt change.
@@ -104,6 +105,8 @@ def main(argv: list[str]) -> int:
     if task == "bench":
         if rest[:1] == ["--compare"]:  # zoo compare against the fastest paths
             return run([py, str(ROOT / "scripts" / "bench_compare.py"), *rest[1:]])
+        if rest[:1] == ["--profile"]:  # where zoo compare's time goes
+            return run([py, str(ROOT / "scripts" / "profile_compare.py"), *rest[1:]])
         return run([py, str(ROOT / "scripts" / "bench.py"), *rest])
     return run([py, "-m", "zoo", *DEMO, *rest])
 

@@ -8,7 +8,7 @@ gradient and update.
 
 What makes it agree with TF1, torch and the float64 reference step by step:
 - batches: exactly the index arrays of `zoo.data.batch_order(...)` of every epoch, in order,
-  served by `epoch_dataset`, a `tf.data.Dataset` that gathers them from the arrays held as
+  served by `order_dataset`, a `tf.data.Dataset` that gathers them from the arrays held as
   tensors (on the TensorFlow backend, without shared dropout masks), or else by `ZooBatches`,
   a `PyDataset` (`fit`'s own `shuffle`, on by default for arrays, is ignored for both;
   docs/porting.md, gotcha "`fit` shuffles by default"). The same batches either way (a test checks it); the tf.data pipeline
@@ -85,7 +85,7 @@ from zoo.specs import (
     record_every,
 )
 
-__all__ = ["RecordedLoss", "ZooBatches", "dropout_plan", "epoch_dataset", "evaluate", "floatx",
+__all__ = ["RecordedLoss", "ZooBatches", "dropout_plan", "evaluate", "floatx", "order_dataset",
            "predict", "step_details", "train"]
 
 FRAMEWORK = "keras"
@@ -174,22 +174,29 @@ class ZooBatches(keras.utils.PyDataset):
         return x, self.y[idx]
 
 
-def epoch_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epoch: int = 0):
-    """The shared batches one epoch at a time, for `fit` without `steps_per_epoch` (TensorFlow
-    backend only): `(dataset, epoch)`, where every iterator made over `dataset` serves the
-    batches of epoch `start_epoch + epoch` (a `tf.Variable` read when the iterator starts;
-    `_EpochSwitch` sets it at each epoch's beginning, before `fit` makes that epoch's
-    iterator), with its cardinality (the steps per epoch) declared. The epoch's
-    `batch_order` arrays are consecutive chunks of one permutation, so the epoch is that
-    permutation `.batch(batch_size)`-ed (the partial last batch kept); the index arrays of
-    every epoch are computed here, up front (epochs x N int64), and the gathers run in
-    TensorFlow, with no Python call per batch.
+def order_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epoch: int = 0,
+                  *, per_epoch: bool = False):
+    """The shared batches of epochs `start_epoch`..`epochs - 1` as a `tf.data.Dataset` of
+    `(X[idx], y[idx])` (TensorFlow backend only): `(dataset, epoch)`.
 
-    Each epoch then ends with its own iterator, so an execution of `steps_per_execution`
-    steps that reaches the epoch's end stops there (Keras's multi-step loop stops when its
-    iterator is exhausted): any number of steps per execution keeps the epochs aligned,
-    where one iterator over all epochs needs a divisor of the steps per epoch
-    (`_divisor_at_most`; a prime number of steps would mean one step per execution)."""
+    Each epoch's `batch_order` arrays are consecutive chunks of one permutation, so the epoch
+    is that permutation `.batch(batch_size)`-ed (the partial last batch kept). The index
+    arrays of every epoch are computed here, up front (epochs x N int64), and the gathers run
+    in TensorFlow, with no Python call per batch.
+
+    per_epoch False: one dataset over all epochs, for `fit(..., steps_per_epoch=...)`
+    (`flat_map` keeps the epochs apart; `epoch` is None). Its one iterator runs across the
+    epochs, so an execution of several steps must not straddle two: the steps per execution
+    must divide the steps per epoch (`_divisor_at_most`).
+
+    per_epoch True: every iterator made over `dataset` serves the batches of epoch
+    `start_epoch + epoch` (a `tf.Variable` read when the iterator starts; `_EpochSwitch` sets
+    it at each epoch's beginning, before `fit` makes that epoch's iterator), its cardinality
+    (the steps per epoch) declared, for `fit` without `steps_per_epoch`. An execution that
+    reaches the epoch's end stops there (Keras's multi-step loop stops when its iterator is
+    exhausted), so any number of steps per execution keeps the epochs aligned, at the cost
+    of a new iterator every epoch (~17 ms on this project's machine; `_plan_executions`
+    chooses)."""
     import tensorflow as tf
 
     n, bs = len(X), train_spec.batch_size
@@ -197,19 +204,21 @@ def epoch_dataset(train_spec: TrainSpec, X: np.ndarray, y: np.ndarray, start_epo
               for e in range(start_epoch, train_spec.epochs)]
     orders_t = tf.constant(np.stack(orders) if orders else np.zeros((0, n), np.int64))
     Xt, yt = tf.constant(X), tf.constant(y)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-
-    def one_epoch(_):
-        order = tf.gather(orders_t, epoch.read_value())
-        return tf.data.Dataset.from_tensor_slices(order).batch(bs)
-
-    batches = tf.data.Dataset.range(1).flat_map(one_epoch)
+    epoch = None
+    if per_epoch:
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        epochs = tf.data.Dataset.range(1).map(lambda _: tf.gather(orders_t, epoch.read_value()))
+    else:
+        epochs = tf.data.Dataset.from_tensor_slices(orders_t)
+    batches = epochs.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(bs))
     batches = batches.map(lambda idx: (tf.gather(Xt, idx), tf.gather(yt, idx))).prefetch(2)
-    return batches.apply(tf.data.experimental.assert_cardinality(math.ceil(n / bs))), epoch
+    if per_epoch:
+        batches = batches.apply(tf.data.experimental.assert_cardinality(math.ceil(n / bs)))
+    return batches, epoch
 
 
 class _EpochSwitch(keras.callbacks.Callback):
-    """Points `epoch_dataset`'s iterators at the epoch about to begin."""
+    """Points a per-epoch `order_dataset`'s iterators at the epoch about to begin."""
 
     def __init__(self, epoch, start_epoch: int) -> None:
         super().__init__()
@@ -384,8 +393,7 @@ class _Progress(keras.callbacks.Callback):
         self._take()
 
 
-#: Steps per execution when `train` picks them (each epoch's last execution runs what is left of
-#: it): many steps per compiled call (an execution costs ~3 ms of Python and callbacks:
+#: Steps per execution when `train` picks them (see `_plan_executions`): many steps per compiled call (an execution costs ~3 ms of Python and callbacks:
 #: mnist's softmax epoch at batch 32, 250 steps, took 63 ms in 5 executions and 48 ms in one),
 #: while progress still arrives about once a second on larger work (LeNet on 60,000 images:
 #: 1,875 steps an epoch, 256 an execution). Losses, weights and snapshots are the same for any value
@@ -416,9 +424,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     returned are the copy `RecordedLoss` kept of the last finite ones (as torch and TF1 return).
 
     steps_per_execution: up to that many steps per `tf.function` call (faster for small
-    models; on the TensorFlow backend each epoch's last execution runs what is left of the
-    epoch, `epoch_dataset`; with shared dropout masks or on torch's backend, the largest
-    divisor of the steps per epoch that is not larger, `_divisor_at_most`); None picks AUTO_STEPS_PER_EXECUTION on the TensorFlow backend (one
+    models; the largest divisor of the steps per epoch that is not larger, `_divisor_at_most`,
+    or on the TensorFlow backend without shared masks, when that divisor is much smaller,
+    this many with each epoch's last execution running what is left of it,
+    `_plan_executions`); None picks AUTO_STEPS_PER_EXECUTION on the TensorFlow backend (one
     step on torch's). Losses, weights and snapshots are exact for any value: the weights are
     recorded inside the compiled step (`StepRecorder`), and `progress` is called for every
     step once its execution ends.
@@ -456,10 +465,12 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         # one sequence over all epochs: an execution must not straddle two of them
         data = ZooBatches(model_spec, train_spec, Xd, yd, masks=use_masks, start_epoch=start_epoch)
         spe, fit_steps = _divisor_at_most(steps_per_epoch, steps_per_execution), steps_per_epoch
-    else:   # an iterator per epoch: its last execution stops at the epoch's end
-        data, epoch_variable = epoch_dataset(train_spec, Xd, yd, start_epoch)
-        spe, fit_steps = min(steps_per_execution, steps_per_epoch), None
-        switch = [_EpochSwitch(epoch_variable, start_epoch)]
+    else:
+        spe, per_epoch = _plan_executions(steps_per_epoch, steps_per_execution)
+        data, epoch_variable = order_dataset(train_spec, Xd, yd, start_epoch, per_epoch=per_epoch)
+        fit_steps = None if per_epoch else steps_per_epoch
+        if per_epoch:   # an iterator per epoch: its last execution stops at the epoch's end
+            switch = [_EpochSwitch(epoch_variable, start_epoch)]
 
     with floatx(dtype):
         model = build(built_spec, init, dtype)
@@ -505,6 +516,25 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     return History(framework=FRAMEWORK, losses=losses, weights=weights,
                    epoch_seconds=tracker.epoch_seconds, step_weights=snapshots,
                    stopped_at=stopped_at, weights_every=every or 1)
+
+
+#: What a new iterator every epoch costs, in executions (~17 ms against ~3 ms an execution,
+#: measured on this project's machine: `order_dataset`).
+ITERATOR_EXECUTIONS = 6
+
+
+def _plan_executions(steps_per_epoch: int, requested: int) -> tuple[int, bool]:
+    """(steps per execution, whether each epoch gets its own iterator) for the `tf.data`
+    path: a divisor of the steps per epoch and one iterator over all epochs when that costs
+    at most ITERATOR_EXECUTIONS more executions an epoch than `requested` steps per
+    execution with an iterator per epoch (whose last execution runs what is left of the
+    epoch); else the latter. A prime number of steps (271) thus runs in 2 executions an
+    epoch, not 271."""
+    divisor = _divisor_at_most(steps_per_epoch, requested)
+    wanted = min(requested, steps_per_epoch)
+    if steps_per_epoch // divisor <= -(-steps_per_epoch // wanted) + ITERATOR_EXECUTIONS:
+        return divisor, False
+    return wanted, True
 
 
 def _divisor_at_most(steps_per_epoch: int, requested: int) -> int:

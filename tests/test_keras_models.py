@@ -239,9 +239,9 @@ def test_steps_per_execution_gives_identical_results() -> None:
     ds = load("digits")
     spec = spec_for("mlp", ds)
     init = init_weights(spec, seed=1)
-    # 1437 samples: batch 60 gives 24 steps per epoch (8 divides it), batch 100 gives 15 and
-    # batch 63 gives 23, a prime (8 divides neither: each epoch's last execution runs what is
-    # left of it, `train.epoch_dataset`; the PyDataset path uses `train._divisor_at_most`)
+    # 1437 samples: batch 60 gives 24 steps per epoch (8 divides it), batch 100 gives 15 (5
+    # per execution, `train._divisor_at_most`) and batch 63 gives 23, a prime (an iterator per
+    # epoch, 8 per execution, the last of each epoch running the 7 left: `_plan_executions`)
     for batch_size in (60, 63, 100):
         ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=3, batch_size=batch_size, seed=2)
         one = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=1)
@@ -250,21 +250,27 @@ def test_steps_per_execution_gives_identical_results() -> None:
         assert np.array_equal(one.losses, many.losses)
         assert max_diff(one.weights, many.weights) == 0.0
     assert K._divisor_at_most(15, 8) == 5 and K._divisor_at_most(23, 8) == 1
+    assert K._plan_executions(15, 8) == (5, False) and K._plan_executions(23, 8) == (8, True)
+    assert K._plan_executions(250, 256) == (250, False) and K._plan_executions(271, 256) == (
+        256, True)
     # every step's weights are recorded inside the compiled step and every step's progress
     # is reported, whatever the steps per execution (the default picks several)
-    # (7 per execution: two of 7 and one of 1 an epoch)
+    # (batch 63, 7 per execution: an iterator per epoch, three executions of 7 and one of 2)
     calls = {1: [], 5: [], 7: []}
     rec = {spe: K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=spe,
                         record_weights=True, progress=lambda e, s, v, c=calls[spe]: c.append(
-                            (e, s, v))) for spe in (1, 5, 7)}
-    assert calls[1] == calls[5] == calls[7] and len(calls[5]) == 45
-    assert calls[5][15][:2] == (1, 0)
-    assert len(rec[5].step_weights) == len(rec[7].step_weights) == 45
-    for spe in (5, 7):
-        assert all(max_diff(a, b) == 0.0 for a, b in zip(rec[1].step_weights,
-                                                          rec[spe].step_weights, strict=True))
-    assert max_diff(rec[5].step_weights[-1], rec[5].weights) == 0.0
-    assert np.array_equal([v for _, _, v in calls[5]], rec[5].losses)
+                            (e, s, v))) for spe in (1, 5)}
+    ts63 = dataclasses.replace(ts, batch_size=63)
+    rec63 = {spe: K.train(spec, ts63, ds.X_train, ds.y_train, init, steps_per_execution=spe,
+                          record_weights=True, progress=lambda e, s, v, c=calls[spe]: c.append(
+                              (e, s, v))) for spe in (1, 7)}
+    assert calls[1][45:] == calls[7] and len(calls[7]) == 69 and calls[7][23][:2] == (1, 0)
+    assert calls[1][:45] == calls[5] and len(calls[5]) == 45 and calls[5][15][:2] == (1, 0)
+    assert len(rec[5].step_weights) == 45 and len(rec63[7].step_weights) == 69
+    for one, many in ((rec[1], rec[5]), (rec63[1], rec63[7])):
+        assert all(max_diff(a, b) == 0.0 for a, b in zip(one.step_weights, many.step_weights,
+                                                          strict=True))
+        assert np.array_equal(one.losses, many.losses)
     strided = K.train(spec, ts, ds.X_train, ds.y_train, init, steps_per_execution=5,
                       record_weights=4)
     assert [max_diff(w, rec[1].step_weights[4 * j + 3]) for j, w in
@@ -316,13 +322,17 @@ def test_tf_data_batches_equal_the_pydataset(shuffle) -> None:
     ds = load("iris")  # 120 rows, batch 32: three full batches and one of 24 per epoch
     ts = TrainSpec(OptimizerSpec(), epochs=4, batch_size=32, seed=9, shuffle=shuffle)
     spec = spec_for("softmax", ds)
-    for start in (0, 2):  # a resumed run starts at its epoch
-        dataset, epoch = K.epoch_dataset(ts, ds.X_train, ds.y_train, start)
-        assert int(dataset.cardinality()) == 4
-        served = []
-        for e in range(4 - start):   # an iterator per epoch, pointed at it as fit does
-            epoch.assign(e)
-            served += [(x.numpy(), y.numpy()) for x, y in dataset]
+    for start, per_epoch in ((0, False), (2, False), (0, True), (2, True)):  # resumed: from start
+        dataset, epoch = K.order_dataset(ts, ds.X_train, ds.y_train, start, per_epoch=per_epoch)
+        if per_epoch:
+            assert int(dataset.cardinality()) == 4
+            served = []
+            for e in range(4 - start):   # an iterator per epoch, pointed at it as fit does
+                epoch.assign(e)
+                served += [(x.numpy(), y.numpy()) for x, y in dataset]
+        else:
+            assert epoch is None
+            served = [(x.numpy(), y.numpy()) for x, y in dataset]
         want = K.ZooBatches(spec, ts, ds.X_train, ds.y_train, masks=False, start_epoch=start)
         assert len(served) == len(want) == 4 * (4 - start)
         assert [len(y) for _, y in served[:4]] == [32, 32, 32, 24]
