@@ -27,14 +27,14 @@ tf1 = tf.compat.v1
 class OptimizerState:
     """Reads and assigns the graph's variables other than the model's weights (moving
     statistics included: they travel with the weights) and the training loop's own `backup/`
-    copies of them. Create it after `minimize`."""
+    copies of them and `record/` rings of recorded steps. Create it after `minimize`."""
 
     def __init__(self, graph: tf.Graph, model_variables: dict[str, tf.Variable]) -> None:
         with graph.as_default():
             self.variables = {
                 v.name.split(":")[0]: v for v in tf1.global_variables()
                 if v.name.split(":")[0] not in model_variables
-                and not v.name.startswith("backup/")}
+                and not v.name.startswith(("backup/", "record/"))}
             self._assign = {}
             with tf1.name_scope("restore"):
                 for name, v in self.variables.items():

@@ -26,13 +26,14 @@ import tensorflow as tf
 
 from tf1_compat.model import GraphModel, build, targets, tf_dtype
 from tf1_compat.optimizers import after_init, make_optimizer
+from zoo import specs
 from zoo.checkpoint import start
 from zoo.data import batch_order
 from zoo.layers import from_native, tensor_specs
 from zoo.specs import (
     History,
     ModelSpec,
-    RowRecorder,
+    SnapshotRing,
     TrainSpec,
     check_inputs,
     dropout_masks,
@@ -43,10 +44,8 @@ from zoo.specs import (
 
 __all__ = ["evaluate", "predict", "step_details", "train"]
 
-#: Up to this many weights, a recorded step fetches them as one in-graph concatenation; above
-#: it, each variable (the fixed cost of a fetch against the cost of the concatenation: the
-#: softmax, 7,850 weights, 6 ms an epoch faster concatenated, the MLP, 52,650, 40 ms slower).
-CONCAT_BELOW = 16384
+#: The largest block of recorded weights fetched at once (`Ring`), in MB.
+RING_FETCH_MB = 16
 
 tf1 = tf.compat.v1
 
@@ -104,15 +103,14 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
             # `minimize` split in two, to hand the optimizer dense gradients (`_dense`)
             grads = optimizer.compute_gradients(total, var_list=var_list)
             train_op = optimizer.apply_gradients([(_dense(g), v) for g, v in grads])
-        # the weights after the update, fetched in the step's own run when it is recorded
-        # (reads ordered after the train op, so after the update and the UPDATE_OPS), and
-        # copied into one flat row (every variable raveled, in `model.variables` order;
-        # fetched concatenated or one by one, see CONCAT_BELOW): a `RowRecorder` row
-        concatenated = sum(int(np.prod(v.shape)) for v in model.variables.values()) <= CONCAT_BELOW
-        with tf.control_dependencies([train_op]):
-            after = [tf.identity(v) for v in model.variables.values()]
-            if concatenated:
-                after = [tf.concat([tf.reshape(v, [-1]) for v in after], 0)]
+        # the weights after a recorded step's update, copied inside the step's own run (reads
+        # ordered after the train op, so after the update and the UPDATE_OPS) into row
+        # `record/row` of a ring of `record/` variables, one per variable (raveled); the
+        # rings are fetched a block of rows at a time (`Ring`), not every step
+        ring = Ring(model, model_spec, train_spec, len(X), every, dtype) if every else None
+        if ring is not None:
+            with tf.control_dependencies([train_op]):
+                record = ring.copy_op()
     opt_state = None
     if ckpt is not None:
         from tf1_compat.checkpoint import OptimizerState
@@ -126,11 +124,6 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
         Xd = np.asarray(X, dtype=dtype)
         yd = targets(model_spec, y, dtype)
         losses: list[float] = []
-        # scratch rows and the whole run's storage, both written before the first step
-        recorder = RowRecorder(model_spec.resolved, "tf1", list(model.variables),
-                               [tuple(v.shape) for v in model.variables.values()],
-                               math.ceil(len(Xd) / train_spec.batch_size), train_spec.epochs,
-                               every, dtype) if every else None
         seconds: list[float] = []
         stopped: int | None = None
         if state is not None:
@@ -148,8 +141,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 elif model.masks and train_spec.dropout_mode == "native":
                     feed[model.native_dropout] = True
                 if records(every, len(losses)):
-                    loss, _, native = sess.run([total, train_op, after], feed_dict=feed)
-                    recorder.put(native)
+                    feed[ring.row] = ring.next_row(sess)
+                    loss, _, _ = sess.run([total, train_op, record], feed_dict=feed)
                 else:
                     loss, _ = sess.run([total, train_op], feed_dict=feed)
                 losses.append(float(loss))
@@ -158,8 +151,8 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
                 if not np.isfinite(loss):
                     stopped = len(losses) - 1
                     break
-            if recorder is not None:
-                recorder.flush()
+            if ring is not None:
+                ring.flush(sess)
             seconds.append(time.perf_counter() - t0)
             if stopped is not None:
                 break
@@ -172,8 +165,62 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     finally:
         model.close()
     return History(framework="tf1", losses=np.asarray(losses), weights=weights,
-                   epoch_seconds=seconds, step_weights=recorder.store if every else None,
+                   epoch_seconds=seconds, step_weights=ring.store if every else None,
                    stopped_at=stopped, weights_every=every or 1)
+
+
+class Ring:
+    """The weights after recorded steps, copied inside each recorded step's `Session.run`
+    (`copy_op`, under a control dependency on the train op) into row `row` (fed) of one
+    `record/<variable>` ring of `slots` rows per variable, raveled; the rows filled are
+    fetched a block at a time, when the ring is full and at each epoch's end (`flush`), and
+    moved into `store`, the run's canonical `StepWeights`, through `zoo.specs.SnapshotRing`.
+
+    A fetch per step (`Session.run` returning every weight) cost the MLP (52,650 weights)
+    ~60 ms an epoch at batch 32; the in-run copy and a fetch per block cost a fraction. A
+    block stays under RING_FETCH_MB: a fetched array is fresh memory, and the allocator
+    reuses blocks of that size instead of mapping (and faulting in) new pages every time."""
+
+    def __init__(self, model: GraphModel, model_spec: ModelSpec, train_spec: TrainSpec,
+                 n: int, every: int, dtype: str) -> None:
+        shapes = [tuple(v.shape) for v in model.variables.values()]
+        row_bytes = sum(int(np.prod(s)) for s in shapes) * np.dtype(dtype).itemsize
+        steps_per_epoch = math.ceil(n / train_spec.batch_size)
+        slots = max(1, min(specs.SCRATCH_ROWS, -(-steps_per_epoch // every),
+                           int(RING_FETCH_MB * 2**20 // max(row_bytes, 1))))
+        self.ring = SnapshotRing(model_spec.resolved, "tf1", list(model.variables), shapes,
+                                 every, slots, steps_per_epoch * train_spec.epochs // every,
+                                 dtype)
+        self.store, self.slots = self.ring.store, self.ring.slots
+        self.variables = list(model.variables.values())
+        self.recorded = self.taken = 0
+        with model.graph.as_default(), tf1.variable_scope("record"):
+            self.row = tf1.placeholder(tf.int32, [1], name="row")
+            self.buffers = [tf1.get_variable(f"ring_{i}", shape=(self.slots, int(np.prod(s))),
+                                             dtype=v.dtype.base_dtype, trainable=False,
+                                             initializer=tf1.zeros_initializer())
+                            for i, (s, v) in enumerate(zip(shapes, self.variables, strict=True))]
+
+    def copy_op(self) -> tf.Operation:
+        """Every variable's value into row `row` of its ring (build under the train op's
+        control dependency, so the values are the updated ones)."""
+        return tf.group(*[tf1.scatter_update(buf, self.row, tf.reshape(tf.identity(v), [1, -1]))
+                          for buf, v in zip(self.buffers, self.variables, strict=True)])
+
+    def next_row(self, sess: tf1.Session) -> list[int]:
+        """The ring row of the next recorded step (the rows filled so far fetched first when
+        the ring is full)."""
+        if self.recorded - self.taken == self.slots:
+            self.flush(sess)
+        self.recorded += 1
+        return [(self.recorded - 1) % self.slots]
+
+    def flush(self, sess: tf1.Session) -> None:
+        """Fetch the rows filled since the last flush into `store`."""
+        if self.recorded > self.taken:
+            values = sess.run(self.buffers)
+            self.ring.take(self.taken, self.recorded, lambda: values)
+            self.taken = self.recorded
 
 
 def _dense(grad: tf.Tensor | tf.IndexedSlices) -> tf.Tensor:
