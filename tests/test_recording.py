@@ -41,6 +41,27 @@ def test_scratch_rows_moved_when_full_keep_the_record_exact(fw, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- legacy columns
+def test_tf1_ring_of_one_row_keeps_the_record_exact(monkeypatch):
+    """TF1 copies each recorded step's weights into `record/` rings inside the step's run and
+    fetches them a block at a time (`tf1_compat.train.Ring`): with blocks capped at one row
+    (RING_FETCH_MB below one row's size) every step's fetch comes before the next step's copy,
+    and the record equals the default's, bit for bit, every step and the final weights."""
+    import tf1_compat.train as mod
+
+    ds = data.load("iris")
+    spec = model_spec_for("mlp", ds.n_features, ds.n_outputs)
+    ts = TrainSpec(OptimizerSpec("adam", lr=0.01), epochs=2, batch_size=8)
+    init = init_weights(spec, 0, "float32")
+    whole = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
+    monkeypatch.setattr(mod, "RING_FETCH_MB", 1e-6)
+    one = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
+    assert len(one.step_weights) == 30
+    for k, v in whole.step_weights.tensors.items():
+        np.testing.assert_array_equal(one.step_weights.tensors[k], v)
+    for k, v in whole.weights.items():
+        np.testing.assert_array_equal(one.step_weights[29][k], v)
+
+
 #: Runs in a process of the column's own environment (tf1-layers and keras2 need
 #: TF_USE_LEGACY_KERAS=1 before TensorFlow is imported, and no Keras 3 in the process):
 #: `python -c LEGACY_DRIVER PLAN.json`. Each case is trained at three settings, (scratch rows,
