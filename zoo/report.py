@@ -116,10 +116,17 @@ def write_json(comp: Comparison, path: Path) -> None:
     _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def plot(comp: Comparison, curves_path: Path, diff_path: Path) -> None:
+def preload() -> None:
+    """Import the plots' matplotlib (Agg) now: the CLI does it in a thread once a worker is
+    done, while the others still train (0.36 s of the report's time, docs/benchmarks.md)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+def plot(comp: Comparison, curves_path: Path, diff_path: Path) -> None:
+    preload()
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))

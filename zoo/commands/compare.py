@@ -11,6 +11,7 @@ from its input placeholder). The file is imported and run as your own trusted co
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -270,15 +271,26 @@ def run(args: argparse.Namespace) -> int:
                   console=console, transient=False, disable=not console.is_terminal) as prog:
         tasks = {fw: prog.add_task(fw, total=None, loss="-") for fw in frameworks}
 
+        preloader = threading.Thread(target=report.preload, daemon=True)
+        preload_lock = threading.Lock()   # events arrive on each worker's reader thread
+
         def on_event(fw: str, ev: dict) -> None:
             if ev.get("event") == "start":
                 prog.update(tasks[fw], total=ev["total_steps"])
             elif ev.get("event") == "progress":   # one event may cover several steps
                 prog.update(tasks[fw], advance=ev.get("steps", 1), loss=f"{ev['loss']:.4f}")
+            elif ev.get("event") == "done" and args.out:
+                # a core is free once a worker is done: import the plots' matplotlib there
+                # while the others train, not after them
+                with preload_lock:
+                    if preloader.ident is None:
+                        preloader.start()
 
         comp = cmp.compare(model_spec, train_spec, ds, frameworks=frameworks, init=init,
                            reference=args.reference, on_event=on_event,
                            workers=args.workers, record_weights=record)
+    if preloader.ident is not None:
+        preloader.join()
     comp.notes.extend(ds.label_notes())  # class names -> ids, empty classes (zoo.data)
     if args.diagnose:
         cmp.diagnose_comparison(comp, ds)
