@@ -238,9 +238,26 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
     errors: dict[str, str] = {}
     turns = _Turns(concurrency())
 
+    def load(fw: str) -> FrameworkResult:
+        info = json.loads(Path(jobs[fw]["metrics"]).read_text())
+        with np.load(jobs[fw]["out"], allow_pickle=False) as d:
+            hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
+        return FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
+                               info["train_seconds"])
+
     def one(group: list[str]) -> None:
         key = "+".join(group)
         own: dict[str, str] = {}     # a framework's own error event in a shared process
+        # a framework's results are complete when it says "done": in a shared process they
+        # are read then, while the next framework trains, not after the process ends
+        early: dict[str, threading.Thread] = {}
+        loaded: dict[str, FrameworkResult] = {}
+
+        def load_early(fw: str) -> None:
+            try:
+                loaded[fw] = load(fw)
+            except Exception:   # read again (and any error reported) once the process ends
+                pass
 
         def events(_: str, ev: dict) -> str | None:
             kind, fw = ev.get("event"), ev.get("framework")
@@ -249,6 +266,9 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
                 own[fw] = f"{ev.get('type', 'Error')}: {ev.get('message', '')}"
             if kind in ("done", "error") and fw in (group[-1], None):
                 turns.give_back(key)
+            if kind == "done" and len(group) > 1 and fw in group[:-1]:
+                early[fw] = threading.Thread(target=load_early, args=(fw,), daemon=True)
+                early[fw].start()
             if on_event is not None and kind != "ready":
                 on_event(fw if fw in group else group[0], ev)
             return answer
@@ -260,15 +280,13 @@ def run_workers(frameworks: list[str], job_dir: Path, jobs: dict[str, dict],
             err = run_worker(group[0], job, job_dir / f"job_{key}.json", events, timeout)
         finally:
             turns.give_back(key)
+        for t in early.values():
+            t.join()
         for fw in group:
             if fw in own or (err and not Path(jobs[fw]["metrics"]).is_file()):
                 errors[fw] = own.get(fw) or err
                 continue
-            info = json.loads(Path(jobs[fw]["metrics"]).read_text())
-            with np.load(jobs[fw]["out"], allow_pickle=False) as d:
-                hist = History.from_npz_dict(fw, {k: d[k] for k in d.files})
-            results[fw] = FrameworkResult(fw, hist, info["metrics"], info["import_seconds"],
-                                          info["train_seconds"])
+            results[fw] = loaded[fw] if fw in loaded else load(fw)
 
     threads = [threading.Thread(target=one, args=(g,))
                for g in process_groups(frameworks, share)]
