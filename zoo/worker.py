@@ -17,16 +17,21 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
+_EMIT = threading.Lock()   # a shared process's frameworks may report from two threads
+
 
 def _emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    line = json.dumps(obj) + "\n"
+    with _EMIT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class Throttled:
@@ -122,23 +127,27 @@ def _prepare(job: dict) -> dict:
             "model": ModelSpec.from_dict(job["model"]), "train": TrainSpec.from_dict(job["train"])}
 
 
-def _train(job: dict, prep: dict) -> None:
-    """Train, evaluate and write one job's results (its history .npz and metrics JSON)."""
-    from zoo.specs import History
-
+def _train(job: dict, prep: dict):
+    """Train one job: (its History, the training's seconds)."""
     fw, mod = job["framework"], prep["mod"]
     model_spec, train_spec = prep["model"], prep["train"]
-    X_train, y_train, X_test, y_test = prep["data"]
+    X_train, y_train = prep["data"][:2]
     steps_per_epoch = -(-len(X_train) // train_spec.batch_size)
     _emit({"event": "start", "framework": fw, "import_seconds": prep["import_seconds"],
            "total_steps": steps_per_epoch * train_spec.epochs})
     progress = Throttled(steps_per_epoch, framework=fw)
     t1 = time.perf_counter()
-    hist: History = mod.train(model_spec, train_spec, X_train, y_train, prep["init"],
-                              record_weights=job.get("record_weights", True), progress=progress)
+    hist = mod.train(model_spec, train_spec, X_train, y_train, prep["init"],
+                     record_weights=job.get("record_weights", True), progress=progress)
     progress.flush()
-    train_seconds = time.perf_counter() - t1
-    metrics = mod.evaluate(model_spec, hist.weights, X_test, y_test)
+    return hist, time.perf_counter() - t1
+
+
+def _finish(job: dict, prep: dict, hist, train_seconds: float) -> None:
+    """Evaluate one trained job and write its results (its history .npz and metrics JSON),
+    then say "done"."""
+    fw, mod = job["framework"], prep["mod"]
+    metrics = mod.evaluate(prep["model"], hist.weights, *prep["data"][2:])
     np.savez(job["out"], **hist.to_npz_dict())
     info = {"framework": fw, "metrics": {k: float(v) for k, v in metrics.items()},
             "import_seconds": prep["import_seconds"], "train_seconds": train_seconds,
@@ -168,17 +177,30 @@ def run(job_path: str | os.PathLike) -> int:
         if sys.stdin.readline().strip() != "go":
             raise ZooError("the comparing process ended before this framework's turn to train.")
     if len(jobs) == 1:
-        _train(jobs[0], prepared[0])
+        _finish(jobs[0], prepared[0], *_train(jobs[0], prepared[0]))
         return 0
-    failed = False
-    for j, prep in zip(jobs, prepared, strict=True):
+    failed: list[str] = []
+
+    def guarded(j: dict, step, *args):
         try:
-            _train(j, prep)
+            return step(j, *args)
         except Exception as exc:  # this framework's failure; the next one still trains
-            failed = True
+            failed.append(j["framework"])
             _emit({"event": "error", "framework": j["framework"], "type": type(exc).__name__,
                    "message": str(exc),
                    "traceback": "" if isinstance(exc, ZooError) else traceback.format_exc()})
+            return None
+
+    finishing: list[threading.Thread] = []
+    for j, prep in zip(jobs, prepared, strict=True):
+        trained = guarded(j, _train, prep)
+        if trained is not None:
+            # evaluated and written in a thread while the next framework trains (a core is
+            # free by then: at most one training per core)
+            finishing.append(threading.Thread(target=guarded, args=(j, _finish, prep, *trained)))
+            finishing[-1].start()
+    for t in finishing:
+        t.join()
     return 2 if failed else 0
 
 
