@@ -108,6 +108,54 @@ def test_keras_keeps_the_last_finite_weights_with_several_steps_per_execution():
         assert np.all(np.isfinite(value)) and np.array_equal(five.weights[name], value), name
 
 
+@pytest.mark.parametrize("spe", [1, 5])
+def test_keras_recording_every_step_returns_the_same_last_finite_weights(spe):
+    """Recording every step, Keras takes the last finite weights from the record instead of
+    the copy each step otherwise makes: the same weights, losses and stopping step as without
+    recording, bit for bit, and the record ends with the non-finite step."""
+    from keras_models.train import train
+
+    ds = load("icecream")
+    spec = model_spec_for("linear", ds.n_features, 1)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=LR), epochs=5, batch_size=40)  # 10 steps per epoch
+    bare = train(spec, ts, ds.X_train, ds.y_train, init_weights(spec), steps_per_execution=spe)
+    rec = train(spec, ts, ds.X_train, ds.y_train, init_weights(spec), steps_per_execution=spe,
+                record_weights=True)
+    assert bare.stopped_at is not None and rec.stopped_at == bare.stopped_at
+    assert np.array_equal(rec.losses, bare.losses)
+    assert len(rec.step_weights) == rec.stopped_at + 1
+    for name, value in bare.weights.items():
+        assert np.all(np.isfinite(value)) and np.array_equal(rec.weights[name], value), name
+    # the first loss already non-finite (kernel 1e30: squared errors overflow float32): the
+    # initial weights, which no record holds
+    huge = {k: np.full_like(v, 1e30) if k.endswith("kernel") else v
+            for k, v in init_weights(spec).items()}
+    first = train(spec, ts, ds.X_train, ds.y_train, huge, record_weights=True)
+    assert first.stopped_at == 0
+    for name, value in huge.items():
+        assert np.array_equal(first.weights[name], value), name
+
+
+@pytest.mark.parametrize("spe", [1, 4])
+def test_keras_recording_every_step_keeps_the_batchnorm_state_a_diverging_step_started_from(spe):
+    """The same with BatchNorm (digits, cnn_bn, lr 1e10: the loss turns non-finite at step 3):
+    the weights and the moving statistics returned are the record's entry before that step,
+    equal to the copy's (NaN where an overflowing gradient left one, in both)."""
+    from keras_models.train import train
+
+    ds = load("digits")
+    spec = model_spec_for("cnn_bn", ds.n_features, ds.n_outputs, input_shape=ds.image_shape)
+    X = ds.X_train.reshape(len(ds.X_train), *ds.image_shape)
+    ts = TrainSpec(OptimizerSpec("sgd", lr=1e10), epochs=2, batch_size=64)
+    bare = train(spec, ts, X, ds.y_train, init_weights(spec), steps_per_execution=spe)
+    rec = train(spec, ts, X, ds.y_train, init_weights(spec), steps_per_execution=spe,
+                record_weights=True)
+    assert bare.stopped_at == rec.stopped_at == 3
+    for name, value in bare.weights.items():
+        np.testing.assert_array_equal(rec.weights[name], value, err_msg=name)
+        np.testing.assert_array_equal(rec.step_weights[2][name], value, err_msg=name)
+
+
 def test_compare_reports_the_step_and_the_advice(tmp_path):
     import json
 
