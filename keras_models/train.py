@@ -393,10 +393,11 @@ class _Progress(keras.callbacks.Callback):
         self._take()
 
 
-#: Steps per execution when `train` picks them (see `_plan_executions`): many steps per compiled call (an execution costs ~3 ms of Python and callbacks:
-#: mnist's softmax epoch at batch 32, 250 steps, took 63 ms in 5 executions and 48 ms in one),
-#: while progress still arrives about once a second on larger work (LeNet on 60,000 images:
-#: 1,875 steps an epoch, 256 an execution). Losses, weights and snapshots are the same for any value
+#: Steps per execution when `train` picks them (see `_plan_executions`): many steps per
+#: compiled call (an execution costs ~3 ms of Python and callbacks: mnist's softmax epoch at
+#: batch 32, 250 steps, took 63 ms in 5 executions and 48 ms in one), while progress still
+#: arrives about once a second on larger work (LeNet on 60,000 images: 1,875 steps an epoch,
+#: 256 an execution). Losses, weights and snapshots are the same for any value
 #: (tests/test_keras_models.py).
 AUTO_STEPS_PER_EXECUTION = 256
 
@@ -420,8 +421,10 @@ def train(model_spec: ModelSpec, train_spec: TrainSpec, X: np.ndarray, y: np.nda
     initial weights (default: the layers' own initialisers, `keras_models.model.build`).
     `History.losses[k]` is step k's mini-batch loss before its update, l2 term included.
     Training stops at the first non-finite loss (`History.stopped_at`; with
-    steps_per_execution > 1 the run goes on to its end and the losses are cut there). Keras has already applied that step's update then, so the weights
-    returned are the copy `RecordedLoss` kept of the last finite ones (as torch and TF1 return).
+    steps_per_execution > 1 the run goes on to its end and the losses are cut there). Keras
+    has already applied that step's update then, so the weights returned are the last finite
+    ones (as torch and TF1 return): the copy `RecordedLoss` keeps, or, recording every step,
+    the record's entry before that step (no copy is made then).
 
     steps_per_execution: up to that many steps per `tf.function` call (faster for small
     models; the largest divisor of the steps per epoch that is not larger, `_divisor_at_most`,

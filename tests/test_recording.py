@@ -1,6 +1,6 @@
-"""Recording every step's weights in each framework: the scratch rows a framework keeps in its
-own layout (`zoo.specs.RowRecorder`) are moved into the canonical storage when full and at
-each epoch's end, and the record is the same whatever the scratch size
+"""Recording every step's weights in each framework: the rows a framework keeps in its own
+layout (torch's `zoo.specs.RowRecorder` scratch, TF1's `record/` ring variables) are moved into
+the canonical storage when full and at each epoch's end, and the record is the same whatever the scratch size
 (`zoo.specs.SCRATCH_ROWS`), bit for bit. The legacy columns (tf1-layers through a
 `RowRecorder`, keras2 through the in-graph `keras2_models.train.StepCopies`) run in processes of
 their own environment and are checked against their weights read step by step."""
@@ -27,7 +27,7 @@ def test_scratch_rows_moved_when_full_keep_the_record_exact(fw, monkeypatch):
     ts = TrainSpec(OptimizerSpec("momentum", lr=0.05, momentum=0.9), epochs=2, batch_size=8)
     init = init_weights(spec, 0, "float32")
     whole = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
-    monkeypatch.setattr(specs, "SCRATCH_ROWS", 4)     # zoo.specs.RowRecorder's scratch
+    monkeypatch.setattr(specs, "SCRATCH_ROWS", 4)     # torch's scratch, TF1's ring rows
     small = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=True)
     strided = mod.train(spec, ts, ds.X_train, ds.y_train, init, record_weights=2)
     assert isinstance(small.step_weights, StepWeights)

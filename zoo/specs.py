@@ -423,7 +423,7 @@ class StepWeights(Sequence):
 
 class RowRecorder:
     """The weights after recorded steps, for a framework that copies them as one flat row a
-    step (torch, TF1): `next_row()` hands out a row of a scratch buffer (at most
+    step (torch, TF1 layers): `next_row()` hands out a row of a scratch buffer (at most
     SCRATCH_ROWS rows) to write the native tensors into, raveled in `names` order; when the
     scratch is full and at each epoch's end (`flush`) its rows go into `store`, the run's
     canonical `StepWeights` (allocated before the first step), through
@@ -468,7 +468,7 @@ class RowRecorder:
 
 class SnapshotRing:
     """The framework-free half of a recorder that copies the weights inside a compiled step
-    (Keras 3's `StepRecorder`, Keras 2's `StepCopies`): the step writes recorded ordinal r
+    (Keras 3's `StepRecorder`, Keras 2's `StepCopies`, TF1's `Ring`): the step writes recorded ordinal r
     (the weights after global step (r + 1) * every - 1) into row r % `slots` of one buffer
     per native tensor (raveled, `names` order); `take(first, last, buffers)` moves ordinals
     first..last-1 from those buffers, read as numpy arrays, into `store`, the run's canonical
